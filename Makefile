@@ -1,0 +1,31 @@
+# Two commands for a new user (see README.md):
+#   make reproduce   set up .venv and regenerate reports/ on the default data
+#   make test        set up .venv if needed and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= default
+# Offline data and weights live beside the project by default; override with DEIDKIT_SHARED=/path.
+export DEIDKIT_SHARED ?= $(abspath ../shared)
+
+.PHONY: setup reproduce test lint clean-cache
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade "pip>=24" "setuptools>=64,<82" wheel
+	# torch first, pinned: the CPU machines take these wheels from local disk.
+	$(BIN)/python -m pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -e ".[dev,study]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (deidkit)"
+	touch $@
+
+setup: $(BIN)/.installed
+
+reproduce: setup
+	$(BIN)/deidkit reports --profile $(PROFILE)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check deidkit tests

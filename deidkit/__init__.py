@@ -1,0 +1,3 @@
+"""deidkit: a reproducible study kit for face de-identification."""
+
+__version__ = "0.1.0"

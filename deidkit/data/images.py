@@ -1,0 +1,71 @@
+"""Reading images safely: every failure names the file and the problem; odd modes are converted."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+# Truncated files must fail loudly, not decode as grey padding.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+MIN_SIDE = 24
+
+
+class ImageError(ValueError):
+    """An image file cannot be used; the message names the file and the reason."""
+
+
+def load_image(path: str | os.PathLike, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Read ``path`` as an RGB ``uint8`` array of shape (H, W, 3).
+
+    Grey, palette, 16-bit, CMYK and alpha images are converted (alpha is composited on black, which is
+    what a detector sees where a transparent image is shown on a dark page); corrupt, truncated, empty or
+    tiny images raise :class:`ImageError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                arr = to_rgb(img)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a recognised image format (corrupt or not an image)") from None
+    except (OSError, SyntaxError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: unreadable image ({exc}); the file is probably truncated or corrupt") from None
+    h, w = arr.shape[:2]
+    if min(h, w) < min_side:
+        raise ImageError(f"{path}: image is {w}x{h} pixels, smaller than the {min_side}-pixel minimum for a face")
+    return arr
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to RGB uint8."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        hi = a.max() or 1.0
+        a = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"), dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an RGB uint8 array atomically (a crash leaves no half-written file under ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
+    Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=fmt)
+    os.replace(tmp, path)
