@@ -126,3 +126,22 @@ def asset_path(name: str, path: str | os.PathLike | None = None, verify: bool = 
     except KeyError:
         raise KeyError(f"unknown asset {name!r}; known: {sorted(ASSETS)}") from None
     return asset.locate(path, verify=verify)
+
+
+class using_cache:  # noqa: N801 - used as a context manager, reads like a function
+    """Point ``cache_dir()`` at ``path`` inside a ``with`` block (e.g. to time work on a cold cache)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        self._old: str | None = None
+
+    def __enter__(self) -> Path:
+        self._old = os.environ.get("DEIDKIT_CACHE")
+        os.environ["DEIDKIT_CACHE"] = self.path
+        return Path(self.path)
+
+    def __exit__(self, *exc) -> None:
+        if self._old is None:
+            os.environ.pop("DEIDKIT_CACHE", None)
+        else:
+            os.environ["DEIDKIT_CACHE"] = self._old

@@ -1,0 +1,171 @@
+"""Evaluation and training protocols as versioned manifests (CSV in ``data_manifests/``), built with recorded seeds.
+
+- ``lfw_217x8``: every LFW identity with >= 8 face-detected images, 8 images each, 5 repetitions of a random
+  4 gallery + 4 probe split per identity (the FaDeNet protocol transposed to LFW).
+- ``lfw_57x8``: 57 of those identities (as many as the Radboud subjects FaDeNet used), same images and splits.
+- ``lfw_train_pool``: every identity with fewer than 8 images, hence disjoint from both test protocols; the critic
+  uses those with >= 4 images (one held out per identity), the generators use every image (labels unused).
+- ``lfw_all_identities``: a gallery template set over all 5,749 identities for "rank of the true identity".
+- ``lfw_pairs``: the official View-2 verification pairs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from deidkit.assets import asset_path, sha256_file
+from deidkit.data.lfw import MANIFEST_DIR, lfw_root
+
+PROTOCOL_SEEDS = {"lfw_217x8": 217, "lfw_57x8": 57, "lfw_train_pool": 4, "lfw_all_identities": 5749}
+N_REPS = 5
+GALLERY_TEMPLATE_IMAGES = 5
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+
+
+def import_folder(root: str | os.PathLike) -> pd.DataFrame:
+    """Manifest of a generic ``<root>/<identity>/<image>`` data set (Radboud, XM2VTS, your own): path (relative
+    to ``root``), identity, sha256."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder; expected <root>/<identity>/<image>")
+    files = sorted(f for f in root.glob("*/*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{root}: no images found in <root>/<identity>/<image> layout")
+    return pd.DataFrame([(f.relative_to(root).as_posix(), f.parent.name, sha256_file(f)) for f in files],
+                        columns=["path", "identity", "sha256"])
+
+
+def identification_protocol(files: pd.DataFrame, n_identities: int | None, n_images: int = 8, n_gallery: int = 4,
+                            reps: int = N_REPS, seed: int = 0) -> pd.DataFrame:
+    """Closed-set identification protocol: ``n_identities`` identities (all eligible ones when None) with
+    ``n_images`` images each, and ``reps`` random gallery/probe splits per identity (columns ``rep0``...)."""
+    rng = np.random.default_rng(seed)
+    counts = files.groupby("identity").size()
+    eligible = sorted(counts[counts >= n_images].index)
+    if n_identities is not None:
+        if n_identities > len(eligible):
+            raise ValueError(f"only {len(eligible)} identities have >= {n_images} images; asked for {n_identities}")
+        eligible = sorted(rng.choice(eligible, size=n_identities, replace=False).tolist())
+    rows = []
+    for ident in eligible:
+        imgs = files[files["identity"] == ident].sort_values("path")
+        pick = imgs.iloc[np.sort(rng.choice(len(imgs), size=n_images, replace=False))]
+        roles = np.empty((reps, n_images), dtype=object)
+        for r in range(reps):
+            perm = rng.permutation(n_images)
+            roles[r, perm[:n_gallery]] = "gallery"
+            roles[r, perm[n_gallery:]] = "probe"
+        for j, (_, row) in enumerate(pick.iterrows()):
+            rows.append({"identity": ident, "path": row["path"], "sha256": row["sha256"],
+                         **{f"rep{r}": roles[r, j] for r in range(reps)}})
+    return pd.DataFrame(rows)
+
+
+def protocol_subset(protocol: pd.DataFrame, n_identities: int, seed: int) -> pd.DataFrame:
+    """``n_identities`` identities of a protocol, keeping their images and splits."""
+    rng = np.random.default_rng(seed)
+    idents = sorted(protocol["identity"].unique())
+    keep = set(rng.choice(idents, size=n_identities, replace=False).tolist())
+    return protocol[protocol["identity"].isin(keep)].reset_index(drop=True)
+
+
+def train_pool(files: pd.DataFrame, test_identities: set[str], min_critic_images: int = 4,
+               seed: int = 0) -> pd.DataFrame:
+    """Identities not in any test protocol. ``critic_split`` is ``train``/``heldout`` (one image per identity held
+    out) for identities with >= ``min_critic_images`` images, else ``none`` (used by the generators only)."""
+    rng = np.random.default_rng(seed)
+    pool = files[~files["identity"].isin(test_identities)].sort_values("path").reset_index(drop=True)
+    pool["critic_split"] = "none"
+    for _, grp in pool.groupby("identity"):
+        if len(grp) >= min_critic_images:
+            pool.loc[grp.index, "critic_split"] = "train"
+            pool.loc[rng.choice(grp.index.to_numpy()), "critic_split"] = "heldout"
+    return pool
+
+
+def all_identities_gallery(files: pd.DataFrame, exclude_paths: set[str], per_identity: int = GALLERY_TEMPLATE_IMAGES,
+                           seed: int = 0) -> pd.DataFrame:
+    """Gallery for rank-of-the-true-identity: up to ``per_identity`` images of every identity, never a probe."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _, grp in files[~files["path"].isin(exclude_paths)].sort_values("path").groupby("identity"):
+        take = grp if len(grp) <= per_identity else grp.iloc[np.sort(rng.choice(len(grp), per_identity, False))]
+        rows.append(take[["identity", "path", "sha256"]])
+    return pd.concat(rows, ignore_index=True)
+
+
+def parse_pairs(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """LFW View-2 ``pairs.txt``: 10 folds x (300 matched + 300 mismatched) as fold, path1, path2, same."""
+    path = Path(path) if path is not None else asset_path("lfw-pairs")
+    lines = Path(path).read_text().split("\n")
+    try:
+        n_folds, n_pairs = (int(v) for v in lines[0].split())
+    except ValueError:
+        raise ValueError(f"{path}: first line must be '<folds> <pairs>', got {lines[0]!r}") from None
+
+    def img(name: str, num: str) -> str:
+        return f"images/{name}/{name}_{int(num):04d}.jpg"
+
+    rows, i = [], 1
+    for fold in range(n_folds):
+        for k in range(2 * n_pairs):
+            parts = lines[i].split()
+            i += 1
+            if len(parts) == 3:
+                rows.append((fold, img(parts[0], parts[1]), img(parts[0], parts[2]), True))
+            elif len(parts) == 4:
+                rows.append((fold, img(parts[0], parts[1]), img(parts[2], parts[3]), False))
+            else:
+                raise ValueError(f"{path}: line {i}: expected 3 or 4 fields, got {lines[i - 1]!r}")
+            if (k < n_pairs) != rows[-1][3]:
+                raise ValueError(f"{path}: line {i}: matched/mismatched pair out of order")
+    return pd.DataFrame(rows, columns=["fold", "path1", "path2", "same"])
+
+
+def build_lfw_manifests(alignment: pd.DataFrame, out_dir: Path = MANIFEST_DIR) -> dict[str, pd.DataFrame]:
+    """Build every LFW protocol from the file manifest and the alignment result (images without a face are
+    excluded and listed in ``lfw_no_face.csv``). Deterministic for given seeds; writes CSVs + ``protocols.yaml``."""
+    files = pd.read_csv(out_dir / "lfw_files.csv", dtype={"sha256": str})
+    status = dict(zip(alignment["path"], alignment["status"]))
+    bad = files[files["path"].map(lambda p: status.get(p) in (None, "no_face", "unreadable"))]
+    usable = files[~files["path"].isin(bad["path"])]
+    p217 = identification_protocol(usable, None, seed=PROTOCOL_SEEDS["lfw_217x8"])
+    p57 = protocol_subset(p217, 57, seed=PROTOCOL_SEEDS["lfw_57x8"])
+    test_ids = set(p217["identity"])
+    pool = train_pool(usable, test_ids | set(files.groupby("identity").size().loc[lambda s: s >= 8].index),
+                      seed=PROTOCOL_SEEDS["lfw_train_pool"])
+    probes57 = set(p57.loc[p57["rep0"] == "probe", "path"])
+    gallery_all = all_identities_gallery(usable, probes57, seed=PROTOCOL_SEEDS["lfw_all_identities"])
+    pairs = parse_pairs(lfw_root() / "pairs.txt")
+    out = {"lfw_217x8": p217, "lfw_57x8": p57, "lfw_train_pool": pool, "lfw_all_identities": gallery_all,
+           "lfw_pairs": pairs, "lfw_no_face": bad.assign(status=bad["path"].map(status))}
+    for name, df in out.items():
+        df.to_csv(out_dir / f"{name}.csv", index=False)
+    meta = {
+        "version": 1,
+        "source": "LFW (original, unaligned), data_manifests/lfw_files.csv",
+        "alignment": "canonical crop, YuNet with MTCNN fallback; images where neither finds a face are excluded",
+        "protocols": {
+            "lfw_217x8": {"seed": PROTOCOL_SEEDS["lfw_217x8"], "identities": int(p217.identity.nunique()),
+                          "images_per_identity": 8, "gallery": 4, "probe": 4, "repetitions": N_REPS},
+            "lfw_57x8": {"seed": PROTOCOL_SEEDS["lfw_57x8"], "subset_of": "lfw_217x8",
+                         "identities": int(p57.identity.nunique())},
+            "lfw_train_pool": {"seed": PROTOCOL_SEEDS["lfw_train_pool"], "identities": int(pool.identity.nunique()),
+                               "images": len(pool),
+                               "critic_identities": int(pool.loc[pool.critic_split != "none", "identity"].nunique()),
+                               "rule": "identities with < 8 images; critic uses those with >= 4, one held out"},
+            "lfw_all_identities": {"seed": PROTOCOL_SEEDS["lfw_all_identities"],
+                                   "identities": int(gallery_all.identity.nunique()), "images": len(gallery_all),
+                                   "rule": f"up to {GALLERY_TEMPLATE_IMAGES} images per identity, "
+                                           "never an lfw_57x8 rep0 probe"},
+            "lfw_pairs": {"source": "official pairs.txt (View 2)", "folds": 10, "pairs": len(pairs)},
+            "lfw_no_face": {"images": len(bad)},
+        },
+    }
+    (out_dir / "protocols.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return out

@@ -1,0 +1,30 @@
+"""Every de-identifier of the kit by name: the naive baselines and the trained models (loaded from their run
+folders in the cache, trained by notebooks 02 and 03)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from deidkit.baselines import Deidentifier, baseline_deidentifiers, get_deidentifier
+
+#: Trained de-identifiers: name prefix -> loader(name, profile). Filled by the model packages on import.
+TRAINED: dict[str, Callable[[str, str], Deidentifier]] = {}
+
+
+def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) -> None:
+    TRAINED[prefix] = loader
+
+
+def load_deidentifier(name: str, profile: str = "quick") -> Deidentifier:
+    """A baseline by name, or a trained model (``fadenet...``, ``live...``) of the given profile."""
+    for prefix, loader in TRAINED.items():
+        if name.startswith(prefix):
+            return loader(name, profile)
+    return get_deidentifier(name)
+
+
+def load_deidentifiers(baselines: tuple[str, ...] | list[str] | None, extra: list[str] | tuple[str, ...] = (),
+                       profile: str = "quick") -> list[Deidentifier]:
+    """The baselines named (all when None) followed by the extra (trained) de-identifiers."""
+    base = baseline_deidentifiers() if baselines is None else [get_deidentifier(n) for n in baselines]
+    return [*base, *(load_deidentifier(n, profile) for n in extra)]

@@ -1,0 +1,1 @@
+"""Evaluation: identification (CMC, rank of the true identity), verification, image quality."""

@@ -1,0 +1,183 @@
+"""Evaluate a list of de-identifiers with a list of recognisers on an LFW protocol: the numbers behind
+notebook 04 and ``reports/metrics.json``.
+
+De-identification is applied to probes only (each protocol image is de-identified once and serves as a probe
+in the repetitions where it is one); galleries stay original.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from deidkit.data.alignment import make_detector
+from deidkit.data.lfw import AlignmentKey, aligned_crops, load_manifest
+from deidkit.eval.embeddings import embed_batched, embed_originals
+from deidkit.eval.identification import (
+    IdentificationResult,
+    evaluate_identification,
+    identity_templates,
+    pair_verification,
+    rank_summary,
+    true_identity_rank,
+)
+from deidkit.eval.quality import detection_rate, psnr, ssim
+
+
+@dataclass
+class DeidentifiedSet:
+    """A protocol's crops after one de-identifier, with its image-quality figures."""
+
+    name: str
+    crops: np.ndarray
+    quality: dict[str, float]
+
+
+@dataclass
+class BenchmarkResult:
+    records: list[dict] = field(default_factory=list)
+    cmc: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    identification: dict[tuple[str, str], IdentificationResult] = field(default_factory=dict)
+    roc: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    true_ranks: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+
+    def table(self, kind: str = "identification") -> pd.DataFrame:
+        return pd.DataFrame([r for r in self.records if r["kind"] == kind])
+
+
+def protocol_subset(protocol: pd.DataFrame, n_identities: int | None) -> pd.DataFrame:
+    """The first ``n_identities`` identities (sorted) of a protocol, for tiny profiles; all when None."""
+    if n_identities is None:
+        return protocol
+    keep = sorted(protocol["identity"].unique())[:n_identities]
+    return protocol[protocol["identity"].isin(keep)].reset_index(drop=True)
+
+
+def deidentify_in_batches(deidentifier, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    out = [deidentifier.deidentify(crops[i:i + batch_size]) for i in range(0, len(crops), batch_size)]
+    result = np.concatenate(out)
+    if result.shape != crops.shape or result.dtype != np.uint8:
+        raise ValueError(f"{deidentifier.name}: deidentify returned {result.dtype} {result.shape}, "
+                         f"expected uint8 {crops.shape}")
+    return result
+
+
+def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "lfw_57x8",
+                  n_identities: int | None = None, size: int = 224, detector: str = "yunet",
+                  rank_gallery: str | None = "lfw_all_identities", rank_gallery_identities: int | None = None,
+                  detection: bool = True) -> BenchmarkResult:
+    """Identification (Rank-1/5, CMC), original-vs-de-identified verification (ROC, TAR@FAR=1e-3), rank of the
+    true identity among all gallery identities, SSIM/PSNR and detection rate, for every (de-identifier,
+    recogniser) pair. ``deidentifiers`` should include ``baselines.Identity()`` for the original row."""
+    files = load_manifest("lfw_files")
+    tag = AlignmentKey(detector, size).tag
+    protocol = protocol_subset(load_manifest(protocol_name), n_identities)
+    crops = aligned_crops(protocol["path"], size=size, detector=detector, manifest=files)
+    shas = protocol["sha256"].tolist()
+    det = make_detector(detector) if detection else None
+    res = BenchmarkResult()
+
+    gallery = None
+    if rank_gallery:
+        gallery = load_manifest(rank_gallery)
+        if rank_gallery_identities is not None:
+            # Tiny profiles: the probe identities plus the first identities of the gallery.
+            names = sorted(set(gallery["identity"]) - set(protocol["identity"]))[:rank_gallery_identities]
+            gallery = gallery[gallery["identity"].isin(set(names) | set(protocol["identity"]))]
+        gallery = gallery.reset_index(drop=True)
+
+    originals = {}
+    templates = {}
+    for rec in recognizers:
+        originals[rec.name] = embed_originals(rec, shas, lambda idx: crops[idx], tag)
+        if gallery is not None:
+            g_emb = embed_originals(
+                rec, gallery["sha256"].tolist(),
+                lambda idx, g=gallery: aligned_crops(g["path"].iloc[idx], size=size, detector=detector,
+                                                     manifest=files), tag)
+            templates[rec.name] = identity_templates(g_emb, gallery["identity"].to_numpy())
+
+    rep0_probe = (protocol["rep0"] == "probe").to_numpy()
+    rep0_gallery = (protocol["rep0"] == "gallery").to_numpy()
+    labels = protocol["identity"].to_numpy()
+    for deid in tqdm(deidentifiers, desc="de-identifiers"):
+        out = deidentify_in_batches(deid, crops)
+        quality = {
+            "ssim": float(ssim(crops, out).mean()),
+            "psnr": float(psnr(crops, out).mean()),
+            "ssim_face": float(ssim(crops, out, "face").mean()),
+            "psnr_face": float(psnr(crops, out, "face").mean()),
+        }
+        if det is not None:
+            quality["detection_rate"] = detection_rate(out[rep0_probe], det)
+        for rec in recognizers:
+            emb = embed_batched(rec, out, desc=f"{rec.name} on {deid.name}")
+            ident = evaluate_identification(protocol, originals[rec.name], emb)
+            key = (deid.name, rec.name)
+            res.identification[key] = ident
+            res.cmc[key] = ident.cmc()
+            res.records.append({"kind": "identification", "protocol": protocol_name,
+                                "n_identities": int(protocol["identity"].nunique()), "deidentifier": deid.name,
+                                "recognizer": rec.name, **ident.summary(), **quality,
+                                "repetitions": len(ident.ranks), "probes_per_rep": int(rep0_probe.sum())})
+            ver = pair_verification(originals[rec.name][rep0_gallery], labels[rep0_gallery], emb[rep0_probe],
+                                    labels[rep0_probe])
+            res.roc[key] = (ver["fpr"], ver["tpr"])
+            res.records.append({"kind": "deid_verification", "protocol": protocol_name, "deidentifier": deid.name,
+                                "recognizer": rec.name, "tar_at_far": ver["tar_at_far"], "far": ver["far"],
+                                "genuine_pairs": ver["genuine_pairs"], "impostor_pairs": ver["impostor_pairs"]})
+            if gallery is not None:
+                t_emb, t_names = templates[rec.name]
+                ranks = true_identity_rank(emb[rep0_probe], labels[rep0_probe], t_emb, t_names)
+                res.true_ranks[key] = ranks
+                res.records.append({"kind": "true_identity_rank", "protocol": protocol_name,
+                                    "deidentifier": deid.name, "recognizer": rec.name, **rank_summary(ranks),
+                                    "gallery_size": len(t_names), "probes": len(ranks)})
+    return res
+
+
+def privacy_utility_frontier(table: pd.DataFrame, recognizer: str, candidate: str) -> pd.DataFrame:
+    """Baseline rows (of ``recognizer``) whose SSIM is at least ``candidate``'s, with their Rank-1: the check
+    "``candidate`` beats every naive baseline at equal image quality" holds when all these have higher Rank-1."""
+    t = table[table["recognizer"] == recognizer]
+    cand = t[t["deidentifier"] == candidate]
+    if cand.empty:
+        raise KeyError(f"no row for {candidate!r} with recogniser {recognizer!r}")
+    c = cand.iloc[0]
+    others = t[(t["deidentifier"] != candidate) & (t["deidentifier"] != "original") & (t["ssim"] >= c["ssim"])]
+    return others.assign(candidate_rank1=c["rank1_mean"], beaten=others["rank1_mean"] > c["rank1_mean"])
+
+
+@dataclass
+class RecognitionEvalConfig:
+    """Notebook 04's experiment: which protocol, recognisers, de-identifiers and gallery.
+
+    Profiles: ``tiny`` (tests, seconds), ``quick`` (the full CPU evaluation on lfw_57x8 and all 5,749
+    identities), ``paper`` (adds lfw_217x8).
+    """
+
+    protocols: tuple[str, ...] = ("lfw_57x8",)
+    n_identities: int | None = None
+    recognizers: tuple[str, ...] = ("dlib", "mobilefacenet_casia", "mobilefacenet_ms1m")
+    baselines: tuple[str, ...] | None = None
+    rank_gallery: str | None = "lfw_all_identities"
+    rank_gallery_identities: int | None = None
+    size: int = 224
+    detector: str = "yunet"
+    detection: bool = True
+
+    PROFILES = {
+        "tiny": dict(n_identities=6, recognizers=("mobilefacenet_ms1m",),
+                     baselines=("blur_sigma8", "pixelate_16px", "blackbox"), rank_gallery_identities=40),
+        "quick": {},
+        "paper": dict(protocols=("lfw_57x8", "lfw_217x8")),
+    }
+
+    @classmethod
+    def profile(cls, name: str, **overrides) -> RecognitionEvalConfig:
+        if name not in cls.PROFILES:
+            raise ValueError(f"unknown profile {name!r}; choose one of {sorted(cls.PROFILES)}")
+        return cls(**{**cls.PROFILES[name], **{k: v for k, v in overrides.items() if v is not None}})

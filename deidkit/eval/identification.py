@@ -1,0 +1,143 @@
+"""Closed-set identification as in FaDeNet, rank of the true identity in a large gallery, and verification of
+original-vs-de-identified pairs.
+
+Only probes are de-identified; the gallery always holds originals. Similarity is cosine on L2-normalised
+embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+Embedder = Callable[[np.ndarray], np.ndarray]
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def identify_rank(probe_emb: np.ndarray, probe_labels: np.ndarray, gallery_emb: np.ndarray,
+                  gallery_labels: np.ndarray) -> np.ndarray:
+    """1-based rank of the first gallery image of each probe's true identity in the list of gallery images
+    sorted by cosine similarity (FaDeNet's definition). Ties count against the probe."""
+    probe_labels = np.asarray(probe_labels)
+    gallery_labels = np.asarray(gallery_labels)
+    if not set(probe_labels) <= set(gallery_labels):
+        raise ValueError("closed-set identification: every probe identity must be in the gallery")
+    sims = l2_normalize(probe_emb) @ l2_normalize(gallery_emb).T
+    same = probe_labels[:, None] == gallery_labels[None, :]
+    best_true = np.where(same, sims, -np.inf).max(axis=1)
+    # Rank = 1 + number of other-identity gallery images at least as similar as the best true image.
+    return 1 + (np.where(~same, sims, -np.inf) >= best_true[:, None]).sum(axis=1)
+
+
+def cmc(ranks: np.ndarray, max_rank: int) -> np.ndarray:
+    """Cumulative match characteristic: fraction of probes with rank <= k for k = 1..max_rank."""
+    ranks = np.asarray(ranks)
+    return np.array([(ranks <= k).mean() for k in range(1, max_rank + 1)])
+
+
+@dataclass
+class IdentificationResult:
+    """Per-repetition ranks and the CMC of a protocol for one recogniser and one de-identifier."""
+
+    ranks: list[np.ndarray]
+    gallery_size: int
+
+    def cmc(self, max_rank: int | None = None) -> np.ndarray:
+        """Mean CMC over repetitions, shape (max_rank,)."""
+        max_rank = max_rank or self.gallery_size
+        return np.mean([cmc(r, max_rank) for r in self.ranks], axis=0)
+
+    def rank_k(self, k: int) -> tuple[float, float]:
+        """Mean and (population) standard deviation of Rank-k accuracy over repetitions."""
+        vals = np.array([(r <= k).mean() for r in self.ranks])
+        return float(vals.mean()), float(vals.std())
+
+    def summary(self) -> dict[str, float]:
+        r1, s1 = self.rank_k(1)
+        r5, s5 = self.rank_k(5)
+        return {"rank1_mean": r1, "rank1_std": s1, "rank5_mean": r5, "rank5_std": s5}
+
+
+def rep_columns(protocol: pd.DataFrame) -> list[str]:
+    cols = sorted((c for c in protocol.columns if c.startswith("rep")), key=lambda c: int(c[3:]))
+    if not cols:
+        raise ValueError("protocol has no rep<k> columns (gallery/probe splits)")
+    return cols
+
+
+def evaluate_identification(protocol: pd.DataFrame, original_emb: np.ndarray,
+                            probe_emb: np.ndarray | None = None) -> IdentificationResult:
+    """Evaluate every repetition of ``protocol`` (rows aligned with the embeddings).
+
+    ``original_emb`` are embeddings of the original images (the gallery); ``probe_emb`` those of the probes as
+    shown to the recogniser (de-identified), defaulting to the originals.
+    """
+    probe_emb = original_emb if probe_emb is None else probe_emb
+    if len(original_emb) != len(protocol) or len(probe_emb) != len(protocol):
+        raise ValueError("embeddings must have one row per protocol row")
+    labels = protocol["identity"].to_numpy()
+    ranks, gsize = [], 0
+    for col in rep_columns(protocol):
+        g = (protocol[col] == "gallery").to_numpy()
+        p = (protocol[col] == "probe").to_numpy()
+        ranks.append(identify_rank(probe_emb[p], labels[p], original_emb[g], labels[g]))
+        gsize = int(g.sum())
+    return IdentificationResult(ranks, gsize)
+
+
+def identity_templates(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One template per identity: the normalised mean of its normalised embeddings."""
+    labels = np.asarray(labels)
+    names, inv = np.unique(labels, return_inverse=True)
+    sums = np.zeros((len(names), emb.shape[1]), dtype=np.float64)
+    np.add.at(sums, inv, l2_normalize(emb))
+    return l2_normalize(sums), names
+
+
+def true_identity_rank(probe_emb: np.ndarray, probe_labels: np.ndarray, template_emb: np.ndarray,
+                       template_labels: np.ndarray) -> np.ndarray:
+    """1-based rank of the true identity among all identity templates (the live paper's Table 3)."""
+    probe_labels = np.asarray(probe_labels)
+    template_labels = np.asarray(template_labels)
+    index = {n: i for i, n in enumerate(template_labels)}
+    try:
+        true_idx = np.array([index[n] for n in probe_labels])
+    except KeyError as exc:
+        raise ValueError(f"probe identity {exc} has no gallery template") from None
+    sims = l2_normalize(probe_emb) @ l2_normalize(template_emb).T
+    true_sim = sims[np.arange(len(sims)), true_idx]
+    sims[np.arange(len(sims)), true_idx] = -np.inf
+    return 1 + (sims >= true_sim[:, None]).sum(axis=1)
+
+
+def rank_summary(ranks: np.ndarray) -> dict[str, float]:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return {"median": float(np.median(ranks)), "mean": float(ranks.mean()), "sd": float(ranks.std())}
+
+
+def pair_verification(gallery_emb: np.ndarray, gallery_labels: np.ndarray, probe_emb: np.ndarray,
+                      probe_labels: np.ndarray, far: float = 1e-3) -> dict:
+    """Verify every (original gallery image, probe) pair: genuine when the identities match. Returns the ROC
+    (fpr, tpr), its AUC-free summary TAR at ``far``, and the pair counts."""
+    sims = l2_normalize(probe_emb) @ l2_normalize(gallery_emb).T
+    same = np.asarray(probe_labels)[:, None] == np.asarray(gallery_labels)[None, :]
+    fpr, tpr, _ = roc_curve(same.ravel(), sims.ravel())
+    n_impostor = int((~same).sum())
+    if n_impostor * far < 1:
+        raise ValueError(f"{n_impostor} impostor pairs cannot resolve FAR {far}")
+    return {"fpr": fpr, "tpr": tpr, "tar_at_far": tar_from_roc(fpr, tpr, far), "far": far,
+            "genuine_pairs": int(same.sum()), "impostor_pairs": n_impostor}
+
+
+def tar_from_roc(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """Highest TAR whose FAR does not exceed ``far``."""
+    ok = fpr <= far
+    return float(tpr[ok].max()) if ok.any() else 0.0

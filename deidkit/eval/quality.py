@@ -1,0 +1,66 @@
+"""Image quality of a de-identified crop against its original: SSIM and PSNR over the whole crop and over the
+face region, and the face detection rate after de-identification."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from deidkit.data.templates import CANONICAL_ZOOM
+
+
+def face_box(size: int) -> tuple[int, int, int, int]:
+    """The face region of a canonical crop, (x0, y0, x1, y1): the square a tight ArcFace 112 crop would cover."""
+    # The canonical template is the ArcFace template scaled about the crop centre, so the box is centred.
+    half = CANONICAL_ZOOM * size / 2.0
+    c = size / 2.0
+    x0, x1 = int(round(c - half)), int(round(c + half))
+    y0, y1 = x0, x1
+    return max(x0, 0), max(y0, 0), min(x1, size), min(y1, size)
+
+
+def _check(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape or a.ndim != 4 or a.shape[-1] != 3:
+        raise ValueError(f"expected two batches (N, H, W, 3) of equal shape, got {a.shape} and {b.shape}")
+
+
+def ssim(original: np.ndarray, other: np.ndarray, region: str = "image") -> np.ndarray:
+    """Per-image SSIM (colour, data range 255) over the whole crop (``region="image"``) or the face box."""
+    _check(original, other)
+    a, b = _region(original, region), _region(other, region)
+    return np.array([structural_similarity(x, y, channel_axis=-1, data_range=255) for x, y in zip(a, b)])
+
+
+def psnr(original: np.ndarray, other: np.ndarray, region: str = "image") -> np.ndarray:
+    """Per-image PSNR in dB (identical images give +inf, reported as 100 dB to keep means finite)."""
+    _check(original, other)
+    a, b = _region(original, region), _region(other, region)
+    out = []
+    for x, y in zip(a, b):
+        out.append(100.0 if np.array_equal(x, y) else peak_signal_noise_ratio(x, y, data_range=255))
+    return np.array(out)
+
+
+def _region(batch: np.ndarray, region: str) -> np.ndarray:
+    if region == "image":
+        return batch
+    if region == "face":
+        x0, y0, x1, y1 = face_box(batch.shape[1])
+        return batch[:, y0:y1, x0:x1]
+    raise ValueError(f"region must be 'image' or 'face', not {region!r}")
+
+
+def detection_rate(batch: np.ndarray, detector) -> float:
+    """Fraction of crops in which ``detector`` (an object with ``.detect(image) -> list``) finds a face.
+
+    Crops are padded by a quarter of their side first: a detector tuned to faces in scenes misses a face that
+    fills the whole frame.
+    """
+    if len(batch) == 0:
+        raise ValueError("empty batch")
+    pad = batch.shape[1] // 4
+    found = 0
+    for img in batch:
+        padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="constant")
+        found += bool(detector.detect(padded))
+    return found / len(batch)

@@ -1,0 +1,1 @@
+"""Networks only: no file loading, no data sets."""

@@ -1,0 +1,88 @@
+"""Figures shared by the notebooks: image grids, CMC curves, ROC curves and the privacy-utility scatter."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+
+def image_grid(rows: list[np.ndarray], row_titles: list[str] | None = None, col_titles: list[str] | None = None,
+               size: float = 1.6):
+    """A grid of images: ``rows`` is a list of batches (N, H, W, 3) of equal N."""
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
+    for r, batch in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r, c]
+            img = batch[c]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0 and row_titles:
+                ax.set_ylabel(row_titles[r], fontsize=8)
+            if r == 0 and col_titles:
+                ax.set_title(col_titles[c], fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def difference_image(a: np.ndarray, b: np.ndarray, gain: float = 4.0) -> np.ndarray:
+    """Absolute difference, amplified by ``gain`` for visibility, as uint8."""
+    d = np.abs(a.astype(np.float32) - b.astype(np.float32)) * gain
+    return np.clip(d, 0, 255).astype(np.uint8)
+
+
+def cmc_figure(cmcs: dict[tuple[str, str], np.ndarray], recognizer: str, max_rank: int = 20, ax=None):
+    """CMC curves of every de-identifier for one recogniser (like FaDeNet's Fig. 5)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for (deid, rec), curve in sorted(cmcs.items()):
+        if rec != recognizer:
+            continue
+        k = np.arange(1, min(max_rank, len(curve)) + 1)
+        style = "-" if deid == "original" or deid.startswith(("fadenet", "live")) else "--"
+        ax.plot(k, curve[: len(k)], style, label=deid, lw=2 if style == "-" else 1)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"CMC — {recognizer}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    return ax.figure
+
+
+def privacy_utility_scatter(table: pd.DataFrame, x: str = "ssim", y: str = "rank1_mean", ax=None):
+    """Rank-1 (privacy: lower is better) against SSIM (utility: higher is better), one marker per recogniser,
+    with the 5-repetition standard deviation as error bars."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4.2))
+    markers = "osD^v<>"
+    for i, (rec, grp) in enumerate(table.groupby("recognizer")):
+        err = grp[y.replace("_mean", "_std")] if y.endswith("_mean") else None
+        ax.errorbar(grp[x], grp[y], yerr=err, fmt=markers[i % len(markers)], label=rec, capsize=2, alpha=0.8)
+        for _, row in grp.iterrows():
+            ax.annotate(row["deidentifier"], (row[x], row[y]), fontsize=5, alpha=0.7, xytext=(2, 2),
+                        textcoords="offset points")
+    ax.set_xlabel(f"{x.upper()} to the original (utility)")
+    ax.set_ylabel("Rank-1 (identity leaks)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Privacy-utility: lower right is better")
+    return ax.figure
+
+
+def roc_figure(rocs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], recognizer: str, ax=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.6))
+    for (deid, rec), (fpr, tpr) in sorted(rocs.items()):
+        if rec == recognizer:
+            ax.plot(np.maximum(fpr, 1e-5), tpr, label=deid)
+    ax.set_xscale("log")
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.set_title(f"original vs de-identified pairs — {recognizer}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    return ax.figure

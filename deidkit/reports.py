@@ -1,0 +1,191 @@
+"""Regenerate ``reports/``: execute the notebooks in order with papermill, export HTML, collect every number the
+notebooks record into ``reports/metrics.json`` (with provenance) and summarise it in ``reports/README.md``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from deidkit.assets import PROJECT_ROOT
+
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+DEFAULT_REPORTS = PROJECT_ROOT / "reports"
+PROFILES = ("tiny", "quick", "paper")
+PACKAGES = ("torch", "torchvision", "numpy", "opencv-python-headless", "facenet-pytorch", "dlib-bin",
+            "scikit-image", "scikit-learn", "pandas", "papermill")
+
+
+def reports_dir(path: str | os.PathLike | None = None) -> Path:
+    d = Path(path) if path else DEFAULT_REPORTS
+    (d / "figures").mkdir(parents=True, exist_ok=True)
+    (d / "metrics").mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The notebooks in execution order (their file names start with a two-digit number)."""
+    nbs = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        nbs = [nb for nb in nbs if any(nb.name.startswith(o) for o in only)]
+        if not nbs:
+            raise ValueError(f"no notebook matches {only}; have {[p.name for p in sorted(NOTEBOOK_DIR.glob('*.ipynb'))]}")
+    return nbs
+
+
+def save_figure(fig, name: str, out: str | os.PathLike | None = None) -> Path:
+    """Save a matplotlib figure as ``reports/figures/<name>.png`` (what the report's README links to)."""
+    path = reports_dir(out) / "figures" / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def record_metrics(records: list[dict], source: str, out: str | os.PathLike | None = None) -> Path:
+    """Write the records a notebook produced to ``reports/metrics/<source>.json`` (replacing its earlier ones)."""
+    for r in records:
+        if "kind" not in r:
+            raise ValueError(f"metric record without 'kind': {r}")
+    path = reports_dir(out) / "metrics" / f"{source}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([{**r, "source": source} for r in records], indent=1, default=_jsonable))
+    os.replace(tmp, path)
+    return path
+
+
+def _jsonable(x):
+    import numpy as np
+
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def provenance(profile: str, seeds: dict | None = None) -> dict:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    return {
+        "kind": "provenance",
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "profile": profile,
+        "seeds": seeds or {},
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+                    "python": sys.version.split()[0]},
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "packages": versions,
+    }
+
+
+def collect_metrics(out: Path, profile: str, extra: list[dict] | None = None) -> list[dict]:
+    records = [provenance(profile)]
+    for f in sorted((out / "metrics").glob("*.json")):
+        records.extend(json.loads(f.read_text()))
+    records.extend(extra or [])
+    (out / "metrics.json").write_text(json.dumps(records, indent=1, default=_jsonable))
+    return records
+
+
+def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, only: list[str] | None = None,
+                html: bool = True, parameters: dict | None = None) -> Path:
+    """Execute the notebooks in order into ``out`` (default ``reports/``), then collect metrics and README."""
+    import papermill as pm
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
+    out = reports_dir(out)
+    timings = []
+    for nb in notebooks(only):
+        dest = out / nb.name
+        t0 = time.perf_counter()
+        pm.execute_notebook(str(nb), str(dest), parameters={"profile": profile, "reports_dir": str(out),
+                                                             **(parameters or {})},
+                            kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False)
+        timings.append({"kind": "runtime", "name": nb.stem, "value": time.perf_counter() - t0, "unit": "s"})
+        if html:
+            export_html(dest, out / "html")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    extra = timings + [{"kind": "memory", "name": "reports_peak_kernel_rss", "value": peak, "unit": "MiB",
+                        "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}]
+    records = collect_metrics(out, profile, extra)
+    write_readme(out, records)
+    return out
+
+
+def export_html(notebook: Path, dest_dir: Path) -> Path:
+    from nbconvert import HTMLExporter
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    path = dest_dir / f"{notebook.stem}.html"
+    path.write_text(body)
+    return path
+
+
+def _markdown_table(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_readme(out: Path, records: list[dict]) -> Path:
+    """``reports/README.md``: the summary tables, generated from ``metrics.json`` (never typed by hand)."""
+    prov = next(r for r in records if r["kind"] == "provenance")
+    parts = [
+        "# deidkit reports",
+        "",
+        f"Generated by `deidkit reports --profile {prov['profile']}` on {prov['date']} at commit "
+        f"`{prov['git_commit'][:10]}`{' (dirty)' if prov['git_dirty'] else ''}; machine: {prov['machine']['platform']},"
+        f" {prov['machine']['cpus']} CPUs. Every number below is read from `metrics.json`; executed notebooks are "
+        "beside this file and as HTML in `html/`, figures in `figures/`.",
+    ]
+    sections = [
+        ("Verification on LFW pairs.txt (10-fold)", "verification",
+         ["recognizer", "lfw_accuracy", "lfw_accuracy_std", "reference"]),
+        ("Closed-set identification (FaDeNet protocol, 5 repetitions, probes de-identified)", "identification",
+         ["protocol", "deidentifier", "recognizer", "rank1_mean", "rank1_std", "rank5_mean", "rank5_std", "ssim",
+          "psnr", "detection_rate"]),
+        ("Rank of the true identity among all LFW identities", "true_identity_rank",
+         ["deidentifier", "recognizer", "median", "mean", "sd", "gallery_size"]),
+        ("Original vs de-identified verification", "deid_verification",
+         ["deidentifier", "recognizer", "tar_at_far", "far"]),
+        ("Speed", "speed", ["name", "value", "unit"]),
+        ("Run time and memory", "runtime", ["name", "value", "unit"]),
+        ("", "memory", ["name", "value", "unit"]),
+    ]
+    for title, kind, cols in sections:
+        rows = [r for r in records if r["kind"] == kind]
+        if rows:
+            if title:
+                parts += ["", f"## {title}", ""]
+            parts.append(_markdown_table(rows, cols))
+    other = sorted({r["kind"] for r in records} - {s[1] for s in sections} - {"provenance"})
+    if other:
+        parts += ["", f"Other record kinds in metrics.json: {', '.join(other)}."]
+    path = out / "README.md"
+    path.write_text("\n".join(parts) + "\n")
+    return path
