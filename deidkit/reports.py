@@ -174,16 +174,14 @@ def write_readme(out: Path, records: list[dict]) -> Path:
         ("Original vs de-identified verification", "deid_verification",
          ["deidentifier", "recognizer", "tar_at_far", "far"]),
         ("Speed", "speed", ["name", "value", "unit"]),
-        ("Run time and memory", "runtime", ["name", "value", "unit"]),
-        ("", "memory", ["name", "value", "unit"]),
+        ("Run time and memory", "runtime memory", ["name", "value", "unit"]),
     ]
-    for title, kind, cols in sections:
-        rows = [r for r in records if r["kind"] == kind]
+    for title, kinds, cols in sections:
+        rows = [r for r in records if r["kind"] in kinds.split()]
         if rows:
-            if title:
-                parts += ["", f"## {title}", ""]
-            parts.append(_markdown_table(rows, cols))
-    other = sorted({r["kind"] for r in records} - {s[1] for s in sections} - {"provenance"})
+            parts += ["", f"## {title}", "", _markdown_table(rows, cols)]
+    covered = {k for s in sections for k in s[1].split()}
+    other = sorted({r["kind"] for r in records} - covered - {"provenance"})
     if other:
         parts += ["", f"Other record kinds in metrics.json: {', '.join(other)}."]
     path = out / "README.md"

@@ -114,14 +114,17 @@ def parse_pairs(path: str | os.PathLike | None = None) -> pd.DataFrame:
     rows, i = [], 1
     for fold in range(n_folds):
         for k in range(2 * n_pairs):
-            parts = lines[i].split()
+            parts = lines[i].split() if i < len(lines) else []
             i += 1
-            if len(parts) == 3:
-                rows.append((fold, img(parts[0], parts[1]), img(parts[0], parts[2]), True))
-            elif len(parts) == 4:
-                rows.append((fold, img(parts[0], parts[1]), img(parts[2], parts[3]), False))
-            else:
-                raise ValueError(f"{path}: line {i}: expected 3 or 4 fields, got {lines[i - 1]!r}")
+            try:
+                if len(parts) == 3:
+                    rows.append((fold, img(parts[0], parts[1]), img(parts[0], parts[2]), True))
+                elif len(parts) == 4:
+                    rows.append((fold, img(parts[0], parts[1]), img(parts[2], parts[3]), False))
+                else:
+                    raise ValueError("expected 3 or 4 fields")
+            except ValueError as exc:
+                raise ValueError(f"{path}: line {i}: {exc}: {parts}") from None
             if (k < n_pairs) != rows[-1][3]:
                 raise ValueError(f"{path}: line {i}: matched/mismatched pair out of order")
     return pd.DataFrame(rows, columns=["fold", "path1", "path2", "same"])

@@ -181,3 +181,53 @@ class RecognitionEvalConfig:
         if name not in cls.PROFILES:
             raise ValueError(f"unknown profile {name!r}; choose one of {sorted(cls.PROFILES)}")
         return cls(**{**cls.PROFILES[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+#: Published LFW verification accuracies the recognisers must reproduce (within 0.5 points).
+REFERENCE_LFW_ACCURACY = {"dlib": 0.9938, "mobilefacenet_ms1m": 0.989, "mobilefacenet_casia": 0.986}
+
+
+def pairs_subset(pairs, per_class_per_fold: int | None):
+    """The first ``per_class_per_fold`` matched and mismatched pairs of every fold (tiny profiles)."""
+    from deidkit.eval.verification import LFWPairs
+
+    if per_class_per_fold is None:
+        return pairs
+    keep = []
+    for f in np.unique(pairs.fold):
+        for same in (True, False):
+            idx = np.flatnonzero((pairs.fold == f) & (pairs.same == same))[:per_class_per_fold]
+            keep.extend(idx.tolist())
+    keep = sorted(keep)
+    return LFWPairs(tuple(pairs.left[i] for i in keep), tuple(pairs.right[i] for i in keep), pairs.same[keep],
+                    pairs.fold[keep], pairs.source)
+
+
+def lfw_verification_records(recognizers: list, profile: str = "quick", size: int = 224,
+                             detector: str = "yunet") -> list[dict]:
+    """LFW View-2 10-fold verification of each recogniser on canonical crops (embeddings cached), compared
+    with its published accuracy. The ``tiny`` profile uses 20 + 20 pairs per fold."""
+    from deidkit.eval.verification import cosine_scores, kfold_accuracy, parse_pairs, tar_at_far
+
+    pairs = pairs_subset(parse_pairs(), 20 if profile == "tiny" else None)
+    files = load_manifest("lfw_files")
+    sha = dict(zip(files["path"], files["sha256"]))
+    paths = [f"images/{p}" for p in pairs.unique_paths()]
+    index = {p: i for i, p in enumerate(paths)}
+    tag = AlignmentKey(detector, size).tag
+    records = []
+    for rec in recognizers:
+        emb = embed_originals(rec, [sha[p] for p in paths],
+                              lambda idx: aligned_crops([paths[i] for i in idx], size=size, detector=detector,
+                                                        manifest=files), tag)
+        a = emb[[index[f"images/{p}"] for p in pairs.left]]
+        b = emb[[index[f"images/{p}"] for p in pairs.right]]
+        scores = cosine_scores(a, b)
+        kf = kfold_accuracy(scores, pairs.same, pairs.fold)
+        ref = REFERENCE_LFW_ACCURACY.get(rec.name)
+        records.append({"kind": "verification", "recognizer": rec.name, "lfw_accuracy": kf.mean,
+                        "lfw_accuracy_std": kf.std, "reference": ref,
+                        "within_half_point": None if ref is None else bool(abs(kf.mean - ref) <= 0.005),
+                        "tar_at_far_1e-3": tar_at_far(scores, pairs.same, 1e-3), "pairs": len(pairs.same),
+                        "profile": profile})
+    return records

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from deidkit.baselines import (
+    AdditiveNoise,
+    BlackBox,
+    GaussianBlur,
+    Identity,
+    Pixelate,
+    baseline_deidentifiers,
+    get_deidentifier,
+)
+from deidkit.data.alignment import YuNetDetector
+from deidkit.eval.quality import detection_rate, face_box, psnr, ssim
+
+
+def test_ssim_psnr_identity(crops_small):
+    c = crops_small[:4]
+    assert np.allclose(ssim(c, c), 1.0) and np.allclose(psnr(c, c), 100.0)
+    blurred = GaussianBlur(8).deidentify(c)
+    assert (ssim(c, blurred) < 0.95).all() and (ssim(c, blurred, "face") < ssim(c, blurred)).all()
+    with pytest.raises(ValueError, match="equal shape"):
+        ssim(c, c[:2])
+
+
+@pytest.mark.parametrize("deid", [*baseline_deidentifiers(), Identity()], ids=lambda d: d.name)
+def test_baselines_keep_shape_and_context(crops_small, deid):
+    c = crops_small[:3]
+    out = deid.deidentify(c)
+    assert out.shape == c.shape and out.dtype == np.uint8
+    x0, y0, x1, y1 = face_box(c.shape[1])
+    outside = np.ones(c.shape[1:3], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(out[:, outside], c[:, outside])  # only the face region changes
+    assert get_deidentifier(deid.name).name == deid.name
+
+
+def test_stronger_means_lower_ssim(crops_small):
+    c = crops_small[:4]
+    for family in ([GaussianBlur(s) for s in (2, 8, 16)], [Pixelate(b) for b in (4, 16, 24)],
+                   [AdditiveNoise(s) for s in (16, 64, 128)]):
+        values = [ssim(c, d.deidentify(c)).mean() for d in family]
+        assert values == sorted(values, reverse=True), values
+
+
+def test_noise_is_seeded(crops_small):
+    c = crops_small[:2]
+    assert np.array_equal(AdditiveNoise(32).deidentify(c), AdditiveNoise(32).deidentify(c))
+    assert not np.array_equal(AdditiveNoise(32, seed=1).deidentify(c), AdditiveNoise(32).deidentify(c))
+
+
+def test_bad_batch_and_name():
+    with pytest.raises(ValueError, match="uint8"):
+        BlackBox().deidentify(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(KeyError, match="unknown de-identifier"):
+        get_deidentifier("swirl")
+    assert get_deidentifier("blur_sigma3").sigma == 3.0
+
+
+def test_detection_rate_drops_under_black_box(crops_small):
+    det = YuNetDetector()
+    c = crops_small[:8]
+    assert detection_rate(c, det) == 1.0
+    assert detection_rate(BlackBox().deidentify(c), det) < 0.5
