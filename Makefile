@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROFILE ?= default
+PROFILE ?= quick
 # Offline data and weights live beside the project by default; override with DEIDKIT_SHARED=/path.
 export DEIDKIT_SHARED ?= $(abspath ../shared)
 

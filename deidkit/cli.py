@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deidkit.assets import AssetError
+from deidkit.video import VideoError, add_video_commands
+
 
 def _reports(args: argparse.Namespace) -> int:
     from deidkit.reports import run_reports
@@ -51,18 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224)
     p.set_defaults(func=_data)
 
-    try:
-        from deidkit.video import add_video_commands
-    except ImportError:
-        add_video_commands = None
-    if add_video_commands is not None:
-        add_video_commands(sub)
+    add_video_commands(sub)
     return parser
+
+
+#: Errors that describe bad input (a file, a checksum, a missing run): one line on stderr, no traceback.
+USER_ERRORS = (AssetError, FileNotFoundError, ValueError, VideoError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"deidkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

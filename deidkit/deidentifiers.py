@@ -3,12 +3,17 @@ folders in the cache, trained by notebooks 02 and 03)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from deidkit.baselines import Deidentifier, baseline_deidentifiers, get_deidentifier
 
 #: Trained de-identifiers: name prefix -> loader(name, profile). Filled by the model packages on import.
 TRAINED: dict[str, Callable[[str, str], Deidentifier]] = {}
+
+#: Modules that register the kit's own trained models; imported on first use because they pull in torch
+#: training code that baseline-only users never need.
+TRAINED_MODULES: dict[str, str] = {"fadenet": "deidkit.train.fadenet", "live": "deidkit.train.live"}
 
 
 def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) -> None:
@@ -17,6 +22,9 @@ def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) ->
 
 def load_deidentifier(name: str, profile: str = "quick") -> Deidentifier:
     """A baseline by name, or a trained model (``fadenet...``, ``live...``) of the given profile."""
+    for prefix, module in TRAINED_MODULES.items():
+        if name.startswith(prefix) and prefix not in TRAINED:
+            importlib.import_module(module)
     for prefix, loader in TRAINED.items():
         if name.startswith(prefix):
             return loader(name, profile)

@@ -51,7 +51,8 @@ def test_changed_file_is_reported(tmp_path):
 
 
 def test_official_pairs():
-    pairs = parse_pairs()
+    pairs = parse_pairs().to_frame()
+    assert pairs["path1"].str.startswith("images/").all()
     assert len(pairs) == 6000 and pairs["same"].sum() == 3000 and pairs["fold"].nunique() == 10
 
 

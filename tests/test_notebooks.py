@@ -47,6 +47,12 @@ def test_reports_tiny(tiny_reports):
     # Six identities: originals are recognised, a black box over the face is not.
     assert orig and all(r["rank1_mean"] >= 0.8 for r in orig)
     assert box and all(r["rank1_mean"] < orig[0]["rank1_mean"] for r in box)
+    # The trained models of notebooks 02 and 03 are evaluated in notebook 04, with the critic's own features too.
+    names = {r["deidentifier"] for r in ident}
+    assert {"fadenet_tiny", "live_tiny"} <= names
+    assert any(r["recognizer"].startswith("critic_critic-tiny@") for r in ident)
+    beats = [r for r in records if r["kind"] == "beats_baselines"]
+    assert beats and {r["deidentifier"] for r in beats} == {"fadenet_tiny"}
     assert (tiny_reports / "README.md").read_text().count("|") > 20
     assert any((tiny_reports / "figures").glob("04_*.png"))
 

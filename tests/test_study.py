@@ -52,7 +52,7 @@ def _face(identity: str, k: int, size: int = 80) -> np.ndarray:
 @pytest.fixture(scope="module")
 def base_study(tmp_path_factory: pytest.TempPathFactory) -> ds.Study:
     if not LFW.is_dir():
-        pytest.skip(f"LFW not found at {LFW}")
+        pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     subjects = [ds.Subject(i, _face(i, 1), [_face(i, 2)], origin={"gallery": f"lfw:{i}_0001"}) for i in IDENTITIES]
     design = ds.StudyDesign(name="test_study", tasks=("identification", "real_vs_modified", "similarity"),
                             gallery_size=3, attention_checks=1, seed=3, image_width=80)
@@ -111,7 +111,7 @@ def test_study_folder_is_self_contained_and_verified(base_study: ds.Study, study
 
 def test_build_is_deterministic_and_checks_its_input(tmp_path: Path) -> None:
     if not LFW.is_dir():
-        pytest.skip("LFW not found")
+        pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     subjects = [ds.Subject(i, _face(i, 1, 48), [_face(i, 2, 48)]) for i in IDENTITIES[:3]]
     a = ds.build_study_from_images(tmp_path / "a", subjects, [CvBlur()], ds.StudyDesign(seed=5))
     b = ds.build_study_from_images(tmp_path / "b", subjects, [CvBlur()], ds.StudyDesign(seed=5))
@@ -346,7 +346,7 @@ def test_same_kernel_rerun_replaces_the_old_form(study: ds.Study) -> None:
 
 def test_video_stimuli_are_shown_as_video(tmp_path: Path) -> None:
     if not LFW.is_dir():
-        pytest.skip("LFW not found")
+        pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     rows = []
     for i, ident in enumerate(IDENTITIES[:2]):
         g = tmp_path / f"g{i}.png"
@@ -422,10 +422,8 @@ def test_simulated_participants_feed_the_analysis(study: ds.Study, tmp_path: Pat
 
 
 def test_default_lfw_study(tmp_path: Path) -> None:
-    lfw = pytest.importorskip("deidkit.data.lfw")
-    baselines = pytest.importorskip("deidkit.baselines")
-    if not lfw.manifest_path("lfw_57x8").is_file():
-        pytest.skip("protocol manifest lfw_57x8 not built yet (notebook 00)")
+    from deidkit import baselines
+
     st = ds.build_lfw_study(tmp_path / "lfw", [baselines.get_deidentifier("blur_sigma8")], n_identities=3,
                             probes_per_identity=1)
     assert st.info["protocol"] == "lfw_57x8" and st.stimuli["origin"].str.startswith("lfw:").all()
@@ -461,7 +459,7 @@ def run_study_notebook(tmp_path: Path) -> None:
 @pytest.mark.notebooks
 def test_notebook_runs_headless(tmp_path: Path) -> None:
     if not LFW.is_dir():
-        pytest.skip("LFW not found")
+        pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     run_study_notebook(tmp_path)
 
 
@@ -471,7 +469,7 @@ def test_notebook_under_voila_shows_only_the_form(tmp_path: Path, monkeypatch: p
     import papermill as pm
 
     if not LFW.is_dir():
-        pytest.skip("LFW not found")
+        pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     subjects = [ds.Subject(i, _face(i, 1, 48), [_face(i, 2, 48)]) for i in IDENTITIES[:2]]
     st = ds.build_study_from_images(tmp_path / "s", subjects, [CvBlur()])
     monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,35 +100,88 @@ def all_identities_gallery(files: pd.DataFrame, exclude_paths: set[str], per_ide
     return pd.concat(rows, ignore_index=True)
 
 
-def parse_pairs(path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """LFW View-2 ``pairs.txt``: 10 folds x (300 matched + 300 mismatched) as fold, path1, path2, same."""
-    path = Path(path) if path is not None else asset_path("lfw-pairs")
-    lines = Path(path).read_text().split("\n")
+class PairsFormatError(ValueError):
+    """``pairs.txt`` does not follow the LFW View-2 format; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class LFWPairs:
+    """LFW View-2 pairs: image paths (``<Name>/<Name>_<NNNN>.jpg``, relative to LFW's image folder),
+    whether each pair shows the same person, and its fold (0-9)."""
+
+    left: tuple[str, ...]
+    right: tuple[str, ...]
+    same: np.ndarray
+    fold: np.ndarray
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.left)
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.fold.max()) + 1 if len(self.fold) else 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """fold, path1, path2, same, with paths relative to the LFW root (``images/<Name>/...``) as in the
+        manifests."""
+        return pd.DataFrame({"fold": self.fold, "path1": [f"images/{p}" for p in self.left],
+                             "path2": [f"images/{p}" for p in self.right], "same": self.same})
+
+    def unique_paths(self) -> list[str]:
+        """Every image the protocol uses, once, in first-seen order (7,701 for the official file)."""
+        return list(dict.fromkeys(p for pair in zip(self.left, self.right) for p in pair))
+
+
+def image_relpath(name: str, number: int) -> str:
+    """LFW's file naming: ``Aaron_Peirsol``, 1 -> ``Aaron_Peirsol/Aaron_Peirsol_0001.jpg``."""
+    return f"{name}/{name}_{number:04d}.jpg"
+
+
+def parse_pairs(path: str | os.PathLike | None = None) -> LFWPairs:
+    """Read LFW's ``pairs.txt`` (the checksum-verified shared copy when ``path`` is None).
+
+    The header gives ``n_folds n_per_class``; each fold is ``n_per_class`` matched lines (``name i j``)
+    then ``n_per_class`` mismatched lines (``name1 i name2 j``).
+    """
+    path = Path(asset_path("lfw-pairs") if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pairs file")
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        raise PairsFormatError(f"{path}: empty pairs file")
     try:
-        n_folds, n_pairs = (int(v) for v in lines[0].split())
+        n_folds, n_per = (int(v) for v in lines[0].split())
     except ValueError:
-        raise ValueError(f"{path}: first line must be '<folds> <pairs>', got {lines[0]!r}") from None
-
-    def img(name: str, num: str) -> str:
-        return f"images/{name}/{name}_{int(num):04d}.jpg"
-
-    rows, i = [], 1
-    for fold in range(n_folds):
-        for k in range(2 * n_pairs):
-            parts = lines[i].split() if i < len(lines) else []
-            i += 1
-            try:
-                if len(parts) == 3:
-                    rows.append((fold, img(parts[0], parts[1]), img(parts[0], parts[2]), True))
-                elif len(parts) == 4:
-                    rows.append((fold, img(parts[0], parts[1]), img(parts[2], parts[3]), False))
-                else:
-                    raise ValueError("expected 3 or 4 fields")
-            except ValueError as exc:
-                raise ValueError(f"{path}: line {i}: {exc}: {parts}") from None
-            if (k < n_pairs) != rows[-1][3]:
-                raise ValueError(f"{path}: line {i}: matched/mismatched pair out of order")
-    return pd.DataFrame(rows, columns=["fold", "path1", "path2", "same"])
+        raise PairsFormatError(f"{path}: line 1 should be '<n_folds> <pairs per class>', got {lines[0]!r}") from None
+    expected = n_folds * 2 * n_per
+    if len(lines) - 1 != expected:
+        raise PairsFormatError(f"{path}: header promises {n_folds} folds x 2 x {n_per} = {expected} pairs, "
+                               f"found {len(lines) - 1} lines")
+    left, right, same, fold = [], [], [], []
+    for i, line in enumerate(lines[1:]):
+        f, pos = divmod(i, 2 * n_per)
+        want_same = pos < n_per
+        tok = line.split()
+        try:
+            if len(tok) == 3:
+                a, b, is_same = image_relpath(tok[0], int(tok[1])), image_relpath(tok[0], int(tok[2])), True
+            elif len(tok) == 4:
+                a, b, is_same = image_relpath(tok[0], int(tok[1])), image_relpath(tok[2], int(tok[3])), False
+            else:
+                raise ValueError
+        except ValueError:
+            raise PairsFormatError(f"{path}: line {i + 2} is not 'name i j' or 'name1 i name2 j': {line!r}") from None
+        if is_same != want_same:
+            kind = "matched" if want_same else "mismatched"
+            raise PairsFormatError(f"{path}: line {i + 2} should be a {kind} pair (fold {f + 1}): {line!r}")
+        left.append(a)
+        right.append(b)
+        same.append(is_same)
+        fold.append(f)
+    return LFWPairs(tuple(left), tuple(right), np.asarray(same, dtype=bool), np.asarray(fold, dtype=np.int64),
+                    str(path))
 
 
 def build_lfw_manifests(alignment: pd.DataFrame, out_dir: Path = MANIFEST_DIR) -> dict[str, pd.DataFrame]:
@@ -144,7 +198,7 @@ def build_lfw_manifests(alignment: pd.DataFrame, out_dir: Path = MANIFEST_DIR) -
                       seed=PROTOCOL_SEEDS["lfw_train_pool"])
     probes57 = set(p57.loc[p57["rep0"] == "probe", "path"])
     gallery_all = all_identities_gallery(usable, probes57, seed=PROTOCOL_SEEDS["lfw_all_identities"])
-    pairs = parse_pairs(lfw_root() / "pairs.txt")
+    pairs = parse_pairs(lfw_root() / "pairs.txt").to_frame()
     out = {"lfw_217x8": p217, "lfw_57x8": p57, "lfw_train_pool": pool, "lfw_all_identities": gallery_all,
            "lfw_pairs": pairs, "lfw_no_face": bad.assign(status=bad["path"].map(status))}
     for name, df in out.items():

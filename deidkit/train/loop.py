@@ -1,0 +1,337 @@
+"""The training loop shared by every model in the kit (critic, FaDeNet, live de-identification).
+
+A :class:`TrainingRun` owns a run directory. Each epoch ends with an atomic checkpoint holding every
+module's and optimiser's state, the epoch and global step counters and the RNG states of torch, numpy and
+Python; starting ``fit`` again on the same directory resumes from that checkpoint, so an interrupted run
+ends with the same weights and the same per-step log as an uninterrupted one. Everything in the checkpoint
+is made of tensors, lists, dicts and plain numbers, so it loads with ``torch.load(weights_only=True)``.
+
+The loop knows nothing about the model: the caller's ``step`` does its own forward pass, backward pass and
+optimiser calls and returns a dict of floats (the loss terms), which the loop checks for NaN/inf, logs and
+shows on the progress bar.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.csv"
+CONFIG_NAME = "config.json"
+CHECKPOINT_FORMAT = 1
+#: Columns the loop adds to every log row; the step's own terms follow them.
+LOG_PREFIX = ("epoch", "step", "wall_s")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+# --------------------------------------------------------------------------------------------- RNG state
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (CUDA included)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """All global RNG states, as tensors/lists/numbers so that ``weights_only=True`` can load them."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "python": {"version": int(py_version), "internal": list(py_internal), "gauss_next": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Load ``run_dir/checkpoint.pt`` on the CPU with ``weights_only=True``; errors name the file."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint (has this run been trained?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/unsafe files
+        raise RuntimeError(f"{path}: cannot load checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"{path}: not a deidkit training checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return ckpt
+
+
+def load_module_state(run_dir: str | os.PathLike, name: str, module: nn.Module) -> nn.Module:
+    """Load the weights of the module saved as ``name`` in a run's checkpoint into ``module``."""
+    ckpt = load_checkpoint(run_dir)
+    if name not in ckpt["modules"]:
+        raise KeyError(
+            f"{Path(run_dir) / CHECKPOINT_NAME}: no module named {name!r}; it holds {sorted(ckpt['modules'])}"
+        )
+    module.load_state_dict(ckpt["modules"][name])
+    return module
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _jsonable(config: Any) -> Any:
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    # A JSON round trip normalises tuples to lists so that a saved config compares equal to a fresh one.
+    return json.loads(json.dumps(config, default=str, sort_keys=True))
+
+
+# ----------------------------------------------------------------------------------------------- the run
+class TrainingRun:
+    """A resumable training run in ``run_dir``.
+
+    ``modules`` and ``optimizers`` are checkpointed by name; ``stateful`` may add other objects with
+    ``state_dict``/``load_state_dict`` (an LR scheduler, a grad scaler). ``config`` (a dict or dataclass) is
+    written to ``run_dir/config.json``; resuming a directory that holds a different configuration is refused,
+    so two experiments never mix in one checkpoint. Keys named in ``extendable`` (default: ``"epochs"``) may
+    differ, so a finished run can be continued for more epochs (the resumed run is identical to one trained
+    for the larger number of epochs from the start).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        modules: Mapping[str, nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        seed: int,
+        config: Any = None,
+        stateful: Mapping[str, Any] | None = None,
+        show_progress: bool = True,
+        extendable: tuple[str, ...] = ("epochs",),
+    ) -> None:
+        if not modules:
+            raise ValueError("TrainingRun needs at least one module to checkpoint")
+        self.run_dir = Path(run_dir)
+        self.modules = dict(modules)
+        self.optimizers = dict(optimizers)
+        self.stateful = dict(stateful or {})
+        self.seed = int(seed)
+        self.show_progress = show_progress
+        self.config = None if config is None else _jsonable(config)
+        self.extendable = tuple(extendable)
+        self.epoch = 0  # epochs completed
+        self.global_step = 0  # steps completed
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._check_config()
+
+    # -- paths
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT_NAME
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir / LOG_NAME
+
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / CONFIG_NAME
+
+    def _check_config(self) -> None:
+        if self.config is None:
+            return
+        if self.config_path.is_file() and self.checkpoint_path.is_file():
+            saved = json.loads(self.config_path.read_text())
+            diff = sorted(k for k in set(saved) | set(self.config)
+                          if saved.get(k) != self.config.get(k) and k not in self.extendable)
+            if diff:
+                raise ValueError(
+                    f"{self.config_path}: this run directory holds a run with a different configuration "
+                    f"(differs in {diff}); use another run directory or delete this one to start afresh"
+                )
+        tmp = self.config_path.with_name(f".{CONFIG_NAME}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.config_path)
+
+    # -- checkpointing
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically (a crash while saving leaves the previous one intact)."""
+        for name, module in self.modules.items():
+            for pname, p in module.state_dict().items():
+                if p.is_floating_point() and not torch.isfinite(p).all():
+                    raise TrainingDiverged(
+                        f"module {name!r} has non-finite values in {pname!r} after epoch {self.epoch}; "
+                        f"not checkpointing"
+                    )
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "seed": self.seed,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
+            "rng": rng_state(),
+        }
+        _atomic_torch_save(ckpt, self.checkpoint_path)
+
+    def resume(self) -> bool:
+        """Restore the last checkpoint if there is one; returns whether it did."""
+        if not self.checkpoint_path.is_file():
+            return False
+        ckpt = load_checkpoint(self.run_dir)
+        for kind, objs in (("modules", self.modules), ("optimizers", self.optimizers), ("stateful", self.stateful)):
+            saved = ckpt[kind]
+            if set(saved) != set(objs):
+                raise ValueError(
+                    f"{self.checkpoint_path}: checkpoint holds {kind} {sorted(saved)}, this run has {sorted(objs)}"
+                )
+            for name, obj in objs.items():
+                obj.load_state_dict(saved[name])
+        self.epoch = int(ckpt["epoch"])
+        self.global_step = int(ckpt["global_step"])
+        set_rng_state(ckpt["rng"])
+        self._truncate_log()
+        return True
+
+    # -- the log
+    def read_log(self) -> pd.DataFrame:
+        """The per-step log as a DataFrame (empty with the standard columns if nothing was logged)."""
+        if not self.log_path.is_file() or self.log_path.stat().st_size == 0:
+            return pd.DataFrame(columns=list(LOG_PREFIX))
+        return pd.read_csv(self.log_path)
+
+    def _truncate_log(self) -> None:
+        # Rows written after the checkpoint belong to the interrupted epoch, which will run again.
+        if not self.log_path.is_file():
+            return
+        with open(self.log_path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        header, body = rows[0], rows[1:]
+        step_col = header.index("step")
+        kept = [r for r in body if len(r) == len(header) and int(r[step_col]) < self.global_step]
+        tmp = self.log_path.with_name(f".{LOG_NAME}.tmp{os.getpid()}")
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(kept)
+        os.replace(tmp, self.log_path)
+
+    # -- training
+    def fit(
+        self,
+        make_loader: Callable[[int], Iterable],
+        step: Callable[[Any, int, int], Mapping[str, float]],
+        epochs: int,
+        desc: str = "train",
+    ) -> pd.DataFrame:
+        """Train until ``epochs`` epochs are complete, resuming from the checkpoint if there is one.
+
+        ``make_loader(epoch)`` gives the batches of one epoch; ``step(batch, epoch, global_step)`` trains on
+        one batch and returns its loss terms as floats. Returns the per-step log. Calling ``fit`` on a run
+        that already has ``epochs`` epochs just returns its log.
+        """
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {epochs}")
+        if not self.resume():
+            seed_everything(self.seed)
+            self.epoch = self.global_step = 0
+            if self.log_path.exists():
+                self.log_path.unlink()  # a log without a checkpoint is from a run that never finished an epoch
+        columns: list[str] | None = None
+        if self.log_path.is_file():
+            with open(self.log_path, newline="") as f:
+                columns = next(csv.reader(f), None)
+        while self.epoch < epochs:
+            epoch = self.epoch
+            loader = make_loader(epoch)
+            total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+            bar = tqdm(
+                loader,
+                total=total,
+                desc=f"{desc} {epoch + 1}/{epochs}",
+                disable=not self.show_progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
+            with open(self.log_path, "a", newline="") as logf:
+                writer = csv.writer(logf)
+                t0 = time.perf_counter()
+                for batch in bar:
+                    terms = step(batch, epoch, self.global_step)
+                    wall = time.perf_counter() - t0
+                    terms = self._check_terms(terms, epoch)
+                    if columns is None:
+                        columns = [*LOG_PREFIX, *terms]
+                        writer.writerow(columns)
+                    elif list(terms) != columns[len(LOG_PREFIX) :]:
+                        raise ValueError(
+                            f"{self.log_path}: step {self.global_step} returned terms {list(terms)}, but the log "
+                            f"has columns {columns[len(LOG_PREFIX):]}; a step must always return the same keys"
+                        )
+                    writer.writerow([epoch, self.global_step, f"{wall:.6f}", *(repr(v) for v in terms.values())])
+                    logf.flush()
+                    self.global_step += 1
+                    if self.show_progress:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
+                    t0 = time.perf_counter()
+            bar.close()
+            self.epoch = epoch + 1
+            self.save_checkpoint()
+        return self.read_log()
+
+    def _check_terms(self, terms: Mapping[str, float], epoch: int) -> dict[str, float]:
+        if not isinstance(terms, Mapping) or not terms:
+            raise TypeError(f"step must return a non-empty dict of floats, got {type(terms).__name__}")
+        out: dict[str, float] = {}
+        for k, v in terms.items():
+            if k in LOG_PREFIX:
+                raise ValueError(f"step returned the reserved log column {k!r}")
+            out[str(k)] = float(v.item() if isinstance(v, torch.Tensor) else v)
+        bad = {k: v for k, v in out.items() if not math.isfinite(v)}
+        if bad:
+            shown = ", ".join(f"{k}={v}" for k, v in out.items())
+            raise TrainingDiverged(
+                f"training diverged at step {self.global_step} (epoch {epoch}): non-finite "
+                f"{sorted(bad)}; loss terms: {shown}. The last good checkpoint is {self.checkpoint_path} "
+                f"(epoch {self.epoch}); lower the learning rate or the loss weights."
+            )
+        return out

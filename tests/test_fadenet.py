@@ -1,0 +1,233 @@
+"""FaDeNet: U-Net, critics, loss, augmentation, one training step of every model, the de-identifier wrapper."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deidkit.losses.fadenet import fadenet_loss, unit_norm_distance
+from deidkit.models.critic import EmbeddingCritic, InceptionCritic, TemplateCrop
+from deidkit.models.mobilefacenet import MobileFaceNetMS1M
+from deidkit.models.unet import UNet
+from deidkit.train.augment import ArrayBatches, RandomCropPad, augment_batch
+from deidkit.train.critic import CriticConfig, CriticRecognizer, IdentityData, load_critic, train_critic
+from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, train_fadenet
+from deidkit.train.loop import TrainingDiverged, TrainingRun
+
+torch.set_num_threads(1)
+
+
+def random_faces(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """Smooth random images (shape tests only; nothing here asserts recognition quality)."""
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(n, 3, size // 8, size // 8, generator=g)
+    img = nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    return (img * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def toy_data(size: int = 64, n_ids: int = 3, per_id: int = 3) -> IdentityData:
+    x = random_faces(n_ids * per_id, size)
+    y = np.repeat(np.arange(n_ids), per_id)
+    held = np.arange(len(y)) % per_id == 0
+    return IdentityData(x[~held], y[~held], x[held], y[held], [f"id{i}" for i in range(n_ids)])
+
+
+# ----------------------------------------------------------------------------------------------- U-Net
+def test_unet_full_size_has_23_conv_layers_and_keeps_size():
+    assert UNet(width=64, depth=4).n_conv_layers() == 23
+    net = UNet(width=4, depth=3)
+    for h, w in [(64, 64), (50, 61), (9, 9)]:
+        assert net(torch.randn(2, 3, h, w)).shape == (2, 3, h, w)
+
+
+def test_residual_unet_starts_as_identity_and_tanh_bounds():
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.allclose(UNet(4, 2, residual=True)(x), x, atol=1e-2)
+    assert UNet(4, 2, out_activation="tanh")(x * 100).abs().max() <= 1
+    # Residual + tanh: the correction is added before the tanh, so the start is still (almost) the identity.
+    bounded = UNet(4, 2, residual=True, out_activation="tanh")
+    assert torch.allclose(bounded(x.clamp(-0.99, 0.99)), x.clamp(-0.99, 0.99), atol=1e-2)
+    with torch.no_grad():
+        bounded.head.bias.fill_(50.0)
+    assert bounded(x).abs().max() <= 1
+    with pytest.raises(ValueError, match="out_activation"):
+        UNet(4, 2, out_activation="relu")
+
+
+# ---------------------------------------------------------------------------------------------- critics
+def test_template_crop_matches_cv2_warp():
+    import cv2
+
+    from deidkit.data.templates import ARCFACE_112, crop_to_template
+
+    img = random_faces(1, 96)[0].astype(np.float32)
+    ref = cv2.warpAffine(img, crop_to_template(96, ARCFACE_112), (112, 112), flags=cv2.INTER_LINEAR)
+    out = TemplateCrop()(torch.from_numpy(img).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    assert np.abs(out - ref)[2:-2, 2:-2].max() < 1.0  # grey levels; cv2 uses fixed-point interpolation
+
+
+@pytest.mark.parametrize("kind", ["mobilefacenet", "inception"])
+def test_critics_are_differentiable_wrt_input(kind):
+    if kind == "inception":
+        critic = InceptionCritic(5, input_size=75)
+        dim = 2048
+    else:
+        critic = EmbeddingCritic(MobileFaceNetMS1M(), 5)
+        dim = 128
+    critic.freeze()
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    assert critic.features(x).shape == (2, dim)
+    critic.logits(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in critic.parameters())
+
+
+def test_embedding_critic_keeps_backbone_in_eval_mode():
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3).train()
+    assert critic.head.training and not critic.backbone.training
+    assert [n for n, p in critic.named_parameters() if p.requires_grad] == ["head.weight", "head.bias"]
+
+
+# ------------------------------------------------------------------------------------------------- loss
+def test_loss_matches_hand_computation():
+    x = torch.tensor([[[[1.0, 2.0], [2.0, 4.0]]]])  # (1, 1, 2, 2); norm 5
+    fx = torch.tensor([[[[0.0, 3.0], [0.0, 4.0]]]])  # norm 5
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    # L1: ||x/5 - fx/5||^2 = (1 + 1 + 4 + 0) / 25
+    l1 = 6.0 / 25.0
+    # L2: -log softmax(logits)[0]
+    l2 = -(2.0 - math.log(math.exp(2.0) + 1.0 + math.exp(-1.0)))
+    out = fadenet_loss(x, fx, logits, torch.tensor([0]), lam=0.1)
+    assert out.l1.item() == pytest.approx(l1, rel=1e-6)
+    assert out.l2.item() == pytest.approx(l2, rel=1e-6)
+    assert out.total.item() == pytest.approx(l1 - 0.1 * l2, rel=1e-6)
+    # Scale invariance of L1 (images are normalised), and the bounded variant's cap.
+    assert unit_norm_distance(x, 3 * x).item() == pytest.approx(0.0, abs=1e-7)
+    capped = fadenet_loss(x, fx, torch.tensor([[-50.0, 50.0, 0.0]]), torch.tensor([0]), lam=1.0, ce_cap=5.0)
+    assert capped.l2.item() == pytest.approx(5.0)
+
+
+def test_unbounded_loss_diverges_and_loop_stops(tmp_path):
+    # A critic with unbounded logits and a huge lambda: maximising the cross-entropy blows up to inf/NaN.
+    torch.manual_seed(0)
+    unet = UNet(4, 1, residual=True)
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 3))
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.SGD(unet.parameters(), lr=1e3)
+    x, y = torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 0])
+
+    def step(batch, epoch, global_step):
+        fx = unet(x)
+        loss = fadenet_loss(x, fx, critic(fx), y, lam=1e6)
+        opt.zero_grad()
+        loss.total.backward()
+        opt.step()
+        return loss.as_floats()
+
+    run = TrainingRun(tmp_path, {"unet": unet}, {"sgd": opt}, seed=0, show_progress=False)
+    with pytest.raises(TrainingDiverged, match="non-finite"):
+        run.fit(lambda e: range(20), step, epochs=5)
+
+
+# ------------------------------------------------------------------------------------------ augmentation
+def test_augmentation_keeps_shape_and_dtype():
+    torch.manual_seed(0)
+    for dtype in (torch.uint8, torch.float32):
+        x = torch.from_numpy(random_faces(3, 48)).permute(0, 3, 1, 2).to(dtype)
+        y = augment_batch(x)
+        assert y.shape == x.shape and y.dtype == dtype
+        assert not torch.equal(y, x)
+    # Pure padding shrinks the content and fills the border with black.
+    padded = RandomCropPad((0.1, 0.1))(torch.full((3, 20, 20), 200, dtype=torch.uint8))
+    assert padded.shape == (3, 20, 20) and padded[:, 0].max() == 0 and padded[:, 10, 10].min() == 200
+
+
+def test_array_batches_order_depends_on_seed_and_epoch():
+    x, y = random_faces(10, 32), np.arange(10)
+    a = [b[1].tolist() for b in ArrayBatches(x, y, 4, seed=1, epoch=0, augment=False)]
+    b = [b[1].tolist() for b in ArrayBatches(x, y, 4, seed=1, epoch=0, augment=False)]
+    c = [b[1].tolist() for b in ArrayBatches(x, y, 4, seed=1, epoch=1, augment=False)]
+    assert a == b != c and len(a) == 2
+    xb, _ = next(iter(ArrayBatches(x, y, 4, seed=1, epoch=0)))
+    assert xb.dtype == torch.float32 and xb.shape == (4, 3, 32, 32) and -1 <= xb.min() and xb.max() <= 1
+
+
+# -------------------------------------------------------------------------------- one step of every model
+@pytest.mark.parametrize("kind", ["mobilefacenet", "inception"])
+def test_smoke_train_critic_then_fadenet(tmp_path, kind):
+    data = toy_data(size=80)
+    ccfg = CriticConfig.profile("tiny", kind=kind, image_size=80, inception_input=75, epochs=1, batch_size=6,
+                                precompute_features=kind == "mobilefacenet")
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3) if kind == "mobilefacenet" else None  # no weights file
+    res = train_critic(ccfg, data=data, run_dir=tmp_path / "critic", critic=critic, progress=False)
+    # tiny: the MobileFaceNet critic trains its head on 2 feature copies of the 6 training images (2 steps).
+    assert len(res.log) == (2 if kind == "mobilefacenet" else 1) and np.isfinite(res.log["loss"]).all()
+    assert 0.0 <= res.metrics["heldout_accuracy"] <= 1.0
+    assert json.loads((tmp_path / "critic" / "identities.json").read_text()) == data.identities
+    loaded, ids, _ = load_critic(tmp_path / "critic")  # whole critic from the checkpoint, weights_only
+    x = torch.rand(2, 3, 80, 80) * 2 - 1
+    assert torch.allclose(loaded.logits(x), res.critic.logits(x), atol=1e-5)
+    emb = CriticRecognizer(loaded, 80).embed(random_faces(2, 112))
+    assert emb.shape[0] == 2 and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+
+    fcfg = FaDeNetConfig.profile("tiny", image_size=80, batch_size=6, epochs=1)
+    out = train_fadenet(fcfg, data=data, critic=res.critic, run_dir=tmp_path / "fadenet", progress=False)
+    assert len(out.log) == 1 and {"loss", "l1", "l2", "critic_acc"} <= set(out.log.columns)
+    assert "heldout_critic_acc_fadenet" in out.epochs.columns
+
+
+def test_fadenet_deidentifier_roundtrip(tmp_path):
+    data = toy_data(size=64)
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, lam=1.0, lr=1e-2)
+    res = train_fadenet(fcfg, data=data, critic=critic, run_dir=tmp_path / "f", progress=False)
+    deid = FaDeNetDeidentifier(tmp_path / "f")
+    assert deid.name == "fadenet-tiny"
+    crops = random_faces(3, 64, seed=3)
+    out = deid.deidentify(crops)
+    assert out.shape == crops.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, crops)  # the trained residual net changes the image
+    # Same as running the U-Net directly at the training size.
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        ref = ((res.unet.eval()(x) + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).numpy()
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    # Other sizes: processed at 64 and the change is up-sampled onto the full-resolution crop.
+    big = random_faces(2, 160)
+    assert deid.deidentify(big).shape == big.shape
+    with pytest.raises(ValueError, match="uint8"):
+        deid.deidentify(crops.astype(np.float32))
+
+
+def test_profiles_and_bad_config():
+    p = FaDeNetConfig.profile("paper")
+    assert (p.image_size, p.unet_width, p.unet_depth, p.lam, p.lr, p.batch_size, p.epochs) == (
+        224, 64, 4, 1e-3, 1e-5, 32, 40)
+    assert p.residual is False and p.ce_cap is None and p.critic_profile == "paper"
+    c = CriticConfig.profile("paper")
+    assert (c.kind, c.batch_size, c.epochs, c.lr) == ("inception", 32, 40, 1e-3)
+    with pytest.raises(ValueError, match="unknown FaDeNet profile"):
+        FaDeNetConfig.profile("huge")
+    with pytest.raises(ValueError, match="unknown FaDeNetConfig fields"):
+        FaDeNetConfig.profile("quick", lamda=0.1)
+
+
+def test_trained_fadenet_is_found_by_name(tmp_path, monkeypatch):
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.train.critic import runs_dir
+
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="02_fadenet"):
+        load_deidentifier("fadenet", profile="tiny")
+    cfg = FaDeNetConfig.profile("tiny", batch_size=6)
+    train_fadenet(cfg, data=toy_data(), critic=EmbeddingCritic(MobileFaceNetMS1M(), 3),
+                  run_dir=runs_dir() / cfg.name, progress=False)
+    deid = load_deidentifier("fadenet", profile="tiny")
+    assert isinstance(deid, FaDeNetDeidentifier) and deid.name == "fadenet"
+    assert deid.deidentify(random_faces(2, 64)).shape == (2, 64, 64, 3)

@@ -1,0 +1,164 @@
+"""The shared training loop: checkpoints, resume after interruption, divergence detection."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from deidkit.train.loop import (
+    CHECKPOINT_NAME,
+    TrainingDiverged,
+    TrainingRun,
+    load_checkpoint,
+    load_module_state,
+    rng_state,
+    set_rng_state,
+)
+
+torch.set_num_threads(1)
+
+X = torch.randn(40, 5, generator=torch.Generator().manual_seed(0))
+Y = X @ torch.arange(1.0, 6.0) + 0.1
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def make_run(run_dir, seed=7, config=None):
+    # Two modules and two optimisers, one of them with momentum state, to exercise the general case.
+    torch.manual_seed(123)  # identical initial weights in every run; the loop's seed governs the rest
+    enc = nn.Sequential(nn.Linear(5, 8), nn.Dropout(0.2), nn.ReLU())
+    head = nn.Linear(8, 1)
+    opts = {"enc": torch.optim.Adam(enc.parameters(), lr=1e-2), "head": torch.optim.SGD(head.parameters(), 1e-2, 0.9)}
+    return TrainingRun(run_dir, {"enc": enc, "head": head}, opts, seed=seed, config=config, show_progress=False)
+
+
+def make_step(run, fail_at_epoch=None, fail_at_batch=1):
+    enc, head = run.modules["enc"], run.modules["head"]
+
+    def step(batch, epoch, global_step):
+        if epoch == fail_at_epoch and global_step % 4 == fail_at_batch:
+            raise Boom("simulated crash")
+        xb, yb = batch
+        # numpy and python RNGs are consumed too, so their restoration is tested.
+        noise = float(np.random.normal(0, 0.01)) + random.uniform(-0.01, 0.01)
+        loss = ((head(enc(xb)).squeeze(1) - yb - noise) ** 2).mean()
+        for o in run.optimizers.values():
+            o.zero_grad()
+        loss.backward()
+        for o in run.optimizers.values():
+            o.step()
+        return {"loss": loss.item(), "noise": noise}
+
+    return step
+
+
+def make_loader(epoch):
+    # Shuffling from torch's global RNG: correct resumption depends on the restored RNG state.
+    perm = torch.randperm(len(X))
+    return [(X[perm[i : i + 10]], Y[perm[i : i + 10]]) for i in range(0, len(X), 10)]
+
+
+def weights(run):
+    return {f"{m}.{k}": v.clone() for m, mod in run.modules.items() for k, v in mod.state_dict().items()}
+
+
+def test_interrupted_run_resumes_to_identical_weights_and_log(tmp_path):
+    ref = make_run(tmp_path / "ref")
+    log_ref = ref.fit(make_loader, make_step(ref), epochs=4)
+    assert len(log_ref) == 16 and list(log_ref.columns) == ["epoch", "step", "wall_s", "loss", "noise"]
+    assert log_ref["step"].tolist() == list(range(16))
+
+    run = make_run(tmp_path / "int")
+    with pytest.raises(Boom):
+        run.fit(make_loader, make_step(run, fail_at_epoch=2, fail_at_batch=1), epochs=4)
+    # Crashed in epoch 2 after one logged step: checkpoint holds 2 epochs, log has 9 rows on disk.
+    assert load_checkpoint(tmp_path / "int")["epoch"] == 2
+    assert len(pd.read_csv(tmp_path / "int" / "log.csv")) == 9
+
+    # A fresh process would rebuild everything: new modules with the same initial weights, disturbed RNG.
+    torch.manual_seed(999), np.random.seed(999), random.seed(999)
+    run2 = make_run(tmp_path / "int")
+    log = run2.fit(make_loader, make_step(run2), epochs=4)
+
+    for k, v in weights(ref).items():
+        assert torch.equal(v, weights(run2)[k]), k
+    cols = ["epoch", "step", "loss", "noise"]
+    pd.testing.assert_frame_equal(log[cols], log_ref[cols])
+    # The optimiser state (Adam moments, SGD momentum) was restored as well.
+    o_ref, o_new = ref.optimizers["enc"].state_dict(), run2.optimizers["enc"].state_dict()
+    for pid in o_ref["state"]:
+        assert torch.equal(o_ref["state"][pid]["exp_avg"], o_new["state"][pid]["exp_avg"])
+
+
+def test_checkpoint_every_epoch_and_weights_only(tmp_path):
+    run = make_run(tmp_path)
+    seen = []
+
+    def loader(epoch):
+        if epoch > 0:
+            seen.append(torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)["epoch"])
+        return make_loader(epoch)
+
+    run.fit(loader, make_step(run), epochs=3)
+    assert seen == [1, 2]
+    ckpt = torch.load(tmp_path / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["global_step"] == 12
+    assert set(ckpt["modules"]) == {"enc", "head"} and set(ckpt["optimizers"]) == {"enc", "head"}
+    assert set(ckpt["rng"]) >= {"torch", "numpy", "python"}
+    fresh = nn.Linear(8, 1)
+    load_module_state(tmp_path, "head", fresh)
+    assert torch.equal(fresh.weight, run.modules["head"].weight)
+    # Calling fit again on a finished run trains nothing; asking for more epochs continues.
+    before = weights(run)
+    assert len(run.fit(make_loader, make_step(run), epochs=3)) == 12
+    assert all(torch.equal(v, weights(run)[k]) for k, v in before.items())
+    assert len(run.fit(make_loader, make_step(run), epochs=4)) == 16
+
+
+def test_rng_state_roundtrip_through_weights_only(tmp_path):
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    np.random.normal()  # leaves a cached gaussian in numpy's state
+    state = rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    a = (torch.rand(3), np.random.normal(size=3), random.random())
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    b = (torch.rand(3), np.random.normal(size=3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_nan_loss_raises_training_diverged(tmp_path):
+    run = make_run(tmp_path)
+
+    def step(batch, epoch, global_step):
+        return {"l1": 0.5, "l2": float("nan") if global_step == 5 else 1.0}
+
+    with pytest.raises(TrainingDiverged, match=r"step 5 \(epoch 1\).*\['l2'\].*l1=0.5"):
+        run.fit(make_loader, step, epochs=3)
+    assert load_checkpoint(tmp_path)["epoch"] == 1  # the diverged epoch was not checkpointed
+
+
+def test_inf_loss_and_bad_step_output(tmp_path):
+    run = make_run(tmp_path / "a")
+    with pytest.raises(TrainingDiverged, match="inf"):
+        run.fit(make_loader, lambda b, e, s: {"loss": float("inf")}, epochs=1)
+    run = make_run(tmp_path / "b")
+    with pytest.raises(TypeError, match="dict of floats"):
+        run.fit(make_loader, lambda b, e, s: 1.0, epochs=1)
+
+
+def test_config_recorded_and_mismatch_refused(tmp_path):
+    run = make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2)})
+    run.fit(make_loader, make_step(run), epochs=1)
+    assert (tmp_path / "config.json").is_file()
+    make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2)})  # same config resumes fine
+    with pytest.raises(ValueError, match=r"different configuration.*\['lr'\]"):
+        make_run(tmp_path, config={"lr": 0.02, "sizes": (1, 2)})
+    # More epochs is a continuation of the same experiment, not a different one.
+    make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2), "epochs": 5})

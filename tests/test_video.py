@@ -1,0 +1,254 @@
+"""The video pipeline on a short clip cut from the Hamilton video, its error handling and atomic writes, and the
+temporal/landmark evaluation helpers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deidkit.assets import asset_path
+from deidkit.baselines import get_deidentifier
+from deidkit.eval.temporal import Dlib68, landmark_displacement, temporal_stability
+from deidkit.models.live import RecognizerFeatures
+from deidkit.train import live as T
+from deidkit.video import (
+    STAGES,
+    FaceSwapper,
+    VideoError,
+    VideoWriter,
+    deidentify_image,
+    deidentify_video,
+    ffmpeg_exe,
+    open_video,
+    probe_video,
+)
+
+torch.set_num_threads(1)
+REFERENCE = asset_path("hamilton-clip").parent / "reference" / "lin-manuel-miranda.png"
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """Nine frames (0.3 s, with audio) of the Hamilton clip, index at the front (faststart)."""
+    out = tmp_path_factory.mktemp("video") / "clip.mp4"
+    _ffmpeg("-ss", "1.0", "-i", str(asset_path("hamilton-clip")), "-t", "0.3", "-c:v", "libx264", "-preset",
+            "ultrafast", "-crf", "18", "-c:a", "aac", "-movflags", "+faststart", str(out))
+    return out
+
+
+def _frames(path) -> list[np.ndarray]:
+    with open_video(path) as v:
+        return list(v.frames())
+
+
+class _Recognizer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3, 4, 1)
+        self.fc = nn.Linear(4, 16)
+
+    def forward_features(self, x):
+        a = torch.relu(self.c(x))
+        return {"dw_conv": a, "embedding": self.fc(a.mean((2, 3)))}
+
+
+@pytest.fixture(scope="module")
+def live_deid():
+    """An untrained tiny live network (the pipeline's behaviour does not depend on training)."""
+    torch.manual_seed(0)
+    cfg = T.LiveConfig.profile("tiny", device="cpu")
+    feats = RecognizerFeatures(_Recognizer(), torch.from_numpy(T.network_to_arcface(cfg)), cfg.size)
+    gen = T.build_generator(cfg, cond_dim=16)
+    return T.LiveDeidentifier(gen, feats, cfg.crop_fraction, name="live_test")
+
+
+def test_video_pipeline_keeps_frames_audio_and_background(clip, live_deid, tmp_path):
+    out = tmp_path / "out" / "deid.mp4"
+    rep = deidentify_video(clip, out, live_deid, progress=False)
+    src, dst = _frames(clip), _frames(out)
+    assert rep.frames == len(src) == len(dst) == 9
+    assert rep.frames_with_faces == 9 and rep.faces >= 9  # the singer and the pianist are found
+    assert rep.frames_without_faces == 0
+    assert set(rep.stage_s) == set(rep.stage_cpu_s) == set(STAGES) and all(v > 0 for v in rep.stage_s.values())
+    assert rep.cpu_s > 0 and rep.encoder_cpu_s > 0 and rep.cpu_fps > 0
+    assert rep.fps > 0 and rep.deidentifier == "live_test"
+    info = probe_video(out)
+    assert (info.width, info.height) == (640, 360) and info.audio_codec == "aac"
+    assert rep.audio.startswith("kept")
+    # faces changed, the rest of the frame kept (up to H.264 noise)
+    det = FaceSwapper(live_deid, hull="none").detector
+    boxes = det.detect(src[4])
+    face = np.zeros(src[4].shape[:2], bool)
+    for d in boxes:
+        x0, y0, x1, y1 = d.box.astype(int)
+        face[max(y0, 0):y1, max(x0, 0):x1] = True
+    diff = np.abs(dst[4].astype(int) - src[4]).mean(axis=2)
+    grown = cv2.dilate(face.astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool)
+    assert diff[~grown].mean() < 3.0
+    assert diff[face].mean() > 3 * diff[~grown].mean()
+
+
+def test_baseline_and_target_image(clip, live_deid, tmp_path):
+    rep = deidentify_video(clip, tmp_path / "box.mkv", get_deidentifier("blackbox"), max_frames=3, progress=False,
+                           keep_audio=False)
+    assert rep.frames == 3 and rep.audio.startswith("dropped")
+    assert probe_video(tmp_path / "box.mkv").audio_codec is None
+    # a target image conditions the live network; it changes the output compared with self-conditioning
+    a = deidentify_video(clip, tmp_path / "self.mp4", live_deid, max_frames=2, progress=False)
+    b = deidentify_video(clip, tmp_path / "target.mp4", live_deid, target=REFERENCE, max_frames=2, progress=False)
+    assert a.frames == b.frames == 2
+    assert np.abs(_frames(tmp_path / "self.mp4")[1].astype(int) - _frames(tmp_path / "target.mp4")[1]).max() > 10
+    with pytest.raises(ValueError, match="takes no target"):
+        deidentify_video(clip, tmp_path / "x.mp4", get_deidentifier("blackbox"), target=REFERENCE, progress=False)
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_frames_without_faces_pass_unchanged_and_are_counted(live_deid, tmp_path):
+    sw = FaceSwapper(live_deid)
+    grey = np.full((120, 160, 3), 90, np.uint8)
+    res = sw.process(grey)
+    assert res.faces == 0 and res.frame is grey
+    src = tmp_path / "empty_scene.mkv"
+    rng = np.random.default_rng(0)
+    with VideoWriter(src, 160, 120, 10.0) as w:
+        for _ in range(4):
+            w.write(cv2.GaussianBlur(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8), (0, 0), 3))
+        w.commit()
+    rep = deidentify_video(src, tmp_path / "o.mkv", live_deid, progress=False)
+    assert (rep.frames, rep.frames_without_faces, rep.faces) == (4, 4, 0)
+    assert rep.audio == "none in input"
+
+
+def test_truncated_video_gives_named_error_and_no_output(clip, live_deid, tmp_path):
+    data = clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # index at the front, half of the frames gone
+    out = tmp_path / "o.mp4"
+    with pytest.raises(VideoError, match=r"cut\.mp4.*truncated"):
+        deidentify_video(cut, out, live_deid, progress=False)
+    assert not out.exists() and list(tmp_path.iterdir()) == [cut]
+    # the original clip keeps its index at the end: cutting it loses the index
+    full = asset_path("hamilton-clip").read_bytes()
+    cut2 = tmp_path / "cut2.mp4"
+    cut2.write_bytes(full[: len(full) // 3])
+    with pytest.raises(VideoError, match=r"cut2\.mp4: truncated"):
+        probe_video(cut2)
+
+
+def test_unreadable_inputs_give_named_errors(tmp_path, live_deid):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    audio = tmp_path / "sound.m4a"
+    _ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.2", "-c:a", "aac", str(audio))
+    for path, msg in [(empty, "empty file"), (text, "not a readable video"), (audio, "no video stream"),
+                      (tmp_path / "missing.mp4", "no such video file")]:
+        with pytest.raises(VideoError, match=msg) as err:
+            deidentify_video(path, tmp_path / "o.mp4", live_deid, progress=False)
+        assert str(path) in str(err.value)
+    assert not (tmp_path / "o.mp4").exists()
+    with pytest.raises(VideoError, match="unsupported output container"):
+        VideoWriter(tmp_path / "o.gif", 64, 64, 10.0)
+
+
+class _Exploding:
+    name = "exploding"
+
+    def __init__(self, after: int, exc: type[BaseException]) -> None:
+        self.calls, self.after, self.exc = 0, after, exc
+
+    def deidentify(self, batch):
+        self.calls += 1
+        if self.calls > self.after:
+            raise self.exc("stopped mid-video")
+        return batch
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_run_leaves_no_output_file(clip, tmp_path, exc):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(exc):
+        deidentify_video(clip, out, _Exploding(3, exc), hull="none", progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither OUT nor the temporary file
+
+
+def test_image_command_and_cli(tmp_path):
+    from deidkit.cli import main
+
+    out = tmp_path / "img.png"
+    assert main(["image", str(REFERENCE), str(out), "--method", "pixelate_16px"]) == 0
+    src = cv2.cvtColor(cv2.imread(str(REFERENCE)), cv2.COLOR_BGR2RGB)
+    res = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert res.shape == src.shape and np.abs(res.astype(int) - src).mean() > 1
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((64, 64, 3), 200, np.uint8))
+    rep = deidentify_image(blank, tmp_path / "b2.png", get_deidentifier("blackbox"))
+    assert rep.faces == 0
+    assert np.array_equal(cv2.imread(str(tmp_path / "b2.png")), cv2.imread(str(blank)))
+
+
+def test_landmark_displacement_and_temporal_stability(clip, crops_small):
+    pred = Dlib68()
+    crops = crops_small[:4]
+    same = landmark_displacement(crops, crops, pred)
+    assert np.allclose(same["px"], 0)
+    shifted = np.stack([cv2.warpAffine(c, np.float32([[1, 0, 6], [0, 1, 0]]), (224, 224),
+                                       borderMode=cv2.BORDER_REFLECT101) for c in crops])
+    moved = landmark_displacement(crops, shifted, pred)
+    assert moved["px"].median() == pytest.approx(6, abs=2.5)  # the predictor follows a 6-pixel shift
+    assert (moved["iod"] > 0).all()
+
+    class Mean:  # a transparent "recogniser": the mean colour of the crop
+        def embed(self, c):
+            e = c.reshape(len(c), -1, 3).mean(1).astype(np.float64) + 1.0
+            return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    df, summary = temporal_stability(clip, clip, Mean(), progress=False)
+    assert len(df) >= 7 and summary["pairs"] == len(df)
+    assert np.allclose(df["pix_orig"], df["pix_deid"]) and np.allclose(df["id_orig_vs_deid"], 0, atol=1e-9)
+    assert (df["pix_orig"] > 0).all()
+
+
+def test_self_target_is_reused_along_tracks(clip, live_deid):
+    class Counting:
+        name = "live_counting"
+        crop_size = live_deid.crop_size
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def target_representation(self, crops):
+            self.n += len(crops)
+            return live_deid.target_representation(crops)
+
+        def deidentify_with_mask(self, crops, targets=None):
+            assert targets is not None and len(targets) == len(crops)
+            return live_deid.deidentify_with_mask(crops, targets)
+
+        def deidentify(self, crops):
+            return live_deid.deidentify(crops)
+
+    frames = _frames(clip)
+    counts = {}
+    for refresh in (1, 15):
+        deid = Counting()
+        sw = FaceSwapper(deid, hull="none", target_refresh=refresh)
+        faces = sum(sw.process(f).faces for f in frames)
+        counts[refresh] = (deid.n, faces)
+    assert counts[1][0] == counts[1][1]  # every face of every frame embedded
+    assert counts[15][0] < counts[1][0] / 3  # tracked faces reuse their representation
+
+
+def test_mtcnn_detector_option(tmp_path):
+    rep = deidentify_image(REFERENCE, tmp_path / "m.png", get_deidentifier("blur_sigma8"), detector="mtcnn")
+    assert rep.faces == 1
