@@ -263,13 +263,16 @@ def heldout_report(unet: UNet, critic: Critic, data: IdentityData, device: torch
 class FaDeNetDeidentifier:
     """A trained FaDeNet run as a de-identifier: ``.name`` and ``.deidentify(uint8 (N, S, S, 3)) -> same``.
 
-    Crops whose side differs from the training size are processed at the training size and the *change* the
-    network makes is up-sampled and added to the full-resolution crop (``mode="residual"``), which keeps the
-    original's detail where the network changes nothing; ``mode="resize"`` instead resizes the output back.
+    Crops whose side differs from the training size are processed at the training size. ``mode="resize"``
+    (default) returns the network's output resized back: FaDeNet's actual image. ``mode="residual"`` up-samples
+    only the *change* the network makes and adds it to the full-resolution crop, keeping the original's detail —
+    and with it the identity: measured with the quick run on lfw_57x8 (224 crops), the critic's Rank-1 is
+    0.286 at SSIM 0.794 with ``resize`` but 0.775 at SSIM 0.885 with ``residual`` (0.999 on originals), so the
+    residual mode is an option to study, not the de-identifier.
     """
 
     def __init__(self, run_dir: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 32, mode: str = "residual") -> None:
+                 batch_size: int = 32, mode: str = "resize") -> None:
         self.run_dir = Path(run_dir)
         cfg = _read_json(self.run_dir / "config.json")
         if cfg is None:
