@@ -86,3 +86,19 @@ def roc_figure(rocs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], recog
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     return ax.figure
+
+
+def distance_scatter(distances: pd.DataFrame, recognizer: str, ax=None):
+    """Pixel distance against descriptor distance to the original, one colour per de-identifier (the live
+    paper's Fig. 4e). ``distances``: rows with ``deidentifier``, ``recognizer``, ``pixel_rmse`` and
+    ``descriptor_distance`` (see :func:`deidkit.eval.quality.pixel_descriptor_distances`)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.6))
+    for name, grp in distances[distances["recognizer"] == recognizer].groupby("deidentifier", sort=True):
+        ax.scatter(grp["pixel_rmse"], grp["descriptor_distance"], s=10, alpha=0.7, label=name)
+    ax.set_xlabel("pixel RMSE to the original (face region)")
+    ax.set_ylabel("descriptor distance (1 - cos)")
+    ax.set_title(recognizer, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax.figure

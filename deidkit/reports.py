@@ -69,14 +69,21 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-def provenance(profile: str, seeds: dict | None = None) -> dict:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
+
+def git_state() -> dict:
+    """The commit the code was run at and whether tracked files differed from it."""
+    return {"git_commit": _git("rev-parse", "HEAD"),
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def provenance(profile: str, seeds: dict | None = None) -> dict:
     versions = {}
     for p in PACKAGES:
         try:
@@ -85,8 +92,7 @@ def provenance(profile: str, seeds: dict | None = None) -> dict:
             versions[p] = None
     return {
         "kind": "provenance",
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        **git_state(),
         "profile": profile,
         "seeds": seeds or {},
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
@@ -113,22 +119,62 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     out = reports_dir(out)
-    timings = []
     for nb in notebooks(only):
         dest = out / nb.name
         t0 = time.perf_counter()
         pm.execute_notebook(str(nb), str(dest), parameters={"profile": profile, "reports_dir": str(out),
                                                              **(parameters or {})},
                             kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False)
-        timings.append({"kind": "runtime", "name": nb.stem, "value": time.perf_counter() - t0, "unit": "s"})
+        # Kept per notebook, so that re-running some notebooks (``only``) keeps the others' run times.
+        record_metrics([{"kind": "runtime", "name": nb.stem, "value": time.perf_counter() - t0, "unit": "s",
+                         "profile": profile, **git_state(),
+                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         "kernel_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}],
+                       f"_runtime_{nb.stem}", out)
+        compact_notebook(dest)
         if html:
             export_html(dest, out / "html")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    extra = timings + [{"kind": "memory", "name": "reports_peak_kernel_rss", "value": peak, "unit": "MiB",
-                        "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}]
-    records = collect_metrics(out, profile, extra)
+    records = collect_metrics(out, profile)
+    peaks = [r["kernel_peak_rss_mib"] for r in records if r["kind"] == "runtime" and r.get("kernel_peak_rss_mib")]
+    if peaks:
+        records = collect_metrics(out, profile, [{
+            "kind": "memory", "name": "reports_peak_kernel_rss", "value": max(peaks), "unit": "MiB",
+            "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}])
     write_readme(out, records)
     return out
+
+
+def compact_notebook(path: Path, max_png_bytes: int = 200_000, jpeg_quality: int = 85) -> tuple[int, int]:
+    """Shrink an executed notebook in place; returns its size in bytes before and after.
+
+    Drops the saved widget state (``metadata.widgets``: the last value of every widget model, images included,
+    which for the study form alone ran to 43 MB; the notebooks render static figures beside their widgets) and
+    re-encodes PNG outputs larger than ``max_png_bytes`` (photo grids, where PNG is several times larger than
+    JPEG) as JPEG. Plots stay PNG. Numbers and text are untouched.
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    before = path.stat().st_size
+    nb = json.loads(path.read_text())
+    nb.get("metadata", {}).pop("widgets", None)
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            png = data.get("image/png")
+            if png is None:
+                continue
+            raw = base64.b64decode("".join(png) if isinstance(png, list) else png)
+            if len(raw) <= max_png_bytes:
+                continue
+            buf = io.BytesIO()
+            Image.open(io.BytesIO(raw)).convert("RGB").save(buf, format="JPEG", quality=jpeg_quality)
+            del data["image/png"]
+            data["image/jpeg"] = base64.b64encode(buf.getvalue()).decode("ascii")
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    return before, path.stat().st_size
 
 
 def export_html(notebook: Path, dest_dir: Path) -> Path:
@@ -163,6 +209,10 @@ def write_readme(out: Path, records: list[dict]) -> Path:
         f" {prov['machine']['cpus']} CPUs. Every number below is read from `metrics.json`; executed notebooks are "
         "beside this file and as HTML in `html/`, figures in `figures/`.",
     ]
+    commits = sorted({r["git_commit"][:10] for r in records if r["kind"] == "runtime" and r.get("git_commit")})
+    if len(commits) > 1:
+        parts += ["", f"Notebooks were last executed at different commits ({', '.join(commits)}): the run-time table "
+                  "at the end says which notebook ran where and when; each notebook's numbers come from its own run."]
     sections = [
         ("Verification on LFW pairs.txt (10-fold)", "verification",
          ["recognizer", "lfw_accuracy", "lfw_accuracy_std", "reference"]),
@@ -183,7 +233,7 @@ def write_readme(out: Path, records: list[dict]) -> Path:
          ["deidentifier", "lam", "epochs", "image_size", "heldout_critic_acc_original", "heldout_critic_acc_fadenet",
           "train_images_per_s", "peak_rss_mb", "wall_s_this_call", "device"]),
         ("Speed", "speed", ["name", "value", "unit"]),
-        ("Run time and memory", "runtime memory", ["name", "value", "unit"]),
+        ("Run time and memory", "runtime memory", ["name", "value", "unit", "git_commit", "date", "kernel_peak_rss_mib"]),
     ]
     for title, kinds, cols in sections:
         rows = [r for r in records if r["kind"] in kinds.split()]

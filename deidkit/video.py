@@ -187,6 +187,35 @@ def open_video(path: str | os.PathLike, strict: bool = True) -> VideoReader:
     return VideoReader(path, strict=strict)
 
 
+def read_frames(path: str | os.PathLike, indices: list[int]) -> dict[int, np.ndarray]:
+    """The frames at ``indices`` (0-based) of a video, as ``{index: RGB frame}``; decodes up to the last one."""
+    wanted = set(indices)
+    if not wanted:
+        return {}
+    if min(wanted) < 0:
+        raise ValueError(f"frame indices must be >= 0, got {sorted(wanted)}")
+    with open_video(path, strict=False) as video:
+        got = {i: f for i, f in enumerate(video.frames(max(wanted) + 1)) if i in wanted}
+    missing = sorted(wanted - got.keys())
+    if missing:
+        raise VideoError(f"{path}: has only {video.frames_read} frames; frames {missing} do not exist")
+    return got
+
+
+def largest_face_window(detector: Any, frame: np.ndarray, scale: float = 1.8) -> tuple[int, int, int, int] | None:
+    """A square window (y0, y1, x0, x1) around the largest face ``detector`` finds in ``frame``, ``scale`` times
+    the longer side of its box and clipped to the frame; None without a face. For close-ups of video frames."""
+    from deidkit.data.alignment import largest_face
+
+    face = largest_face(detector.detect(frame))
+    if face is None:
+        return None
+    x0, y0, x1, y1 = face.box
+    cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, scale / 2 * max(x1 - x0, y1 - y0)
+    h, w = frame.shape[:2]
+    return int(max(cy - r, 0)), int(min(cy + r, h)), int(max(cx - r, 0)), int(min(cx + r, w))
+
+
 def _partial_path(out: Path) -> Path:
     return out.with_name(f".{out.stem}.partial-{os.getpid()}{out.suffix}")
 

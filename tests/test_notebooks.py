@@ -54,6 +54,12 @@ def test_reports_tiny(tiny_reports):
     beats = [r for r in records if r["kind"] == "beats_baselines"]
     assert beats and {r["deidentifier"] for r in beats} == {"fadenet_tiny"}
     assert (tiny_reports / "README.md").read_text().count("|") > 20
+    # One run-time record per notebook, kept in its own file so that re-running one notebook keeps the others'.
+    runtimes = {r["name"]: r for r in records if r["kind"] == "runtime"}
+    assert set(runtimes) == {nb.stem for nb in notebooks()}
+    assert all(r["value"] > 0 and r["git_commit"] and r["kernel_peak_rss_mib"] > 0 for r in runtimes.values())
+    memory = [r for r in records if r["kind"] == "memory"]
+    assert memory and memory[0]["value"] == max(r["kernel_peak_rss_mib"] for r in runtimes.values())
     assert any((tiny_reports / "figures").glob("04_*.png"))
 
 

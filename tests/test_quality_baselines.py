@@ -11,7 +11,7 @@ from deidkit.baselines import (
     get_deidentifier,
 )
 from deidkit.data.alignment import YuNetDetector
-from deidkit.eval.quality import detection_rate, face_box, psnr, ssim
+from deidkit.eval.quality import detection_rate, face_box, pixel_descriptor_distances, psnr, ssim
 
 
 def test_ssim_psnr_identity(crops_small):
@@ -62,3 +62,33 @@ def test_detection_rate_drops_under_black_box(crops_small):
     c = crops_small[:8]
     assert detection_rate(c, det) == 1.0
     assert detection_rate(BlackBox().deidentify(c), det) < 0.5
+
+
+class _MeanColour:
+    """A stand-in recogniser whose descriptor is the normalised mean colour of the face box."""
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        x0, y0, x1, y1 = face_box(batch.shape[1])
+        v = batch[:, y0:y1, x0:x1].reshape(len(batch), -1, 3).astype(np.float64).mean(1) + 1.0
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_pixel_descriptor_distances(crops_small):
+    rec = _MeanColour()
+    same = pixel_descriptor_distances(crops_small, crops_small, rec)
+    assert list(same.columns) == ["pixel_rmse", "descriptor_distance"] and len(same) == len(crops_small)
+    assert np.allclose(same.to_numpy(), 0.0, atol=1e-9)
+    # A colour cast moves both distances; a blur keeps the mean colour (descriptor) almost still.
+    cast = crops_small.copy()
+    cast[..., 2] = 0  # no blue
+    d_cast = pixel_descriptor_distances(crops_small, cast, rec)
+    d_blur = pixel_descriptor_distances(crops_small, get_deidentifier("blur_sigma4").deidentify(crops_small), rec)
+    assert (d_cast["pixel_rmse"] > 10).all() and (d_cast["descriptor_distance"] > 1e-3).all()
+    assert (d_blur["pixel_rmse"] > 1).all()
+    assert d_blur["descriptor_distance"].mean() < d_cast["descriptor_distance"].mean() / 10
+    # The face region ignores changes outside the face box.
+    frame = crops_small.copy()
+    frame[:, :3] = 0
+    assert np.allclose(pixel_descriptor_distances(crops_small, frame, rec)["pixel_rmse"], 0.0)
+    with pytest.raises(ValueError, match="equal shape"):
+        pixel_descriptor_distances(crops_small, crops_small[:1], rec)

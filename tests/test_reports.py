@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from deidkit.reports import collect_metrics, provenance, record_metrics, write_readme
+from deidkit.reports import collect_metrics, compact_notebook, provenance, record_metrics, write_readme
 
 
 def test_metrics_roundtrip_and_readme(tmp_path):
@@ -18,6 +18,12 @@ def test_metrics_roundtrip_and_readme(tmp_path):
     text = write_readme(tmp_path, recs).read_text()
     assert "| original | r | 0.500 |" in text.replace("| p ", "") or "0.500" in text
     assert "align_lfw_cpu" in text and "12.500" in text
+    assert "different commits" not in text
+    for name, commit in [("00_x", "a" * 40), ("04_x", "b" * 40)]:
+        record_metrics([{"kind": "runtime", "name": name, "value": 1.0, "unit": "s", "git_commit": commit}],
+                       f"_runtime_{name}", tmp_path)
+    text = write_readme(tmp_path, collect_metrics(tmp_path, "tiny")).read_text()
+    assert "different commits (aaaaaaaaaa, bbbbbbbbbb)" in text
 
 
 def test_record_without_kind_rejected(tmp_path):
@@ -28,3 +34,36 @@ def test_record_without_kind_rejected(tmp_path):
 def test_provenance_packages():
     p = provenance("quick")
     assert p["packages"]["torch"] and p["machine"]["cpus"]
+
+
+def _png(shape: tuple[int, int], noisy: bool) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (*shape, 3), dtype=np.uint8) if noisy else np.full((*shape, 3), 200, np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def test_compact_notebook(tmp_path):
+    big, small = _png((400, 400), noisy=True), _png((50, 50), noisy=False)
+    nb = {"cells": [{"cell_type": "code", "source": "x", "metadata": {}, "execution_count": 1, "outputs": [
+        {"output_type": "display_data", "metadata": {}, "data": {"image/png": big, "text/plain": "<Figure>"}},
+        {"output_type": "display_data", "metadata": {}, "data": {"image/png": small, "text/plain": "<Figure>"}},
+        {"output_type": "stream", "name": "stdout", "text": "rank-1 0.997\n"}]}],
+          "metadata": {"widgets": {"state": {"m": {"value": "x" * 100_000}}}, "kernelspec": {"name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    before, after = compact_notebook(path, max_png_bytes=200_000)
+    out = json.loads(path.read_text())
+    outputs = out["cells"][0]["outputs"]
+    assert before == len(json.dumps(nb)) and after == path.stat().st_size and after < before / 2
+    assert "widgets" not in out["metadata"] and out["metadata"]["kernelspec"] == {"name": "python3"}
+    assert set(outputs[0]["data"]) == {"image/jpeg", "text/plain"}  # the large photo-like PNG became JPEG
+    assert outputs[1]["data"]["image/png"] == small  # a small plot stays PNG
+    assert outputs[2]["text"] == "rank-1 0.997\n"

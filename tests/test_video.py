@@ -24,8 +24,11 @@ from deidkit.video import (
     deidentify_image,
     deidentify_video,
     ffmpeg_exe,
+    largest_face_window,
+    make_face_detector,
     open_video,
     probe_video,
+    read_frames,
 )
 
 torch.set_num_threads(1)
@@ -252,3 +255,19 @@ def test_self_target_is_reused_along_tracks(clip, live_deid):
 def test_mtcnn_detector_option(tmp_path):
     rep = deidentify_image(REFERENCE, tmp_path / "m.png", get_deidentifier("blur_sigma8"), detector="mtcnn")
     assert rep.faces == 1
+
+
+def test_read_frames_and_largest_face_window(clip):
+    allf = _frames(clip)
+    got = read_frames(clip, [8, 0, 4])
+    assert sorted(got) == [0, 4, 8] and all(np.array_equal(got[i], allf[i]) for i in got)
+    with pytest.raises(VideoError, match="do not exist"):
+        read_frames(clip, [2, len(allf) + 5])
+    det = make_face_detector("yunet")
+    frame = allf[0]
+    face = max(det.detect(frame), key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    y0, y1, x0, x1 = largest_face_window(det, frame)
+    # The window holds the whole face box and stays inside the frame.
+    assert 0 <= y0 <= face.box[1] and face.box[3] <= y1 <= frame.shape[0]
+    assert 0 <= x0 <= face.box[0] and face.box[2] <= x1 <= frame.shape[1]
+    assert largest_face_window(det, np.full_like(frame, 90)) is None

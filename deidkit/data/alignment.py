@@ -27,6 +27,13 @@ class Detection:
     score: float
 
 
+def largest_face(detections: list[Detection]) -> Detection | None:
+    """The detection with the largest box (the subject of a close-up), or None when there is none."""
+    if not detections:
+        return None
+    return max(detections, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+
 @dataclass
 class AlignedFace:
     """A canonical crop, the 2x3 matrix taking image coordinates to crop coordinates, and where it came from."""

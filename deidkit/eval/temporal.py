@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from deidkit.data.alignment import largest_face
 from deidkit.data.templates import ARCFACE_112, crop_to_template
 
 #: dlib's 68-point indices of the outer eye corners (image-left eye's outer corner first).
@@ -99,12 +100,6 @@ def landmark_displacement(originals: np.ndarray, outputs: np.ndarray,
 # ----------------------------------------------------------------------------------------------- video
 
 
-def _largest(dets: list) -> object | None:
-    if not dets:
-        return None
-    return max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
-
-
 def temporal_stability(original: str | os.PathLike, processed: str | os.PathLike, recognizer: object,
                        detector: str = "yunet", crop_size: int = 224, max_frames: int | None = None,
                        progress: bool = True) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -131,7 +126,7 @@ def temporal_stability(original: str | os.PathLike, processed: str | os.PathLike
                                           disable=not progress)):
             if max_frames is not None and t >= max_frames:
                 break
-            det = _largest(aligner.detect(fo))
+            det = largest_face(aligner.detect(fo))
             if det is None:
                 crops_o.append(None)
                 crops_d.append(None)
