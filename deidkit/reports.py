@@ -83,6 +83,28 @@ def git_state() -> dict:
             "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
 
 
+def experiment_seeds(profile: str) -> dict[str, int]:
+    """The seeds a run of ``profile`` used: each experiment configuration's and each protocol manifest's."""
+    import yaml
+
+    from deidkit.data.lfw import MANIFEST_DIR
+    from deidkit.data.prep import DataPrepConfig
+    from deidkit.study.design import StudyConfig
+    from deidkit.train.critic import CriticConfig
+    from deidkit.train.fadenet import FaDeNetConfig
+    from deidkit.train.live import LiveConfig
+
+    seeds = {}
+    for cls in (DataPrepConfig, CriticConfig, FaDeNetConfig, LiveConfig, StudyConfig):
+        try:
+            seeds[cls.__name__] = cls.profile(profile).seed
+        except ValueError:  # a profile this experiment does not define
+            continue
+    meta = yaml.safe_load((MANIFEST_DIR / "protocols.yaml").read_text())
+    seeds.update({f"protocol {k}": v["seed"] for k, v in meta["protocols"].items() if "seed" in v})
+    return seeds
+
+
 def provenance(profile: str, seeds: dict | None = None) -> dict:
     versions = {}
     for p in PACKAGES:
@@ -94,7 +116,7 @@ def provenance(profile: str, seeds: dict | None = None) -> dict:
         "kind": "provenance",
         **git_state(),
         "profile": profile,
-        "seeds": seeds or {},
+        "seeds": experiment_seeds(profile) if seeds is None else seeds,
         "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
                     "python": sys.version.split()[0]},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -14,6 +14,8 @@ def test_metrics_roundtrip_and_readme(tmp_path):
     data = json.loads((tmp_path / "metrics.json").read_text())
     assert data == recs and data[0]["kind"] == "provenance" and data[0]["profile"] == "tiny"
     assert {"git_commit", "packages", "machine", "date", "seeds"} <= set(data[0])
+    seeds = data[0]["seeds"]
+    assert {"CriticConfig", "FaDeNetConfig", "LiveConfig"} <= set(seeds) and seeds["protocol lfw_57x8"] == 57
     assert any(r.get("rank1_mean") == 0.5 and r["source"] == "04_x" for r in data)
     text = write_readme(tmp_path, recs).read_text()
     assert "| original | r | 0.500 |" in text.replace("| p ", "") or "0.500" in text
