@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -340,19 +341,24 @@ def _hull_weights(landmarks68: np.ndarray, size: int, feather: float) -> np.ndar
 
 
 class StageClock:
-    """Wall-clock and CPU time (this process, all threads) per pipeline stage: ``mark()`` then ``lap(stage)``.
-    The CPU times do not depend on what else runs on the machine; the wall times do."""
+    """Wall-clock and CPU time per pipeline stage: ``mark()`` then ``lap(stage)``. The CPU times do not depend on
+    what else runs on the machine; the wall times do.
 
-    def __init__(self) -> None:
+    ``cpu_clock``: :func:`time.process_time` (all threads of the process; right when one thread runs the stages
+    one after another) or :func:`time.thread_time` (the calling thread only; right when stages run in two threads
+    at once, though it misses work that OpenCV or torch hand to their own worker threads)."""
+
+    def __init__(self, cpu_clock: Any = time.process_time) -> None:
         self.wall = dict.fromkeys(STAGES, 0.0)
         self.cpu = dict.fromkeys(STAGES, 0.0)
+        self._cpu_clock = cpu_clock
         self.mark()
 
     def mark(self) -> None:
-        self._w, self._c = time.perf_counter(), time.process_time()
+        self._w, self._c = time.perf_counter(), self._cpu_clock()
 
     def lap(self, stage: str) -> None:
-        w, c = time.perf_counter(), time.process_time()
+        w, c = time.perf_counter(), self._cpu_clock()
         self.wall[stage] += w - self._w
         self.cpu[stage] += c - self._c
         self._w, self._c = w, c
@@ -370,6 +376,17 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 class FrameResult:
     frame: np.ndarray
     faces: int
+
+
+@dataclass
+class PreparedFrame:
+    """A frame with its faces detected and aligned (:meth:`FaceSwapper.prepare`), ready for the network."""
+
+    frame: np.ndarray
+    detections: list
+    matrices: list[np.ndarray]
+    crops: np.ndarray | None
+    hulls: list[np.ndarray] | None
 
 
 class FaceSwapper:
@@ -457,14 +474,18 @@ class FaceSwapper:
 
     def process(self, frame: np.ndarray) -> FrameResult:
         """De-identify every face of one RGB frame; a frame without faces is returned as is (same object)."""
-        clock = self.clock
+        return self.finish(self.prepare(frame))
+
+    def prepare(self, frame: np.ndarray, clock: StageClock | None = None) -> PreparedFrame:
+        """Detect and align every face of a frame (the half of :meth:`process` that needs no network, so that it
+        can run for the next frame while the network works on this one)."""
+        clock = clock or self.clock
         clock.mark()
         dets = [d for d in self.detector.detect(frame) if min(d.box[2] - d.box[0], d.box[3] - d.box[1])
                 >= self.min_face]
         clock.lap("detect")
         if not dets:
-            self._tracks = []
-            return FrameResult(frame, 0)
+            return PreparedFrame(frame, [], [], None, None)
         c = self.crop_size
         mats, crops = [], []
         for d in dets:
@@ -476,6 +497,18 @@ class FaceSwapper:
         if self.landmarks68 is not None:
             hulls = [_hull_weights(self.landmarks68.in_box(cr, self._box68), c, self.feather) for cr in crops]
         clock.lap("align")
+        return PreparedFrame(frame, dets, mats, crops, hulls)
+
+    def finish(self, prep: PreparedFrame, clock: StageClock | None = None) -> FrameResult:
+        """Run the de-identifier on a prepared frame's faces, warp the results back and blend them in. Frames must
+        be finished in order (faces are tracked from one frame to the next)."""
+        clock = clock or self.clock
+        clock.mark()
+        frame, dets, mats, crops, hulls = prep.frame, prep.detections, prep.matrices, prep.crops, prep.hulls
+        if not dets:
+            self._tracks = []
+            return FrameResult(frame, 0)
+        c = self.crop_size
         if hasattr(self.deid, "deidentify_with_mask"):
             targets = self.target
             if targets is None and hasattr(self.deid, "target_representation"):
@@ -533,6 +566,8 @@ class VideoReport:
     cpu_s: float = float("nan")
     encoder_cpu_s: float = float("nan")
     stage_cpu_s: dict[str, float] = field(default_factory=dict)
+    #: decode, detect and align ran one frame ahead in a second thread (stage times overlap)
+    prefetch: bool = False
 
     @property
     def fps(self) -> float:
@@ -566,7 +601,7 @@ class VideoReport:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_ms_per_frame().items())
         return (f"{self.output}: {self.frames} frames ({self.frames_with_faces} with faces, {self.faces} faces; "
                 f"{self.frames_without_faces} without a face passed unchanged), {self.fps:.1f} frames/s "
-                f"[ms/frame: {stages}]; CPU time {1000 * self.cpu_s / max(self.frames, 1):.1f} ms/frame here + "
+                f"[ms/frame: {stages}{'; decode, detect and align ran one frame ahead in a second thread' if self.prefetch else ''}]; CPU time {1000 * self.cpu_s / max(self.frames, 1):.1f} ms/frame here + "
                 f"{1000 * self.encoder_cpu_s / max(self.frames, 1):.1f} in the encoder; audio {self.audio}")
 
 
@@ -582,20 +617,27 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
                      strength: float = 1.0, hull: str = "dlib68", max_frames: int | None = None,
                      keep_audio: bool = True, crf: int = 18, progress: bool = True,
-                     target_refresh: int = 15, swapper: FaceSwapper | None = None) -> VideoReport:
+                     target_refresh: int = 15, swapper: FaceSwapper | None = None,
+                     prefetch: bool = True) -> VideoReport:
     """De-identify every face of video ``inp`` into ``out`` (H.264; audio kept when the input has it).
 
     ``target``: an image (path or RGB array) whose face conditions the live network; default each face itself
     (its representation reused along the face's track for ``target_refresh`` frames, see :class:`FaceSwapper`).
     ``max_frames`` stops early (the output is then shorter, and the audio is cut to match). Nothing is written under
-    ``out``'s name unless the whole run succeeds."""
+    ``out``'s name unless the whole run succeeds.
+
+    ``prefetch``: decode, detect and align the next frame in a second thread while the network and the blending
+    work on the current one (both release the GIL for most of their work, so two cores overlap them). The output
+    is the same as without it; the stages' times then overlap, so they add up to more than the wall time."""
     inp, out = Path(inp), Path(out)
     if inp.resolve() == out.resolve():
         raise VideoError(f"{out}: output would overwrite the input")
     reader = open_video(inp)
     sw = swapper or FaceSwapper(deidentifier, detector, _load_target(target), strength, hull,
                                 target_refresh=target_refresh)
-    clock = sw.clock
+    # One clock per thread; with two threads each counts only its own thread's CPU time.
+    clock = StageClock(time.thread_time) if prefetch else sw.clock
+    ahead = StageClock(time.thread_time) if prefetch else clock
     info = reader.info
     n_total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     frames = with_faces = faces = 0
@@ -603,16 +645,27 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     cpu0 = time.process_time()
     audio_s = None if max_frames is None else max_frames / info.fps
     with VideoWriter(out, info.width, info.height, info.fps, audio_from=info if keep_audio else None,
-                     crf=crf, audio_seconds=audio_s) as writer, reader:
+                     crf=crf, audio_seconds=audio_s) as writer, reader, ThreadPoolExecutor(1) as pool:
         it = reader.frames(max_frames)
-        bar = tqdm(total=n_total or None, desc=f"de-identify {inp.name}", unit="frame", disable=not progress)
-        while True:
-            clock.mark()
+
+        def next_prepared() -> PreparedFrame | None:
+            ahead.mark()
             frame = next(it, None)
-            clock.lap("decode")
-            if frame is None:
+            ahead.lap("decode")
+            return None if frame is None else sw.prepare(frame, ahead)
+
+        bar = tqdm(total=n_total or None, desc=f"de-identify {inp.name}", unit="frame", disable=not progress)
+        pending = pool.submit(next_prepared) if prefetch else None
+        while True:
+            if prefetch:
+                prep = pending.result()
+                if prep is not None:  # the next frame decodes and its faces are found while this one finishes
+                    pending = pool.submit(next_prepared)
+            else:
+                prep = next_prepared()
+            if prep is None:
                 break
-            res = sw.process(frame)
+            res = sw.finish(prep, clock)
             clock.mark()
             writer.write(res.frame)
             clock.lap("encode")
@@ -626,10 +679,12 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
         writer.commit()
         clock.lap("encode")
     wall = time.perf_counter() - start
+    stage_wall = {k: clock.wall[k] + (ahead.wall[k] if prefetch else 0.0) for k in STAGES}
+    stage_cpu = {k: clock.cpu[k] + (ahead.cpu[k] if prefetch else 0.0) for k in STAGES}
     return VideoReport(str(inp), str(out), str(getattr(deidentifier, "name", type(deidentifier).__name__)),
                        info.width, info.height, info.fps, frames, with_faces, frames - with_faces, faces,
-                       writer.audio if keep_audio else "dropped (keep_audio=False)", wall, dict(clock.wall), cpu,
-                       writer.encoder_cpu_s, dict(clock.cpu))
+                       writer.audio if keep_audio else "dropped (keep_audio=False)", wall, stage_wall, cpu,
+                       writer.encoder_cpu_s, stage_cpu, prefetch)
 
 
 @dataclass

@@ -271,3 +271,15 @@ def test_read_frames_and_largest_face_window(clip):
     assert 0 <= y0 <= face.box[1] and face.box[3] <= y1 <= frame.shape[0]
     assert 0 <= x0 <= face.box[0] and face.box[2] <= x1 <= frame.shape[1]
     assert largest_face_window(det, np.full_like(frame, 90)) is None
+
+
+def test_prefetch_thread_gives_the_same_video(clip, live_deid, tmp_path):
+    """Decoding, detecting and aligning one frame ahead in a second thread changes the speed, not the output."""
+    reps = {pf: deidentify_video(clip, tmp_path / f"pf{pf}.mp4", live_deid, progress=False, prefetch=pf)
+            for pf in (False, True)}
+    assert reps[True].prefetch and not reps[False].prefetch
+    assert reps[True].faces == reps[False].faces > 0 and reps[True].frames == reps[False].frames
+    a, b = _frames(tmp_path / "pfFalse.mp4"), _frames(tmp_path / "pfTrue.mp4")
+    assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(v > 0 for v in reps[True].stage_s.values())
+    assert "one frame ahead" in str(reps[True]) and "one frame ahead" not in str(reps[False])
