@@ -78,9 +78,10 @@ def _git(*args: str) -> str:
 
 
 def git_state() -> dict:
-    """The commit the code was run at and whether tracked files differed from it."""
+    """The commit the code was run at and whether tracked files other than the reports differed from it (a run
+    rewrites ``reports/`` itself, which says nothing about the code that ran)."""
     return {"git_commit": _git("rev-parse", "HEAD"),
-            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no"))}
+            "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"))}
 
 
 def experiment_seeds(profile: str) -> dict[str, int]:
