@@ -69,3 +69,26 @@ def test_compact_notebook(tmp_path):
     assert set(outputs[0]["data"]) == {"image/jpeg", "text/plain"}  # the large photo-like PNG became JPEG
     assert outputs[1]["data"]["image/png"] == small  # a small plot stays PNG
     assert outputs[2]["text"] == "rank-1 0.997\n"
+
+
+def test_git_state_ignores_the_reports_a_run_rewrites(tmp_path, monkeypatch):
+    import subprocess
+
+    import deidkit.reports as R
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "reports" / "metrics.json").write_text("[]\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(R, "PROJECT_ROOT", tmp_path)
+    clean = R.git_state()
+    assert len(clean["git_commit"]) == 40 and clean["git_dirty"] is False
+    (tmp_path / "reports" / "metrics.json").write_text("[1]\n")
+    assert R.git_state()["git_dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert R.git_state()["git_dirty"] is True
