@@ -157,13 +157,11 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
         compact_notebook(dest)
         if html:
             export_html(dest, out / "html")
-    records = collect_metrics(out, profile)
-    peaks = [r["kernel_peak_rss_mib"] for r in records if r["kind"] == "runtime" and r.get("kernel_peak_rss_mib")]
-    if peaks:
-        records = collect_metrics(out, profile, [{
-            "kind": "memory", "name": "reports_peak_kernel_rss", "value": max(peaks), "unit": "MiB",
-            "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}])
-    write_readme(out, records)
+    runtimes = [r for f in sorted((out / "metrics").glob("_runtime_*.json")) for r in json.loads(f.read_text())]
+    peaks = [r["kernel_peak_rss_mib"] for r in runtimes if r.get("kernel_peak_rss_mib")]
+    memory = [{"kind": "memory", "name": "reports_peak_kernel_rss", "value": max(peaks), "unit": "MiB",
+               "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}] if peaks else []
+    write_readme(out, collect_metrics(out, profile, memory))
     return out
 
 
