@@ -599,9 +599,11 @@ class VideoReport:
 
     def __str__(self) -> str:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_ms_per_frame().items())
+        if self.prefetch:
+            stages += "; decode, detect and align ran one frame ahead in a second thread"
         return (f"{self.output}: {self.frames} frames ({self.frames_with_faces} with faces, {self.faces} faces; "
                 f"{self.frames_without_faces} without a face passed unchanged), {self.fps:.1f} frames/s "
-                f"[ms/frame: {stages}{'; decode, detect and align ran one frame ahead in a second thread' if self.prefetch else ''}]; CPU time {1000 * self.cpu_s / max(self.frames, 1):.1f} ms/frame here + "
+                f"[ms/frame: {stages}]; CPU time {1000 * self.cpu_s / max(self.frames, 1):.1f} ms/frame here + "
                 f"{1000 * self.encoder_cpu_s / max(self.frames, 1):.1f} in the encoder; audio {self.audio}")
 
 
