@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= quick
+# RETRAIN=1: retrain the shipped models (standard profile, hours on a CPU) and report them beside the shipped ones.
+RETRAIN ?=
 # Offline data and weights live beside the project by default; override with DEIDKIT_SHARED=/path.
 export DEIDKIT_SHARED ?= $(abspath ../shared)
 
@@ -22,7 +24,13 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 reproduce: setup
+ifneq ($(RETRAIN),)
+	$(BIN)/deidkit train fadenet --profile standard
+	$(BIN)/deidkit train live --profile standard
+	$(BIN)/deidkit reports --profile $(PROFILE) --retrain
+else
 	$(BIN)/deidkit reports --profile $(PROFILE)
+endif
 
 test: setup
 	$(BIN)/python -m pytest -q tests

@@ -12,7 +12,8 @@ from deidkit.video import VideoError, add_video_commands
 def _reports(args: argparse.Namespace) -> int:
     from deidkit.reports import run_reports
 
-    out = run_reports(profile=args.profile, out=args.out, only=args.only, html=not args.no_html)
+    out = run_reports(profile=args.profile, out=args.out, only=args.only, html=not args.no_html,
+                      parameters={"retrain": True} if args.retrain else None)
     print(f"reports written to {out}")
     return 0
 
@@ -36,6 +37,50 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(items: list[str]) -> dict:
+    """``k=v`` strings -> a dict; values are read as JSON when they parse (numbers, lists, null), else strings."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train (or resume, or load when finished) one model of a profile; prints the run folder at the end."""
+    import torch
+
+    overrides = _parse_overrides(args.overrides or [])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.model == "live":
+        from deidkit.train.live import LiveConfig, default_run_dir, train_live
+
+        cfg = LiveConfig.profile(args.profile, **overrides)
+        run_dir = default_run_dir(args.profile) if args.run_dir is None else args.run_dir
+        train_live(cfg, run_dir=run_dir, until_epoch=args.until_epoch)
+    elif args.model == "fadenet":
+        from deidkit.train.fadenet import FaDeNetConfig, train_fadenet
+
+        cfg = FaDeNetConfig.profile(args.profile, **overrides)
+        run_dir = train_fadenet(cfg, run_dir=args.run_dir).run_dir
+    else:
+        from deidkit.train.critic import CriticConfig, runs_dir, train_critic
+
+        cfg = CriticConfig.profile(args.profile, **overrides)
+        run_dir = args.run_dir or runs_dir() / cfg.name
+        train_critic(cfg, run_dir=run_dir)
+    print(f"trained {args.model} ({args.profile}): {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deidkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: reports/)")
     p.add_argument("--only", nargs="*", default=None, help="notebook prefixes to run, e.g. 00 04")
     p.add_argument("--no-html", action="store_true")
+    p.add_argument("--retrain", action="store_true", help="notebook 04 also evaluates the standard models "
+                   "retrained in the cache (deidkit train live|fadenet --profile standard) beside the shipped ones")
     p.set_defaults(func=_reports)
 
     p = sub.add_parser("data", help="locate, download, verify or align LFW")
@@ -53,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", default="yunet", choices=["yunet", "mtcnn"])
     p.add_argument("--size", type=int, default=224)
     p.set_defaults(func=_data)
+
+    p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
+    p.add_argument("model", choices=["critic", "fadenet", "live"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
+    p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
+    p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_train)
 
     add_video_commands(sub)
     return parser

@@ -1,5 +1,6 @@
-"""Every de-identifier of the kit by name: the naive baselines and the trained models (loaded from their run
-folders in the cache, trained by notebooks 02 and 03)."""
+"""Every de-identifier of the kit by name: the naive baselines, the shipped pretrained models (``live``,
+``fadenet``: :mod:`deidkit.pretrained`) and models trained in the cache by notebooks 02 and 03
+(``live_quick``, ``fadenet_quick``, ...)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,16 @@ def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) ->
     TRAINED[prefix] = loader
 
 
-def load_deidentifier(name: str, profile: str = "quick") -> Deidentifier:
-    """A baseline by name, or a trained model (``fadenet...``, ``live...``) of the given profile."""
+def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
+    """A de-identifier by name: ``live`` / ``fadenet`` are the shipped pretrained models (when ``profile`` is
+    None); other ``fadenet...`` / ``live...`` names are runs trained in the cache (bare names then mean the run
+    of ``profile``, default ``quick``); anything else is a baseline (``blur_sigma8``, ``pixelate_16px``, ...)."""
+    if profile is None:
+        from deidkit.pretrained import load_pretrained, shipped_models
+
+        if name in shipped_models():
+            return load_pretrained(name)
+        profile = "quick"
     for prefix, module in TRAINED_MODULES.items():
         if name.startswith(prefix) and prefix not in TRAINED:
             importlib.import_module(module)

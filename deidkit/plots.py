@@ -102,3 +102,40 @@ def distance_scatter(distances: pd.DataFrame, recognizer: str, ax=None):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax.figure
+
+
+def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], families: dict | None = None):
+    """The privacy-utility frontier: one panel per (level, recogniser); each naive family as a line through its
+    strengths (and the original at SSIM 1), every other de-identifier as a labelled marker with its repetition SD.
+    A marker below the lower line is better than naive at its image quality. ``tables``: level -> frontier
+    table (see :mod:`deidkit.eval.frontier`)."""
+    from deidkit.eval.frontier import NAIVE_FAMILIES, family_curve, family_of
+
+    families = families or NAIVE_FAMILIES
+    levels = list(tables)
+    fig, axes = plt.subplots(len(levels), len(recognizers), figsize=(4.6 * len(recognizers), 3.9 * len(levels)),
+                             squeeze=False)
+    styles = {"blur": ("tab:blue", "-"), "pixelate": ("tab:orange", "--")}
+    for i, level in enumerate(levels):
+        table = tables[level]
+        for j, rec in enumerate(recognizers):
+            ax = axes[i][j]
+            for fam, members in families.items():
+                c = family_curve(table, rec, members)
+                colour, ls = styles.get(fam, ("grey", ":"))
+                ax.plot(c["ssim"], c["rank1_mean"], ls, color=colour, marker=".", label=f"{fam} (naive)")
+            others = table[(table["recognizer"] == rec) & (table["deidentifier"] != "original")
+                           & table["deidentifier"].map(lambda n: family_of(n, families) is None)]
+            for _, row in others.iterrows():
+                ax.errorbar(row["ssim"], row["rank1_mean"], yerr=row["rank1_std"], fmt="o", ms=5, capsize=2)
+                ax.annotate(row["deidentifier"], (row["ssim"], row["rank1_mean"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel(f"SSIM ({'whole photo' if level == 'image' else 'canonical crop'})")
+            ax.set_ylabel("Rank-1")
+            ax.set_title(f"{level} level — {rec}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -340,6 +340,28 @@ def _hull_weights(landmarks68: np.ndarray, size: int, feather: float) -> np.ndar
     return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigmaX=k / 2.0 + 1e-3)
 
 
+def _face_weights(landmarks68: np.ndarray, size: int, feather: float) -> np.ndarray:
+    """Float mask (size, size) covering the whole face: the hull of dlib's 68 landmarks (jaw line, brows, nose,
+    mouth) extended up over the forehead (the brows lifted by 0.8 of the brow-to-nose-tip height), dilated by
+    ``feather`` so that the jaw and the face contour themselves are replaced, with a soft edge outside them.
+    The plain landmark hull (``_hull_weights``) keeps the contour and the forehead, which carry identity too."""
+    pts = np.asarray(landmarks68, np.float64)
+    brows = pts[17:27]
+    up = brows.mean(0) - pts[8]  # chin -> brows
+    up /= max(np.linalg.norm(up), 1e-6)
+    lift = 0.8 * np.linalg.norm(brows.mean(0) - pts[30])
+    poly = np.vstack([pts[:17], brows + lift * up])
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(poly).astype(np.int32)), 255)
+    k = max(1, int(round(feather * size)))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigmaX=k / 2.0 + 1e-3)
+
+
+#: Blend regions of :class:`FaceSwapper`: the whole face (default), the landmark hull, or the whole crop.
+HULLS = ("face", "dlib68", "none")
+
+
 class StageClock:
     """Wall-clock and CPU time per pipeline stage: ``mark()`` then ``lap(stage)``. The CPU times do not depend on
     what else runs on the machine; the wall times do.
@@ -399,7 +421,8 @@ class FaceSwapper:
         target: conditioning for de-identifiers that take one (the live network): an RGB image (the central face
             is used) or None for "each face is its own target".
         strength: multiplies the blending weight (0: unchanged frame, 1: full effect).
-        hull: ``"dlib68"`` (paste within the convex hull of dlib's 68 landmarks) or ``"none"``.
+        hull: ``"face"`` (default: the whole face, forehead and contour included, see ``_face_weights``),
+            ``"dlib68"`` (only within the convex hull of dlib's 68 landmarks, eroded) or ``"none"`` (whole crop).
         feather: width of the hull's soft edge as a fraction of the crop side.
         min_face: ignore detections whose box is smaller than this many pixels.
         target_refresh: with no ``target`` (each face its own target), a face's representation is computed when
@@ -409,14 +432,14 @@ class FaceSwapper:
     """
 
     def __init__(self, deidentifier: Any, detector: Any = "yunet", target: np.ndarray | None = None,
-                 strength: float = 1.0, hull: str = "dlib68", feather: float = 0.04, min_face: int = 8,
+                 strength: float = 1.0, hull: str = "face", feather: float = 0.04, min_face: int = 8,
                  target_refresh: int = 15) -> None:
         if not hasattr(deidentifier, "deidentify"):
             raise TypeError(f"{deidentifier!r} is not a de-identifier (it has no .deidentify)")
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must lie in [0, 1], got {strength}")
-        if hull not in ("dlib68", "none"):
-            raise ValueError(f"hull must be 'dlib68' or 'none', got {hull!r}")
+        if hull not in HULLS:
+            raise ValueError(f"hull must be one of {HULLS}, got {hull!r}")
         self.deid = deidentifier
         self.detector = make_face_detector(detector) if isinstance(detector, str) else detector
         self.crop_size = int(getattr(deidentifier, "crop_size", DEFAULT_CROP))
@@ -425,7 +448,8 @@ class FaceSwapper:
         self.feather = feather
         self.min_face = min_face
         self.landmarks68 = None
-        if hull == "dlib68":
+        self._weights = _face_weights if hull == "face" else _hull_weights
+        if hull in ("face", "dlib68"):
             from deidkit.eval.temporal import Dlib68, canonical_face_box
 
             self.landmarks68 = Dlib68()
@@ -495,7 +519,7 @@ class FaceSwapper:
         crops = np.stack(crops)
         hulls = None
         if self.landmarks68 is not None:
-            hulls = [_hull_weights(self.landmarks68.in_box(cr, self._box68), c, self.feather) for cr in crops]
+            hulls = [self._weights(self.landmarks68.in_box(cr, self._box68), c, self.feather) for cr in crops]
         clock.lap("align")
         return PreparedFrame(frame, dets, mats, crops, hulls)
 
@@ -617,7 +641,7 @@ def _load_target(target: str | os.PathLike | np.ndarray | None) -> np.ndarray | 
 
 def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifier: Any,
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
-                     strength: float = 1.0, hull: str = "dlib68", max_frames: int | None = None,
+                     strength: float = 1.0, hull: str = "face", max_frames: int | None = None,
                      keep_audio: bool = True, crf: int = 18, progress: bool = True,
                      target_refresh: int = 15, swapper: FaceSwapper | None = None,
                      prefetch: bool = True) -> VideoReport:
@@ -700,7 +724,7 @@ class ImageReport:
 
 def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifier: Any,
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
-                     strength: float = 1.0, hull: str = "dlib68") -> ImageReport:
+                     strength: float = 1.0, hull: str = "face") -> ImageReport:
     """De-identify every face of image ``inp`` into ``out`` (written atomically). An image without a face is
     written unchanged and reported with ``faces == 0``."""
     from deidkit.data.images import load_image, save_image
@@ -718,27 +742,33 @@ def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
 
 
 def resolve_deidentifier(name: str, run_dir: str | None = None, device: str = "cpu") -> Any:
-    """``live`` / ``live_<profile>`` / ``live_<profile>_stage<k>`` (a trained live network) or any baseline name
-    of :func:`deidkit.baselines.get_deidentifier`."""
-    if name.startswith("live"):
+    """``live`` / ``fadenet`` (the shipped pretrained models), ``live_<profile>[_stage<k>]`` (a live network
+    trained in the cache, or in ``run_dir``), ``fadenet_<profile>`` or any baseline name of
+    :func:`deidkit.baselines.get_deidentifier`. An unknown name raises ``ValueError`` (one line on the CLI)."""
+    if name.startswith("live") and run_dir is not None:
         from deidkit.train.live import live_deidentifier_by_name
 
         return live_deidentifier_by_name(name, run_dir=run_dir, device=device)
-    from deidkit.baselines import get_deidentifier
+    from deidkit.deidentifiers import load_deidentifier
 
-    return get_deidentifier(name)
+    try:
+        return load_deidentifier(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0]) if exc.args else f"unknown method {name!r}") from None
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="live", help="de-identifier: live[_<profile>] (trained network, default) "
-                   "or a baseline such as blur_sigma8, pixelate_16px, blackbox, noise_sigma32")
+    p.add_argument("--method", default="live", help="de-identifier: live or fadenet (the shipped models; live is "
+                   "the default), live_<profile> / fadenet_<profile> (trained in the cache), or a baseline such as "
+                   "blur_sigma8, pixelate_16px, blackbox, noise_sigma32")
     p.add_argument("--run-dir", default=None, help="folder of a trained live model (default: the profile's cache)")
     p.add_argument("--target", default=None, help="image of the person whose representation conditions the live "
                    "network (default: each face is its own target)")
     p.add_argument("--strength", type=float, default=1.0, help="blending weight multiplier in [0, 1]")
     p.add_argument("--detector", default="yunet", choices=["yunet", "mtcnn"])
-    p.add_argument("--hull", default="dlib68", choices=["dlib68", "none"],
-                   help="paste only within the convex hull of dlib's 68 landmarks (default) or the whole crop")
+    p.add_argument("--hull", default="face", choices=list(HULLS),
+                   help="blend region: the whole face with forehead and contour (default), the convex hull of "
+                   "dlib's 68 landmarks, or the whole crop")
 
 
 def _video_cmd(args: argparse.Namespace) -> int:

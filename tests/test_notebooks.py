@@ -51,8 +51,14 @@ def test_reports_tiny(tiny_reports):
     names = {r["deidentifier"] for r in ident}
     assert {"fadenet_tiny", "live_tiny"} <= names
     assert any(r["recognizer"].startswith("critic_critic-tiny@") for r in ident)
-    beats = [r for r in records if r["kind"] == "beats_baselines"]
-    assert beats and {r["deidentifier"] for r in beats} == {"fadenet_tiny"}
+    # The shipped models are evaluated beside the profile's own, against the naive frontier at both levels.
+    assert {"live", "fadenet"} <= names
+    front = [r for r in records if r["kind"] == "frontier"]
+    assert {r["level"] for r in front} == {"crop", "image"}
+    learned = {(r["level"], r["deidentifier"]) for r in front if not r["naive_family"]}
+    assert {(lv, n) for lv in ("crop", "image") for n in ("live", "fadenet", "live_tiny", "fadenet_tiny")} <= learned
+    assert all(r["recognizer"] == "mobilefacenet_ms1m" for r in front)  # the critic is not a frontier judge
+    assert "naive frontier" in (tiny_reports / "README.md").read_text()
     assert (tiny_reports / "README.md").read_text().count("|") > 20
     # One run-time record per notebook, kept in its own file so that re-running one notebook keeps the others'.
     runtimes = {r["name"]: r for r in records if r["kind"] == "runtime"}

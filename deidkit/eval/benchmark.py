@@ -155,26 +155,6 @@ def privacy_utility_frontier(table: pd.DataFrame, recognizer: str, candidate: st
     return others.assign(candidate_rank1=c["rank1_mean"], beaten=others["rank1_mean"] > c["rank1_mean"])
 
 
-def frontier_records(table: pd.DataFrame, candidate: str, recognizers: list[str] | None = None) -> list[dict]:
-    """One ``beats_baselines`` record per recogniser: does ``candidate`` have a lower Rank-1 than every naive
-    baseline whose SSIM is at least its own? ``comparable_baselines`` = 0 means no baseline keeps that much of
-    the image, so the check holds vacuously (``beats_all`` is then None, not True)."""
-    records = []
-    for rec in recognizers or sorted(table["recognizer"].unique()):
-        front = privacy_utility_frontier(table, rec, candidate)
-        c = table[(table["recognizer"] == rec) & (table["deidentifier"] == candidate)].iloc[0]
-        records.append({
-            "kind": "beats_baselines", "deidentifier": candidate, "recognizer": rec,
-            "rank1_mean": float(c["rank1_mean"]), "ssim": float(c["ssim"]),
-            "comparable_baselines": len(front),
-            "best_comparable_baseline": None if front.empty else str(front.loc[front["rank1_mean"].idxmin(),
-                                                                               "deidentifier"]),
-            "best_comparable_rank1": None if front.empty else float(front["rank1_mean"].min()),
-            "beats_all": None if front.empty else bool(front["beaten"].all()),
-        })
-    return records
-
-
 @dataclass
 class RecognitionEvalConfig:
     """Notebook 04's experiment: which protocol, recognisers, de-identifiers and gallery.
@@ -196,10 +176,19 @@ class RecognitionEvalConfig:
     trained: tuple[str, ...] = ("fadenet", "live")
     #: Also evaluate with the FaDeNet critic's own features (the paper's Table I setting).
     critic: bool = True
+    #: The pretrained models shipped in the package (``deidkit/weights``), evaluated without training.
+    shipped: tuple[str, ...] = ("live", "fadenet")
+    #: Naive families of the frontier (None: :data:`deidkit.eval.frontier.NAIVE_FAMILIES`).
+    naive_families: dict[str, tuple[str, ...]] | None = None
+    #: Also measure at image level (whole photos through the ``deidkit image`` path) with this blend region.
+    image_level: bool = True
+    hull: str = "face"
 
     PROFILES = {
         "tiny": dict(n_identities=6, recognizers=("mobilefacenet_ms1m",),
-                     baselines=("blur_sigma8", "pixelate_16px", "blackbox"), rank_gallery_identities=40),
+                     baselines=("blur_sigma8", "pixelate_16px", "blackbox"), rank_gallery_identities=40,
+                     naive_families={"blur": ("blur_sigma3", "blur_sigma16"),
+                                     "pixelate": ("pixelate_4px", "pixelate_24px")}),
         "quick": {},
         "paper": dict(protocols=("lfw_57x8", "lfw_217x8")),
     }
@@ -209,6 +198,11 @@ class RecognitionEvalConfig:
         if name not in cls.PROFILES:
             raise ValueError(f"unknown profile {name!r}; choose one of {sorted(cls.PROFILES)}")
         return cls(**{**cls.PROFILES[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+    def families(self) -> dict[str, tuple[str, ...]]:
+        from deidkit.eval.frontier import NAIVE_FAMILIES
+
+        return dict(self.naive_families or NAIVE_FAMILIES)
 
     def trained_names(self, profile: str) -> list[str]:
         """Row names of the trained de-identifiers, e.g. ``["fadenet_quick", "live_quick"]``."""

@@ -116,3 +116,29 @@ class ArrayBatches:
             if self.augment:
                 x = augment_batch(x, self.transform)
             yield to_model_range(x), self.labels[idx]
+
+
+def random_views(batch: torch.Tensor, scale: float = 0.08, shift: float = 0.05, rotate_deg: float = 6.0,
+                 resolutions: tuple[float, ...] = (1.0, 0.75, 0.5)) -> torch.Tensor:
+    """Differentiable random views of an (N, 3, H, W) batch: per image a random scale, shift and rotation, then
+    the whole batch at a random lower resolution and back (area down, bilinear up).
+
+    Used on FaDeNet's output before the critic (``critic_views`` in :class:`deidkit.train.fadenet.FaDeNetConfig`):
+    averaging the critic's loss over such views (expectation over transformation) rewards changes of the face
+    that survive resampling and misalignment, and stops rewarding thin pixel patterns that fool only the exact
+    critic at the exact alignment. Draws from torch's global RNG (seeded and checkpointed by the training loop).
+    """
+    n, _, h, w = batch.shape
+    dev = batch.device
+    s = 1.0 + (torch.rand(n) * 2 - 1) * scale
+    a = torch.deg2rad((torch.rand(n) * 2 - 1) * rotate_deg)
+    t = (torch.rand(n, 2) * 2 - 1) * shift * 2  # affine_grid coordinates span 2 per side
+    cos, sin = torch.cos(a) / s, torch.sin(a) / s
+    theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1).to(dev)
+    grid = torch.nn.functional.affine_grid(theta, [n, 3, h, w], align_corners=False)
+    out = torch.nn.functional.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    f = resolutions[int(torch.randint(len(resolutions), (1,)))]
+    if f < 1.0:
+        small = torch.nn.functional.interpolate(out, size=(max(8, round(h * f)), max(8, round(w * f))), mode="area")
+        out = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return out

@@ -1,0 +1,284 @@
+"""The naive privacy-utility frontier: what blurring or pixelating reaches at the same image quality.
+
+Both papers' central claim is that a learned de-identifier hides identity better than naive obfuscation *at the
+same image quality*. This module measures exactly that, for any de-identifier and recogniser:
+
+1. Each naive family (Gaussian blur, pixelation) is evaluated at many strengths, from nearly invisible to
+   heavy, and the original image is added as the family's weakest member (SSIM 1, the original Rank-1).
+2. Along SSIM, each family's Rank-1 (and its repetition standard deviation, and the median rank of the true
+   identity) is interpolated linearly between neighbouring strengths. The frontier at an SSIM is the lower of
+   the two families' Rank-1 there: the most privacy a naive method buys for that much image quality.
+3. A de-identifier's margin is ``(frontier_rank1 - rank1) / sqrt(sd^2 + frontier_sd^2)``: how many repetition
+   standard deviations it lies *below* (better than) the frontier. Positive is better than naive; a margin of 3
+   or more is "clearly beyond". When an SSIM lies below every strength of a family (an image uglier than the
+   strongest blur), that family does not cover it and is left out; with no covering family the frontier is
+   undefined (NaN), never silently favourable.
+
+Two levels (see :func:`run_image_level`): ``crop`` (canonical crops, as in notebook 04's tables) and ``image``
+(the whole LFW photo through the kit's own detect -> align -> de-identify -> warp back -> blend path, SSIM on the
+whole photo, the recogniser re-detecting the face in the output) — the latter is what a user of
+``deidkit image`` actually gets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+#: The naive families and the strengths the frontier is built from (224-pixel canonical crop scale). Dense at
+#: the light end, where learned de-identifiers aim to sit.
+NAIVE_FAMILIES: dict[str, tuple[str, ...]] = {
+    "blur": tuple(f"blur_sigma{s:g}" for s in (1, 2, 3, 4, 5, 6, 8, 11, 16, 24)),
+    "pixelate": tuple(f"pixelate_{b}px" for b in (2, 3, 4, 6, 8, 11, 16, 24, 32)),
+}
+
+#: Columns a table of evaluated de-identifiers must have (one row per de-identifier and recogniser).
+TABLE_COLUMNS = ("deidentifier", "recognizer", "ssim", "rank1_mean", "rank1_std", "median_true_rank",
+                 "detection_rate")
+
+
+def family_of(name: str, families: dict[str, Sequence[str]] | None = None) -> str | None:
+    """The naive family a de-identifier name belongs to (``"blur"``, ``"pixelate"``), or None."""
+    for fam, names in (families or NAIVE_FAMILIES).items():
+        if name in names:
+            return fam
+    return None
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """The naive frontier at one SSIM for one recogniser."""
+
+    rank1: float
+    rank1_std: float
+    median_true_rank: float
+    family: str | None
+
+
+def family_curve(table: pd.DataFrame, recognizer: str, members: Sequence[str],
+                 original: str = "original") -> pd.DataFrame:
+    """The rows of one family (and the original as its SSIM-1 anchor) for one recogniser, sorted by SSIM."""
+    t = table[(table["recognizer"] == recognizer) & table["deidentifier"].isin([*members, original])]
+    return t.sort_values("ssim").reset_index(drop=True)
+
+
+def _interp(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
+    if np.all(np.isnan(ys)):
+        return float("nan")
+    ok = ~np.isnan(ys)
+    return float(np.interp(x, xs[ok], ys[ok]))
+
+
+def frontier_at(table: pd.DataFrame, recognizer: str, ssim: float,
+                families: dict[str, Sequence[str]] | None = None) -> FrontierPoint:
+    """The naive frontier of ``recognizer`` at ``ssim``: per family, Rank-1, its SD and the median true rank
+    interpolated linearly along SSIM between the family's neighbouring strengths; the family with the lower
+    Rank-1 there wins. Families whose SSIM range does not reach down to ``ssim`` are left out; NaN when none
+    covers it."""
+    best: FrontierPoint | None = None
+    for fam, members in (families or NAIVE_FAMILIES).items():
+        curve = family_curve(table, recognizer, members)
+        if len(curve) < 2:
+            continue
+        xs = curve["ssim"].to_numpy(float)
+        if ssim < xs.min() - 1e-9:
+            continue  # uglier than the family's strongest member: not covered (no extrapolation)
+        r1 = _interp(ssim, xs, curve["rank1_mean"].to_numpy(float))
+        sd = _interp(ssim, xs, curve["rank1_std"].to_numpy(float))
+        mtr = (_interp(ssim, xs, curve["median_true_rank"].to_numpy(float))
+               if "median_true_rank" in curve else float("nan"))
+        if best is None or r1 < best.rank1:
+            best = FrontierPoint(r1, sd, mtr, fam)
+    return best or FrontierPoint(float("nan"), float("nan"), float("nan"), None)
+
+
+def margin_sd(rank1: float, rank1_std: float, frontier: FrontierPoint, sd_floor: float) -> float:
+    """How many combined repetition SDs ``rank1`` lies below the frontier (positive: better than naive).
+    ``sd_floor`` (e.g. half a probe's share of Rank-1) keeps a zero spread from making any gap infinite."""
+    if math.isnan(frontier.rank1):
+        return float("nan")
+    sd = max(math.hypot(rank1_std, frontier.rank1_std), sd_floor)
+    return (frontier.rank1 - rank1) / sd
+
+
+def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_rep: int,
+                     families: dict[str, Sequence[str]] | None = None) -> list[dict]:
+    """One ``frontier`` record per (de-identifier, recogniser) of ``table`` (columns :data:`TABLE_COLUMNS`).
+
+    Naive family members are measured against the frontier too (their margin is about 0, or negative where the
+    other family is better); ``original`` is skipped."""
+    missing = set(TABLE_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"frontier table lacks columns {sorted(missing)}")
+    families = families or NAIVE_FAMILIES
+    floor = 0.5 / max(probes_per_rep, 1)
+    records = []
+    for _, row in table.iterrows():
+        if row["deidentifier"] == "original":
+            continue
+        fp = frontier_at(table, row["recognizer"], float(row["ssim"]), families)
+        records.append({
+            "kind": "frontier", "protocol": protocol, "level": level, "deidentifier": row["deidentifier"],
+            "recognizer": row["recognizer"], "naive_family": family_of(row["deidentifier"], families),
+            "ssim": float(row["ssim"]), "rank1": float(row["rank1_mean"]), "rank1_std": float(row["rank1_std"]),
+            "frontier_rank1": fp.rank1, "frontier_rank1_std": fp.rank1_std, "frontier_family": fp.family,
+            "margin_sd": margin_sd(float(row["rank1_mean"]), float(row["rank1_std"]), fp, floor),
+            "detection_rate": float(row["detection_rate"]),
+            "median_true_rank": float(row["median_true_rank"]),
+            "frontier_median_true_rank": fp.median_true_rank,
+        })
+    return records
+
+
+def naive_deidentifiers(families: dict[str, Sequence[str]] | None = None) -> list:
+    """Every member of the naive families as kit de-identifiers."""
+    from deidkit.baselines import get_deidentifier
+
+    return [get_deidentifier(n) for names in (families or NAIVE_FAMILIES).values() for n in names]
+
+
+def crop_level_table(records: list[dict]) -> pd.DataFrame:
+    """Join the ``identification`` and ``true_identity_rank`` records of :func:`deidkit.eval.benchmark.run_benchmark`
+    into a frontier table (one row per de-identifier and recogniser)."""
+    df = pd.DataFrame(records)
+    ident = df[df["kind"] == "identification"]
+    cols = ["deidentifier", "recognizer", "ssim", "rank1_mean", "rank1_std", "detection_rate"]
+    out = ident[[c for c in cols if c in ident]].copy()
+    if "detection_rate" not in out:
+        out["detection_rate"] = float("nan")
+    ranks = df[df["kind"] == "true_identity_rank"]
+    if len(ranks):
+        out = out.merge(ranks[["deidentifier", "recognizer", "median"]].rename(columns={"median": "median_true_rank"}),
+                        on=["deidentifier", "recognizer"], how="left")
+    else:
+        out["median_true_rank"] = float("nan")
+    return out.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------- image level
+
+
+@dataclass
+class ImageLevelSet:
+    """One de-identifier's whole-photo outputs on a protocol, re-aligned for recognition."""
+
+    name: str
+    crops: np.ndarray  # canonical crops re-aligned from the output photos (N, S, S, 3)
+    ssim: np.ndarray  # per-photo SSIM of the whole output photo against the original
+    redetected: np.ndarray  # bool: the detector found the face again in the output photo
+    faces_processed: np.ndarray  # faces the pipeline de-identified per photo (0: the photo left unchanged)
+
+
+def load_photos(paths: Sequence[str]) -> list[np.ndarray]:
+    """The original LFW photos (RGB uint8) of protocol paths."""
+    from deidkit.data.images import load_image
+    from deidkit.data.lfw import lfw_root
+
+    root = lfw_root()
+    return [load_image(root / p) for p in paths]
+
+
+def image_level_outputs(deidentifier, photos: Sequence[np.ndarray], fallback_matrices: Sequence[np.ndarray],
+                        size: int = 224, detector: str = "yunet", hull: str = "face",
+                        show_progress: bool = True) -> ImageLevelSet:
+    """Run ``deidentifier`` on whole photos with the kit's own pipeline (:class:`deidkit.video.FaceSwapper`),
+    then find the face again in each output the way an attacker's recogniser would: detect, pick the central
+    face, align. Where the detector no longer finds a face, the output is aligned with the original photo's
+    alignment (``fallback_matrices``): breaking a detector is not counted as hiding identity."""
+    import cv2
+
+    from deidkit.data.alignment import align_to_landmarks, make_detector, pick_central
+    from deidkit.eval.quality import ssim as ssim_fn
+    from deidkit.video import FaceSwapper
+
+    # the original row is the untouched photo (the frontier's SSIM-1 anchor); every method pays the resampling
+    # of the warp to the crop and back
+    untouched = getattr(deidentifier, "name", None) == "original"
+    swapper = FaceSwapper(deidentifier, detector, hull=hull)
+    det = make_detector(detector)
+    crops = np.empty((len(photos), size, size, 3), np.uint8)
+    ssims = np.empty(len(photos))
+    found = np.zeros(len(photos), bool)
+    faces = np.zeros(len(photos), int)
+    name = str(getattr(deidentifier, "name", deidentifier))
+    for i, photo in enumerate(tqdm(photos, desc=f"image level: {name}", disable=not show_progress)):
+        if untouched:
+            out, faces[i] = photo, 1
+        else:
+            res = swapper.process(photo)
+            out, faces[i] = res.frame, res.faces
+        swapper._tracks = []  # photos are independent: no tracking from one to the next
+        ssims[i] = float(ssim_fn(photo[None], out[None])[0])
+        dets = det.detect(out)
+        if dets:
+            crops[i], _ = align_to_landmarks(out, pick_central(dets, out.shape).landmarks, size)
+            found[i] = True
+        else:
+            crops[i] = cv2.warpAffine(out, np.asarray(fallback_matrices[i], np.float64), (size, size),
+                                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    return ImageLevelSet(name, crops, ssims, found, faces)
+
+
+def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str = "lfw_57x8",
+                    n_identities: int | None = None, size: int = 224, detector: str = "yunet",
+                    hull: str = "face", rank_gallery: str | None = "lfw_all_identities",
+                    rank_gallery_identities: int | None = None, show_progress: bool = True) -> pd.DataFrame:
+    """The image-level table (:data:`TABLE_COLUMNS` plus ``rank5_mean``, ``faces_missed``): every
+    de-identifier on the protocol's whole photos, identified against the original canonical crops (gallery
+    original, as at crop level), SSIM on the whole photo. ``deidentifiers`` should include the original."""
+    from deidkit.data.lfw import AlignmentKey, aligned_crops, alignment_record, load_manifest
+    from deidkit.eval.benchmark import protocol_subset
+    from deidkit.eval.embeddings import embed_batched, embed_originals
+    from deidkit.eval.identification import (
+        evaluate_identification,
+        identity_templates,
+        true_identity_rank,
+    )
+
+    files = load_manifest("lfw_files")
+    tag = AlignmentKey(detector, size).tag
+    protocol = protocol_subset(load_manifest(protocol_name), n_identities)
+    paths = protocol["path"].tolist()
+    orig_crops = aligned_crops(paths, size=size, detector=detector, manifest=files)
+    matrices = [np.asarray(alignment_record(p, size, detector, files)["matrix"], np.float64) for p in paths]
+    photos = load_photos(paths)
+    shas = protocol["sha256"].tolist()
+    labels = protocol["identity"].to_numpy()
+    rep0_probe = (protocol["rep0"] == "probe").to_numpy()
+
+    gallery = None
+    if rank_gallery:
+        gallery = load_manifest(rank_gallery)
+        if rank_gallery_identities is not None:
+            names = sorted(set(gallery["identity"]) - set(protocol["identity"]))[:rank_gallery_identities]
+            gallery = gallery[gallery["identity"].isin(set(names) | set(protocol["identity"]))]
+        gallery = gallery.reset_index(drop=True)
+    originals, templates = {}, {}
+    for rec in recognizers:
+        originals[rec.name] = embed_originals(rec, shas, lambda idx: orig_crops[idx], tag)
+        if gallery is not None:
+            g_emb = embed_originals(
+                rec, gallery["sha256"].tolist(),
+                lambda idx, g=gallery: aligned_crops(g["path"].iloc[idx], size=size, detector=detector,
+                                                     manifest=files), tag)
+            templates[rec.name] = identity_templates(g_emb, gallery["identity"].to_numpy())
+
+    rows = []
+    for deid in deidentifiers:
+        res = image_level_outputs(deid, photos, matrices, size, detector, hull, show_progress)
+        for rec in recognizers:
+            emb = embed_batched(rec, res.crops)
+            ident = evaluate_identification(protocol, originals[rec.name], emb).summary()
+            mtr = float("nan")
+            if gallery is not None:
+                t_emb, t_names = templates[rec.name]
+                mtr = float(np.median(true_identity_rank(emb[rep0_probe], labels[rep0_probe], t_emb, t_names)))
+            rows.append({"deidentifier": res.name, "recognizer": rec.name, "ssim": float(res.ssim.mean()),
+                         **ident, "median_true_rank": mtr, "detection_rate": float(res.redetected.mean()),
+                         "faces_missed": int((res.faces_processed == 0).sum()), "photos": len(paths)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,145 @@
+"""The kit's own trained de-identifiers, shipped inside the package (as facenet-pytorch ships MTCNN's weights).
+
+``deidkit/weights/manifest.json`` lists each shipped model: its file (the generator only, fp16 state dict),
+sha256, the training configuration, the commit it was trained at, the training time and the headline metrics
+of its evaluation. :func:`load_pretrained` verifies the checksum, loads with ``weights_only=True`` and returns
+a kit de-identifier; ``load_deidentifier("live")`` / ``("fadenet")`` and ``deidkit image|video --method
+live|fadenet`` go through it. :func:`export_pretrained` writes a trained run into that folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MANIFEST = "manifest.json"
+#: Shipped models and the kind of network each one is.
+KINDS = ("live", "fadenet")
+MAX_BYTES = 25 * 1024 * 1024
+
+
+class PretrainedError(ValueError):
+    """A shipped model is missing, corrupt or does not match its manifest."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(weights_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The manifest of shipped models (``{"models": {name: entry}}``); empty when none is shipped."""
+    path = Path(weights_dir or WEIGHTS_DIR) / MANIFEST
+    if not path.is_file():
+        return {"models": {}}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PretrainedError(f"{path}: not valid JSON ({exc})") from None
+
+
+def shipped_models(weights_dir: str | os.PathLike | None = None) -> list[str]:
+    return sorted(read_manifest(weights_dir)["models"])
+
+
+def load_state(name: str, weights_dir: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict]:
+    """(manifest entry, float32 state dict) of a shipped model, checksum verified."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    models = read_manifest(weights_dir)["models"]
+    if name not in models:
+        raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r} (shipped: {sorted(models)})")
+    entry = models[name]
+    path = weights_dir / entry["file"]
+    if not path.is_file():
+        raise PretrainedError(f"{path}: shipped weights missing (reinstall deidkit)")
+    digest = sha256_of(path)
+    if digest != entry["sha256"]:
+        raise PretrainedError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise PretrainedError(f"{path}: cannot load ({exc})") from exc
+    return entry, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLike | None = None) -> Any:
+    """A shipped model as a kit de-identifier: ``"live"`` or ``"fadenet"``."""
+    entry, state = load_state(name, weights_dir)
+    kind = entry["kind"]
+    if kind == "live":
+        from deidkit.train.live import LiveConfig, LiveDeidentifier, build_features, build_generator
+
+        cfg = _config(LiveConfig, entry["config"])
+        feats = build_features(cfg)
+        gen = build_generator(cfg, cond_dim=int(entry.get("cond_dim", 128)))
+        gen.load_state_dict(state)
+        return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device)
+    if kind == "fadenet":
+        from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
+
+        cfg = _config(FaDeNetConfig, entry["config"])
+        unet = build_unet(cfg)
+        unet.load_state_dict(state)
+        return FaDeNetDeidentifier.from_network(cfg, unet, name=name, device=device)
+    raise PretrainedError(f"{name}: unknown kind {kind!r} in the manifest")
+
+
+def _config(cls: type, raw: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known})
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any],
+                      training_time_s: float, metrics: dict[str, Any] | None = None,
+                      weights_dir: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``state_dict`` (a generator's) as fp16 into the weights folder and record it in the manifest."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = weights_dir / f"{name}.pt"
+    half = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in state_dict.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(half, tmp)
+    if tmp.stat().st_size > MAX_BYTES:
+        tmp.unlink()
+        raise ValueError(f"{path}: {name} would be over 25 MB; ship a smaller generator")
+    os.replace(tmp, path)
+    manifest = read_manifest(weights_dir)
+    manifest["models"][name] = {
+        "kind": kind, "file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
+        "dtype": "float16", "config": config, "commit": _git_commit(), "training_time_s": float(training_time_s),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metrics": metrics or {}, **(extra or {}),
+    }
+    (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def update_metrics(name: str, metrics: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> None:
+    """Record headline metrics of a shipped model in the manifest (the file and its checksum are untouched)."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    manifest = read_manifest(weights_dir)
+    if name not in manifest["models"]:
+        raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r}")
+    manifest["models"][name]["metrics"] = metrics
+    (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,128 @@
+"""The naive privacy-utility frontier: interpolation along SSIM checked against a hand-made curve, the margin in
+repetition SDs, coverage, and the image-level path on a few real LFW photos."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deidkit.eval import frontier as F
+
+FAMILIES = {"blur": ("blur_sigma2", "blur_sigma8"), "pixelate": ("pixelate_4px", "pixelate_16px")}
+
+
+def _row(name, rec, ssim, r1, sd=0.0, mtr=1.0, det=1.0):
+    return {"deidentifier": name, "recognizer": rec, "ssim": ssim, "rank1_mean": r1, "rank1_std": sd,
+            "median_true_rank": mtr, "detection_rate": det}
+
+
+@pytest.fixture
+def table():
+    rows = [
+        _row("original", "r", 1.0, 1.0, 0.0, 1),
+        _row("blur_sigma2", "r", 0.9, 0.8, 0.02, 2),
+        _row("blur_sigma8", "r", 0.7, 0.2, 0.04, 100),
+        _row("pixelate_4px", "r", 0.8, 0.9, 0.01, 1),
+        _row("pixelate_16px", "r", 0.6, 0.1, 0.03, 300),
+        _row("learned", "r", 0.85, 0.3, 0.03, 50, det=0.9),
+        _row("ugly", "r", 0.5, 0.05, 0.01, 900),
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_frontier_interpolates_each_family_and_takes_the_lower(table):
+    # SSIM 0.85: blur halfway between sigma2 (0.9, 0.8) and sigma8 (0.7, 0.2) -> 0.8 - 0.25 * 0.6 = 0.65;
+    # pixelate between original (1.0, 1.0) and 4px (0.8, 0.9) -> 0.925. Blur is lower.
+    fp = F.frontier_at(table, "r", 0.85, FAMILIES)
+    assert fp.family == "blur"
+    assert fp.rank1 == pytest.approx(0.65)
+    assert fp.rank1_std == pytest.approx(0.02 + 0.25 * 0.02)
+    assert fp.median_true_rank == pytest.approx(2 + 0.25 * 98)
+    # SSIM 0.65: blur does not reach that low (strongest 0.7) -> only pixelate covers it
+    fp = F.frontier_at(table, "r", 0.65, FAMILIES)
+    assert fp.family == "pixelate" and fp.rank1 == pytest.approx(0.1 + 0.25 * 0.8)
+    # below every family: undefined, never favourable
+    assert math.isnan(F.frontier_at(table, "r", 0.5, FAMILIES).rank1)
+
+
+def test_margin_in_repetition_sds(table):
+    recs = {r["deidentifier"]: r for r in F.frontier_records(table, "p", "crop", probes_per_rep=228,
+                                                               families=FAMILIES)}
+    assert "original" not in recs
+    learned = recs["learned"]
+    sd = math.hypot(0.03, 0.025)
+    assert learned["frontier_rank1"] == pytest.approx(0.65)
+    assert learned["margin_sd"] == pytest.approx((0.65 - 0.3) / sd)
+    assert learned["detection_rate"] == 0.9 and learned["naive_family"] is None
+    assert {"kind", "protocol", "level", "deidentifier", "recognizer", "ssim", "rank1", "frontier_rank1",
+            "margin_sd", "detection_rate", "median_true_rank"} <= set(learned)
+    assert math.isnan(recs["ugly"]["margin_sd"])
+    # a family member sits on its own curve: margin 0 against itself
+    assert recs["blur_sigma2"]["margin_sd"] == pytest.approx(0.0)
+    # a zero spread does not make a gap infinite: the floor is half a probe
+    t = table.assign(rank1_std=0.0)
+    rec = {r["deidentifier"]: r for r in F.frontier_records(t, "p", "crop", 228, FAMILIES)}["learned"]
+    assert rec["margin_sd"] == pytest.approx((0.65 - 0.3) / (0.5 / 228))
+
+
+def test_frontier_table_needs_its_columns(table):
+    with pytest.raises(ValueError, match="lacks columns"):
+        F.frontier_records(table.drop(columns="detection_rate"), "p", "crop", 10, FAMILIES)
+
+
+def test_crop_level_table_joins_identification_and_ranks():
+    records = [
+        {"kind": "identification", "deidentifier": "a", "recognizer": "r", "ssim": 0.9, "rank1_mean": 0.5,
+         "rank1_std": 0.1, "detection_rate": 1.0},
+        {"kind": "true_identity_rank", "deidentifier": "a", "recognizer": "r", "median": 12.0},
+        {"kind": "deid_verification", "deidentifier": "a", "recognizer": "r"},
+    ]
+    t = F.crop_level_table(records)
+    assert t.to_dict("records") == [{"deidentifier": "a", "recognizer": "r", "ssim": 0.9, "rank1_mean": 0.5,
+                                     "rank1_std": 0.1, "detection_rate": 1.0, "median_true_rank": 12.0}]
+
+
+def test_naive_families_are_kit_baselines_ordered_by_strength():
+    deids = F.naive_deidentifiers()
+    assert [d.name for d in deids] == [n for names in F.NAIVE_FAMILIES.values() for n in names]
+    assert F.family_of("blur_sigma8") == "blur" and F.family_of("live") is None
+
+
+@pytest.mark.slow
+def test_image_level_path_on_real_photos():
+    """Two identities (16 whole LFW photos) through detect -> align -> de-identify -> warp back -> blend, then
+    re-detection and recognition: the original passes through unchanged, a strong blur changes the photo only
+    around the face and lowers recognition."""
+    from deidkit.baselines import Identity, get_deidentifier
+    from deidkit.recognizers import get_recognizer
+
+    rec = get_recognizer("mobilefacenet_ms1m")
+    t = F.run_image_level([Identity(), get_deidentifier("blur_sigma16")], [rec], n_identities=2,
+                          rank_gallery_identities=10, show_progress=False)
+    orig = t[t["deidentifier"] == "original"].iloc[0]
+    blur = t[t["deidentifier"] == "blur_sigma16"].iloc[0]
+    assert orig["ssim"] == pytest.approx(1.0) and orig["rank1_mean"] >= 0.95
+    assert orig["detection_rate"] == 1.0 and orig["faces_missed"] == 0 and orig["photos"] == 16
+    assert 0.6 < blur["ssim"] < 0.99  # the face changed, the rest of the photo did not
+    assert blur["rank1_mean"] < orig["rank1_mean"]
+    assert blur["median_true_rank"] >= orig["median_true_rank"]
+
+
+def test_face_region_covers_forehead_and_contour_beyond_the_landmark_hull():
+    from deidkit.video import _face_weights, _hull_weights
+
+    # a synthetic 68-point face in a 100-pixel crop: jaw 0-16 on a U, brows 17-26 at y=35, nose tip 30 at y=55
+    pts = np.zeros((68, 2))
+    t = np.linspace(0, np.pi, 17)
+    pts[:17] = np.stack([50 - 35 * np.cos(t), 40 + 45 * np.sin(t)], 1)
+    pts[17:27] = np.stack([np.linspace(25, 75, 10), np.full(10, 35.0)], 1)
+    pts[27:] = [50, 55]
+    hull = _hull_weights(pts, 100, 0.04)
+    face = _face_weights(pts, 100, 0.04)
+    assert face[20, 50] > 0.9 and hull[20, 50] == 0  # forehead above the brows
+    assert face[60, 16] > 0.5 and hull[60, 16] < 0.05  # the jaw contour itself
+    assert (face >= hull - 1e-6).all()
+    assert face[2, 2] == 0  # background stays

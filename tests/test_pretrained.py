@@ -1,0 +1,81 @@
+"""Shipped pretrained de-identifiers: export and load round trip, checksum and manifest checks, and the models
+that ship with the package load, match their manifest and de-identify real faces."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deidkit import pretrained as P
+from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
+
+torch.set_num_threads(1)
+
+
+def _tiny_fadenet(tmp_path):
+    cfg = FaDeNetConfig.profile("tiny")
+    torch.manual_seed(0)
+    unet = build_unet(cfg)
+    path = P.export_pretrained("fadenet", "fadenet", unet.state_dict(), cfg.to_dict(), training_time_s=1.5,
+                               metrics={"note": "test"}, weights_dir=tmp_path)
+    return cfg, unet, path
+
+
+def test_export_then_load_gives_the_same_network_in_fp16(tmp_path):
+    cfg, unet, path = _tiny_fadenet(tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    entry = manifest["models"]["fadenet"]
+    assert entry["sha256"] == P.sha256_of(path) and entry["dtype"] == "float16" and entry["kind"] == "fadenet"
+    assert entry["config"]["image_size"] == cfg.image_size and entry["training_time_s"] == 1.5
+    deid = P.load_pretrained("fadenet", weights_dir=tmp_path)
+    assert isinstance(deid, FaDeNetDeidentifier) and deid.name == "fadenet"
+    for k, v in unet.state_dict().items():
+        loaded = deid.unet.state_dict()[k]
+        assert torch.allclose(loaded, v.half().float()), k
+    crops = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert deid.deidentify(crops).shape == crops.shape
+
+
+def test_tampered_or_missing_weights_are_refused(tmp_path):
+    _, _, path = _tiny_fadenet(tmp_path)
+    with pytest.raises(P.PretrainedError, match="no shipped model 'live'"):
+        P.load_pretrained("live", weights_dir=tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(P.PretrainedError, match=r"fadenet\.pt: sha256 .* does not match"):
+        P.load_pretrained("fadenet", weights_dir=tmp_path)
+    path.unlink()
+    with pytest.raises(P.PretrainedError, match="shipped weights missing"):
+        P.load_pretrained("fadenet", weights_dir=tmp_path)
+
+
+def test_no_manifest_means_nothing_shipped(tmp_path):
+    assert P.shipped_models(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", P.shipped_models())
+def test_shipped_models_match_their_manifest_and_deidentify(name, crops_small):
+    """Every model in deidkit/weights: size limit, checksum, config and metrics recorded, loads through
+    load_deidentifier and changes real LFW faces without changing the image size."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.eval.quality import ssim
+
+    entry = P.read_manifest()["models"][name]
+    path = P.WEIGHTS_DIR / entry["file"]
+    assert path.stat().st_size <= P.MAX_BYTES and P.sha256_of(path) == entry["sha256"]
+    assert entry["commit"] and entry["training_time_s"] > 0 and entry["config"]["profile_name"] == "standard"
+    assert entry["metrics"], "headline metrics belong in the manifest"
+    deid = load_deidentifier(name)
+    assert deid.name == name
+    out = deid.deidentify(crops_small[:4])
+    assert out.shape == crops_small[:4].shape and out.dtype == np.uint8
+    s = ssim(crops_small[:4], out)
+    assert (s < 0.995).all() and (s > 0.5).all()
+
+
+def test_at_least_the_two_models_ship():
+    assert set(P.shipped_models()) >= {"live", "fadenet"}
