@@ -89,6 +89,8 @@ def test_naive_families_are_kit_baselines_ordered_by_strength():
     deids = F.naive_deidentifiers()
     assert [d.name for d in deids] == [n for names in F.NAIVE_FAMILIES.values() for n in names]
     assert F.family_of("blur_sigma8") == "blur" and F.family_of("live") is None
+    assert F.family_of("blur_sigma7", FAMILIES) == "blur" and F.family_of("blackbox") == "blackbox"
+    assert F.family_of("fadenet_quick") is None
 
 
 @pytest.mark.slow

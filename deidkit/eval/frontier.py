@@ -42,12 +42,18 @@ TABLE_COLUMNS = ("deidentifier", "recognizer", "ssim", "rank1_mean", "rank1_std"
                  "detection_rate")
 
 
+#: Name prefixes of the kit's naive baselines (members of a family or not).
+NAIVE_PREFIXES = {"blur_sigma": "blur", "pixelate_": "pixelate", "noise_sigma": "noise", "blackbox": "blackbox"}
+
+
 def family_of(name: str, families: dict[str, Sequence[str]] | None = None) -> str | None:
-    """The naive family a de-identifier name belongs to (``"blur"``, ``"pixelate"``), or None."""
+    """The naive family a de-identifier belongs to: one of ``families`` (``"blur"``, ``"pixelate"``) by
+    membership, else a naive baseline's kind by name (``"noise"``, ``"blackbox"``, a blur outside the family's
+    strengths), else None (a learned de-identifier)."""
     for fam, names in (families or NAIVE_FAMILIES).items():
         if name in names:
             return fam
-    return None
+    return next((fam for prefix, fam in NAIVE_PREFIXES.items() if name.startswith(prefix)), None)
 
 
 @dataclass(frozen=True)
