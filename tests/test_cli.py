@@ -23,3 +23,41 @@ def test_corrupt_image_is_named(tmp_path, capsys):
 def test_data_locate_finds_shared_lfw(lfw_dir, capsys):
     assert main(["data", "locate"]) == 0
     assert str(lfw_dir) in capsys.readouterr().out
+
+
+def test_unknown_method_is_one_line(tmp_path, capsys):
+    from deidkit.assets import asset_path
+
+    ref = asset_path("hamilton-clip").parent / "reference" / "lin-manuel-miranda.png"
+    assert main(["image", str(ref), str(tmp_path / "out.png"), "--method", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuch" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_shipped_models_by_name_on_a_real_photo(tmp_path, capsys):
+    """``--method live`` / ``--method fadenet`` use the weights shipped in the package: no training, no cache."""
+    import numpy as np
+
+    from deidkit.assets import asset_path
+    from deidkit.data.images import load_image
+
+    ref = asset_path("hamilton-clip").parent / "reference" / "lin-manuel-miranda.png"
+    for method in ("live", "fadenet"):
+        out = tmp_path / f"{method}.png"
+        assert main(["image", str(ref), str(out), "--method", method]) == 0
+        assert "1 face(s) de-identified with " + method in capsys.readouterr().out
+        a, b = load_image(ref), load_image(out)
+        assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_train_overrides_are_parsed_and_checked():
+    import pytest
+
+    from deidkit.cli import _parse_overrides
+
+    assert _parse_overrides(["lam=0.1", "epochs=2", "run_name=x", "ce_cap=null"]) == {
+        "lam": 0.1, "epochs": 2, "run_name": "x", "ce_cap": None}
+    with pytest.raises(ValueError, match="key=value"):
+        _parse_overrides(["lam"])
+    assert main(["train", "fadenet", "--profile", "tiny", "--overrides", "lamda=1"]) == 2

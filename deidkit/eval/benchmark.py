@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from deidkit.data.alignment import make_detector
 from deidkit.data.lfw import AlignmentKey, aligned_crops, load_manifest
-from deidkit.eval.embeddings import embed_batched, embed_originals
+from deidkit.eval.embeddings import embed_cached, embed_originals
 from deidkit.eval.identification import (
     IdentificationResult,
     evaluate_identification,
@@ -114,7 +114,7 @@ def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "
         if det is not None:
             quality["detection_rate"] = detection_rate(out[rep0_probe], det)
         for rec in recognizers:
-            emb = embed_batched(rec, out, desc=f"{rec.name} on {deid.name}")
+            emb = embed_cached(rec, out, desc=f"{rec.name} on {deid.name}")
             ident = evaluate_identification(protocol, originals[rec.name], emb)
             key = (deid.name, rec.name)
             res.identification[key] = ident

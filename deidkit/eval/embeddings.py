@@ -1,7 +1,10 @@
-"""Embeddings of original images, cached on disk per recogniser and alignment so a rerun does not recompute."""
+"""Embeddings cached on disk: originals per recogniser and alignment (keyed by the image file's sha256), and any
+crop at all by its content (:func:`embed_cached`), so a rerun or another notebook does not recompute them."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 from pathlib import Path
 
@@ -31,11 +34,20 @@ class EmbeddingCache:
         self._data.update(zip(shas, np.asarray(emb, dtype=np.float32)))
 
     def save(self) -> None:
+        """Write atomically; under a file lock, entries another process saved meanwhile are merged in (so
+        notebooks running at the same time do not drop each other's embeddings)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.stem + f".tmp{os.getpid()}.npz")
-        shas = sorted(self._data)
-        np.savez(tmp, sha256=np.array(shas), emb=np.stack([self._data[s] for s in shas]) if shas else np.zeros((0, 0)))
-        os.replace(tmp, self.path)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file():
+                with np.load(self.path, allow_pickle=False) as z:
+                    for k, v in zip(z["sha256"].tolist(), z["emb"]):
+                        self._data.setdefault(k, v)
+            tmp = self.path.with_name(self.path.stem + f".tmp{os.getpid()}.npz")
+            shas = sorted(self._data)
+            np.savez(tmp, sha256=np.array(shas),
+                     emb=np.stack([self._data[s] for s in shas]) if shas else np.zeros((0, 0)))
+            os.replace(tmp, self.path)
 
 
 def embed_batched(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
@@ -44,6 +56,40 @@ def embed_batched(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str
     for i in tqdm(range(0, len(crops), batch_size), desc=desc or f"embed {recognizer.name}", leave=False):
         out.append(recognizer.embed(crops[i:i + batch_size]))
     return np.concatenate(out) if out else np.zeros((0, recognizer.dim), dtype=np.float32)
+
+
+def recognizer_key(recognizer) -> str:
+    """The recogniser's name plus what changes its output: the sha256 of its weights file (when it has one) and
+    whether it adds the mirror image's features."""
+    parts = [recognizer.name]
+    path = getattr(recognizer, "weights_path", None)
+    if path is not None and Path(path).is_file():
+        parts.append(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12])
+    if getattr(recognizer, "flip", False):
+        parts.append("flip")
+    if getattr(recognizer, "num_jitters", 0):
+        parts.append(f"jitter{recognizer.num_jitters}")
+    return "-".join(parts)
+
+
+def content_keys(crops: np.ndarray) -> list[str]:
+    """sha256 of each crop's shape and pixels."""
+    return [hashlib.sha256(f"{c.shape}{c.dtype}".encode() + np.ascontiguousarray(c).tobytes()).hexdigest()
+            for c in crops]
+
+
+def embed_cached(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
+    """:func:`embed_batched` with a content-addressed disk cache (recogniser and weights x crop pixels): the same
+    crops — originals, or a deterministic de-identifier's outputs — are embedded once across runs and notebooks."""
+    keys = content_keys(crops)
+    cache = EmbeddingCache(recognizer_key(recognizer), "content")
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    if missing:
+        cache.put([keys[i] for i in missing], embed_batched(recognizer, crops[missing], batch_size, desc))
+        cache.save()
+    if not keys:
+        return np.zeros((0, recognizer.dim), dtype=np.float32)
+    return cache.get(keys)
 
 
 def embed_originals(recognizer, shas: list[str], load_crops, tag: str, batch_size: int = 64) -> np.ndarray:

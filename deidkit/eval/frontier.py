@@ -239,7 +239,7 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     original, as at crop level), SSIM on the whole photo. ``deidentifiers`` should include the original."""
     from deidkit.data.lfw import AlignmentKey, aligned_crops, alignment_record, load_manifest
     from deidkit.eval.benchmark import protocol_subset
-    from deidkit.eval.embeddings import embed_batched, embed_originals
+    from deidkit.eval.embeddings import embed_cached, embed_originals
     from deidkit.eval.identification import (
         evaluate_identification,
         identity_templates,
@@ -278,7 +278,7 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     for deid in deidentifiers:
         res = image_level_outputs(deid, photos, matrices, size, detector, hull, show_progress)
         for rec in recognizers:
-            emb = embed_batched(rec, res.crops)
+            emb = embed_cached(rec, res.crops)
             ident = evaluate_identification(protocol, originals[rec.name], emb).summary()
             mtr = float("nan")
             if gallery is not None:

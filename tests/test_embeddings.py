@@ -1,0 +1,45 @@
+"""The content-addressed embedding cache: the same crops are embedded once, across calls and processes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deidkit.eval.embeddings import EmbeddingCache, embed_cached, recognizer_key
+
+
+class CountingRecognizer:
+    name = "counting"
+    dim = 3
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        self.seen += len(crops)
+        return crops.reshape(len(crops), -1)[:, :3].astype(np.float32) + 1.0
+
+
+def test_embed_cached_embeds_each_content_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    rec = CountingRecognizer()
+    crops = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 3), dtype=np.uint8)
+    first = embed_cached(rec, crops)
+    assert rec.seen == 5 and np.array_equal(first, rec.embed(crops))
+    rec.seen = 0
+    again = embed_cached(rec, crops[[4, 0]])  # same contents, another order: nothing recomputed
+    assert rec.seen == 0 and np.array_equal(again, first[[4, 0]])
+    changed = crops.copy()
+    changed[1, 0, 0, 0] ^= 1
+    embed_cached(rec, changed)
+    assert rec.seen == 1  # one pixel differs: only that crop is embedded
+    assert recognizer_key(rec) == "counting"
+
+
+def test_saves_from_two_caches_merge(tmp_path):
+    a, b = EmbeddingCache("r", "t", root=tmp_path), EmbeddingCache("r", "t", root=tmp_path)
+    a.put(["x"], np.ones((1, 2)))
+    b.put(["y"], np.zeros((1, 2)))
+    a.save()
+    b.save()  # b never saw x: the save merges it back instead of dropping it
+    c = EmbeddingCache("r", "t", root=tmp_path)
+    assert "x" in c and "y" in c
