@@ -280,3 +280,16 @@ def test_standard_recipe_terms_train_and_resume(tmp_path):
     assert len(again.log) == len(res.log)
     with pytest.raises(ValueError, match="adv_weight"):
         FaDeNetConfig.profile("tiny", adv_weight=-1.0)
+
+
+def test_smoothed_correction_cannot_hold_thin_stripes():
+    from deidkit.models.unet import UNet
+
+    u = UNet(width=4, depth=2, residual=True, out_activation="tanh", smooth_sigma=1.5)
+    stripes = torch.sin(torch.arange(48.0) * 2 * math.pi / 4.5).view(1, 1, 48, 1).expand(1, 3, 48, 48)
+    assert u._smooth(stripes)[..., 8:-8, :].abs().max() < 0.2  # period 4.5 px: attenuated more than 5x
+    const = torch.full((1, 3, 16, 16), 0.3)
+    assert torch.allclose(u._smooth(const), const, atol=1e-6)
+    assert "smooth_kernel" not in u.state_dict()  # follows from the config, not saved with the weights
+    with pytest.raises(ValueError, match="smooth_sigma"):
+        UNet(width=4, depth=2, residual=False, smooth_sigma=1.0)

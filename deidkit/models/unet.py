@@ -55,10 +55,15 @@ class UNet(nn.Module):
 
     ``depth`` is the number of 2x2 poolings and ``width`` the channels of the first level. Inputs whose sides are
     not multiples of ``2**depth`` are reflect-padded and the output cropped back.
+
+    ``smooth_sigma`` (residual networks only; 0 = off, the paper has no such thing): the correction is low-passed by
+    a fixed Gaussian of that standard deviation in pixels before it is added, so the network can only make smooth
+    changes. A critic-fooling U-Net otherwise paints thin stripes (see ``deidkit.train.fadenet``); low-frequency
+    changes also carry over to other recognisers better than pixel-level ones.
     """
 
     def __init__(self, width: int = 64, depth: int = 4, in_channels: int = 3, out_channels: int = 3,
-                 residual: bool = False, out_activation: str = "none") -> None:
+                 residual: bool = False, out_activation: str = "none", smooth_sigma: float = 0.0) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"UNet needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
@@ -66,6 +71,14 @@ class UNet(nn.Module):
             raise ValueError(f"out_activation must be 'none' or 'tanh', got {out_activation!r}")
         if residual and in_channels != out_channels:
             raise ValueError("a residual UNet needs as many output channels as input channels")
+        if smooth_sigma < 0 or (smooth_sigma and not residual):
+            raise ValueError(f"smooth_sigma must be >= 0 and needs a residual UNet, got {smooth_sigma}")
+        self.smooth_sigma = float(smooth_sigma)
+        if smooth_sigma:
+            r = max(1, int(round(3 * smooth_sigma)))
+            g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * smooth_sigma**2))
+            # fixed, not learned, and not saved: it follows from smooth_sigma
+            self.register_buffer("smooth_kernel", (g / g.sum()), persistent=False)
         self.width, self.depth = width, depth
         self.residual, self.out_activation = residual, out_activation
         chans = [width * 2**i for i in range(depth + 1)]
@@ -99,6 +112,8 @@ class UNet(nn.Module):
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips)):
             y = block(torch.cat([skip, upconv(y)], dim=1))
         y = self.head(y)
+        if self.smooth_sigma:
+            y = self._smooth(y)
         if self.residual and self.out_activation == "tanh":
             # The correction is added in tanh's pre-image, so the output stays in (-1, 1) and a zero correction
             # still returns the input.
@@ -108,6 +123,13 @@ class UNet(nn.Module):
         elif self.out_activation == "tanh":
             y = torch.tanh(y)
         return y[..., :h, :w]
+
+    def _smooth(self, y: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian low-pass of each channel (reflect-padded)."""
+        k = self.smooth_kernel.to(y.dtype)
+        r, c = len(k) // 2, y.shape[1]
+        y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
     def n_conv_layers(self) -> int:
         """How many convolution layers the network has (23 for depth 4)."""
