@@ -128,3 +128,22 @@ def test_face_region_covers_forehead_and_contour_beyond_the_landmark_hull():
     assert face[60, 16] > 0.5 and hull[60, 16] < 0.05  # the jaw contour itself
     assert (face >= hull - 1e-6).all()
     assert face[2, 2] == 0  # background stays
+
+
+@pytest.mark.slow
+def test_frontier_command_on_two_identities(tmp_path, capsys):
+    """``deidkit frontier``: naive families, the original and a named method at both levels; records and tables."""
+    import json
+
+    from deidkit.cli import main
+
+    assert main(["frontier", "blackbox", "--recognizers", "mobilefacenet_ms1m", "--identities", "2",
+                 "--gallery-identities", "10", "--out", str(tmp_path), "--name", "fr"]) == 0
+    out = capsys.readouterr().out
+    assert "crop  blackbox" in out and "image blackbox" in out
+    records = json.loads((tmp_path / "metrics" / "fr.json").read_text())
+    assert {(r["level"], r["deidentifier"]) for r in records if r["deidentifier"] == "blackbox"} == {
+        ("crop", "blackbox"), ("image", "blackbox")}
+    crop = pd.read_csv(tmp_path / "metrics" / "fr_crop.csv")
+    assert {"original", "blur_sigma1", "pixelate_32px", "blackbox"} <= set(crop["deidentifier"])
+    assert main(["frontier", "nosuch", "--identities", "2", "--out", str(tmp_path)]) == 2

@@ -288,3 +288,46 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
                          **ident, "median_true_rank": mtr, "detection_rate": float(res.redetected.mean()),
                          "faces_missed": int((res.faces_processed == 0).sum()), "photos": len(paths)})
     return pd.DataFrame(rows)
+
+
+def measure_frontier(methods: list, recognizers: list, protocol_name: str = "lfw_57x8",
+                     levels: Sequence[str] = ("crop", "image"), families: dict[str, Sequence[str]] | None = None,
+                     n_identities: int | None = None, rank_gallery: str | None = "lfw_all_identities",
+                     rank_gallery_identities: int | None = None, hull: str = "face", size: int = 224,
+                     detector: str = "yunet") -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """Every de-identifier of ``methods`` (and the naive families, and the original) at each level, and their
+    ``frontier`` records: what notebook 04's section 3 measures, for any de-identifiers, without the rest of
+    the notebook. Returns (level -> table, records)."""
+    from deidkit.baselines import Identity
+    from deidkit.eval.benchmark import run_benchmark
+
+    families = families or NAIVE_FAMILIES
+    deids = [Identity(), *naive_deidentifiers(families), *methods]
+    names = [d.name for d in deids]
+    if len(set(names)) != len(names):
+        raise ValueError(f"de-identifier names must be unique, got {names}")
+    tables: dict[str, pd.DataFrame] = {}
+    records: list[dict] = []
+    probes = None
+    for level in levels:
+        if level == "crop":
+            bench = run_benchmark(deids, recognizers, protocol_name=protocol_name, n_identities=n_identities,
+                                  size=size, detector=detector, rank_gallery=rank_gallery,
+                                  rank_gallery_identities=rank_gallery_identities)
+            tables["crop"] = crop_level_table(bench.records)
+            probes = int(bench.table("identification")["probes_per_rep"].iloc[0])
+        elif level == "image":
+            tables["image"] = run_image_level(deids, recognizers, protocol_name=protocol_name,
+                                              n_identities=n_identities, size=size, detector=detector, hull=hull,
+                                              rank_gallery=rank_gallery,
+                                              rank_gallery_identities=rank_gallery_identities)
+        else:
+            raise ValueError(f"level must be 'crop' or 'image', got {level!r}")
+    if probes is None:
+        from deidkit.data.lfw import load_manifest
+        from deidkit.eval.benchmark import protocol_subset
+
+        probes = int((protocol_subset(load_manifest(protocol_name), n_identities)["rep0"] == "probe").sum())
+    for level, table in tables.items():
+        records += frontier_records(table, protocol_name, level, probes, families)
+    return tables, records
