@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from deidkit.assets import AssetError
 from deidkit.video import VideoError, add_video_commands
@@ -110,6 +111,37 @@ def _frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Ship a trained run's generator (fp16) in deidkit/weights under the model's plain name."""
+    import json
+
+    import pandas as pd
+
+    from deidkit.pretrained import export_pretrained
+    from deidkit.train.loop import load_checkpoint
+
+    if args.model == "live":
+        from deidkit.train.live import default_run_dir
+
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
+        module = "generator"
+    else:
+        from deidkit.train.critic import runs_dir
+        from deidkit.train.fadenet import FaDeNetConfig
+
+        run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / FaDeNetConfig.profile(args.profile).name
+        module = "unet"
+    ckpt = load_checkpoint(run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    log = pd.read_csv(run_dir / "log.csv")
+    path = export_pretrained(args.model, args.model, ckpt["modules"][module], config,
+                             training_time_s=float(log["wall_s"].sum()),
+                             extra={"run": run_dir.name, "epochs_trained": int(ckpt["epoch"]),
+                                    "steps_trained": int(len(log))})
+    print(f"shipped {args.model} from {run_dir} as {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deidkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
+    p.add_argument("model", choices=["fadenet", "live"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--run-dir", default=None)
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("frontier", help="measure de-identifiers against the naive (blur, pixelate) frontier")
     p.add_argument("methods", nargs="*", help="de-identifier names (e.g. live fadenet live_quick); none: naive only")

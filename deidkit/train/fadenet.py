@@ -16,6 +16,8 @@ identity. Profiles:
   scale-invariant), SSIM 0.41; with the tanh output, 3 epochs, lr 2e-3: lambda 0.3 saturates everything
   (SSIM 0.01), 0.1 -> accuracy 0.11 at SSIM 0.36, 0.05 -> 0.12 at SSIM 0.78, 0.03 -> 0.008 at SSIM 0.78
   (SSIM at 64 px; 0.83 on 224-pixel crops) with a texture like the paper's Fig. 4.
+* ``standard`` (the shipped model, about an hour on one CPU core): see the comment at its preset for the recipe and
+  the tries that led to it (each measured on held-out training-pool faces only).
 * ``paper``: 224 pixels, the full 23-layer U-Net (width 64, depth 4, no residual), Inception-v3 critic, Adam
   lr 1e-5, batch 32, 40 epochs, lambda 0.001, linear output as in the paper (a GPU job; not run in this kit's
   CI: watch the loss curves for the scale loophole described in :mod:`deidkit.models.unet`).

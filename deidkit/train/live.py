@@ -30,8 +30,9 @@ once and cached); the four lambda stages follow with the full loss. On a CPU the
 backward passes cost ~5 times the generator's, so this buys the generator several times more steps to learn to
 reconstruct before identity is pushed.
 
-Profiles: ``tiny`` (tests, seconds), ``quick`` (CPU, ~20 minutes on 2 free cores), ``paper`` (GPU; the paper's
-128 input, widths, batch 32, no warm-up).
+Profiles: ``tiny`` (tests, seconds), ``quick`` (CPU, ~20 minutes on 2 free cores), ``standard`` (the shipped
+model: CPU, about 1.5 hours on one core, lambda up to 8), ``paper`` (GPU; the paper's 128 input, widths, batch 32,
+no warm-up).
 """
 
 from __future__ import annotations
