@@ -102,6 +102,14 @@ def _frontier(args: argparse.Namespace) -> int:
     path = record_metrics(records, args.name, args.out)
     for level, table in tables.items():  # every evaluated point, naive ones included, for the figure
         table.to_csv(path.with_name(f"{args.name}_{level}.csv"), index=False)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deidkit.plots import frontier_figure
+    from deidkit.reports import save_figure
+
+    fig = save_figure(frontier_figure(tables, [r.name for r in recognizers]), args.name, args.out)
+    print(f"figure {fig}")
     for r in records:
         if r["kind"] == "frontier" and r["deidentifier"] in args.methods:
             print(f"{r['level']:5s} {r['deidentifier']:10s} {r['recognizer']:20s} SSIM {r['ssim']:.3f} "
