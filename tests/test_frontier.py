@@ -145,6 +145,6 @@ def test_frontier_command_on_two_identities(tmp_path, capsys):
     assert {(r["level"], r["deidentifier"]) for r in records if r["deidentifier"] == "blackbox"} == {
         ("crop", "blackbox"), ("image", "blackbox")}
     crop = pd.read_csv(tmp_path / "metrics" / "fr_crop.csv")
-    assert {"original", "blur_sigma1", "pixelate_32px", "blackbox"} <= set(crop["deidentifier"])
+    assert {"original", "blur_sigma1", "pixelate_24px", "blackbox"} <= set(crop["deidentifier"])
     assert (tmp_path / "figures" / "fr.png").stat().st_size > 10_000
     assert main(["frontier", "nosuch", "--identities", "2", "--out", str(tmp_path)]) == 2
