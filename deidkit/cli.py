@@ -110,6 +110,20 @@ def _frontier(args: argparse.Namespace) -> int:
 
     fig = save_figure(frontier_figure(tables, [r.name for r in recognizers]), args.name, args.out)
     print(f"figure {fig}")
+    if methods and "image" in tables:
+        from deidkit.baselines import get_deidentifier
+        from deidkit.data.lfw import load_manifest
+        from deidkit.eval.frontier import closest_naive, load_photos, photo_rows
+        from deidkit.plots import image_grid
+
+        show = load_manifest(args.protocol).groupby("identity", sort=True).head(1).head(6)
+        t = tables["image"]
+        blur = closest_naive(t, recognizers[0].name, float(t[t["deidentifier"] == methods[0].name]["ssim"].iloc[0]))
+        shown = [*methods, get_deidentifier(blur)]
+        rows = photo_rows(shown, load_photos(show["path"].tolist()))
+        grid = image_grid(rows, row_titles=["original"] + [d.name for d in shown],
+                          col_titles=[n[:16] for n in show["identity"]], size=2.0)
+        print(f"photos {save_figure(grid, f'{args.name}_photos', args.out)}")
     for r in records:
         if r["kind"] == "frontier" and r["deidentifier"] in args.methods:
             print(f"{r['level']:5s} {r['deidentifier']:10s} {r['recognizer']:20s} SSIM {r['ssim']:.3f} "
@@ -139,14 +153,70 @@ def _export(args: argparse.Namespace) -> int:
 
         run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / FaDeNetConfig.profile(args.profile).name
         module = "unet"
-    ckpt = load_checkpoint(run_dir)
+    import torch
+
     config = json.loads((run_dir / "config.json").read_text())
     log = pd.read_csv(run_dir / "log.csv")
-    path = export_pretrained(args.model, args.model, ckpt["modules"][module], config,
-                             training_time_s=float(log["wall_s"].sum()),
-                             extra={"run": run_dir.name, "epochs_trained": int(ckpt["epoch"]),
+    if args.checkpoint:
+        # a stage (live: stages/stage<k>.pt) or epoch (FaDeNet: epochs/epoch<NNN>.pt) snapshot of the run
+        snap = torch.load(run_dir / args.checkpoint, map_location="cpu", weights_only=True)
+        state = snap["state_dict"] if "state_dict" in snap else snap["unet"]
+        step = snap.get("global_step")
+        epoch = snap.get("epoch")
+        if step is not None:
+            log = log[log["step"] <= step]
+        elif epoch is not None:
+            log = log[log["epoch"] < epoch]  # the log counts epochs from 0, snapshots from 1
+    else:
+        ckpt = load_checkpoint(run_dir)
+        state, epoch = ckpt["modules"][module], int(ckpt["epoch"])
+    path = export_pretrained(args.model, args.model, state, config, training_time_s=float(log["wall_s"].sum()),
+                             extra={"run": run_dir.name, "checkpoint": args.checkpoint or "final",
                                     "steps_trained": int(len(log))})
     print(f"shipped {args.model} from {run_dir} as {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+#: Recognisers that judge the shipped models: never trained against, never used to select them.
+JUDGES = ("dlib", "mobilefacenet_casia")
+
+
+def _select(args: argparse.Namespace) -> int:
+    """Pick the checkpoint to ship: the strongest (trained-against recogniser) that keeps ``--min-ssim`` on the
+    selection set (identities outside the test protocol and the training data)."""
+    import torch
+
+    from deidkit.eval.selection import select_checkpoint
+    from deidkit.recognizers import get_recognizer
+    from deidkit.reports import record_metrics
+
+    if args.recognizer in JUDGES:
+        raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
+    if args.model == "live":
+        from deidkit.train.live import default_run_dir, load_live_deidentifier
+
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
+        cands = {f"stages/stage{k}.pt": load_live_deidentifier(run_dir, args.profile, stage=k)
+                 for k in range(4) if (run_dir / "stages" / f"stage{k}.pt").is_file()}
+    else:
+        from deidkit.train.critic import runs_dir
+        from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
+
+        cfg = FaDeNetConfig.profile(args.profile)
+        run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / cfg.name
+        cands = {}
+        for snap in sorted((run_dir / "epochs").glob("epoch*.pt")):
+            unet = build_unet(cfg)
+            unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
+            cands[f"epochs/{snap.name}"] = FaDeNetDeidentifier.from_network(cfg, unet, name=snap.stem)
+    if not cands:
+        raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
+    name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim)
+    print(table.round(4).to_string(index=False))
+    print(f"selected: {name}")
+    record_metrics([{"kind": "selection", "model": args.model, "run": run_dir.name, **r, "min_ssim": args.min_ssim,
+                     "selected": r["candidate"] == name} for r in table.to_dict("records")],
+                   f"selection_{args.model}", args.out)
     return 0
 
 
@@ -183,7 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=["fadenet", "live"])
     p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "paper"])
     p.add_argument("--run-dir", default=None)
+    p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "
+                   "or epochs/epoch005.pt (default: the final checkpoint)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
+    p.add_argument("model", choices=["fadenet", "live"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--min-ssim", type=float, required=True, help="image quality every candidate must keep")
+    p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=_select)
 
     p = sub.add_parser("frontier", help="measure de-identifiers against the naive (blur, pixelate) frontier")
     p.add_argument("methods", nargs="*", help="de-identifier names (e.g. live fadenet live_quick); none: naive only")

@@ -148,3 +148,34 @@ def test_frontier_command_on_two_identities(tmp_path, capsys):
     assert {"original", "blur_sigma1", "pixelate_24px", "blackbox"} <= set(crop["deidentifier"])
     assert (tmp_path / "figures" / "fr.png").stat().st_size > 10_000
     assert main(["frontier", "nosuch", "--identities", "2", "--out", str(tmp_path)]) == 2
+
+
+def test_selection_set_avoids_test_and_training_identities():
+    from deidkit.data.lfw import load_manifest
+    from deidkit.eval.selection import selection_paths
+
+    paths = selection_paths()
+    ids = {p.split("/")[1] for p in paths}
+    assert len(paths) == len(ids) == 160
+    assert not ids & set(load_manifest("lfw_57x8")["identity"])
+    assert not ids & set(load_manifest("lfw_train_pool")["identity"])
+
+
+def test_select_checkpoint_takes_the_strongest_that_keeps_quality():
+    from deidkit.baselines import get_deidentifier
+    from deidkit.eval.selection import select_checkpoint
+
+    class MeanColour:  # a stand-in recogniser: the mean colour of the crop, normalised
+        name = "mean_colour"
+
+        def embed(self, crops):
+            e = crops.reshape(len(crops), -1, 3).mean(1) + 1.0
+            return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    crops = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    cands = {"weak": get_deidentifier("blur_sigma1"), "strong": get_deidentifier("blackbox")}
+    name, table = select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops)
+    assert name == "strong" and set(table["candidate"]) == {"weak", "strong"}
+    name, _ = select_checkpoint(cands, MeanColour(), min_ssim=float(table["ssim"].max()) - 1e-9, crops=crops)
+    assert name == table.loc[table["ssim"].idxmax(), "candidate"]
+    assert select_checkpoint(cands, MeanColour(), min_ssim=1.01, crops=crops)[0] is None

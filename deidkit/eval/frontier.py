@@ -361,3 +361,27 @@ def measure_frontier(methods: list, recognizers: list, protocol_name: str = "lfw
     for level, table in tables.items():
         records += frontier_records(table, protocol_name, level, probes, families)
     return tables, records
+
+
+def photo_rows(deidentifiers: list, photos: Sequence[np.ndarray], hull: str = "face") -> list[np.ndarray]:
+    """Whole photos through the ``deidkit image`` path, one row (N, H, W, 3) per de-identifier, the originals
+    first: for before/after grids of what users get."""
+    from deidkit.video import FaceSwapper
+
+    rows = [np.stack(photos)]
+    for d in deidentifiers:
+        sw = FaceSwapper(d, hull=hull)
+        out = []
+        for p in photos:
+            out.append(sw.process(p).frame)
+            sw._tracks = []  # independent photos
+        rows.append(np.stack(out))
+    return rows
+
+
+def closest_naive(table: pd.DataFrame, recognizer: str, ssim: float, family: str = "blur",
+                  families: dict[str, Sequence[str]] | None = None) -> str:
+    """The member of a naive family whose SSIM (in ``table``, for ``recognizer``) is closest to ``ssim``."""
+    t = table[(table["recognizer"] == recognizer)
+              & table["deidentifier"].isin((families or NAIVE_FAMILIES)[family])]
+    return str(t.loc[(t["ssim"] - ssim).abs().idxmin(), "deidentifier"])

@@ -1,0 +1,40 @@
+"""Model selection without the test identities: which checkpoint of a training run to ship.
+
+The selection set is one image of each of the 160 identities of ``lfw_217x8`` that are not in ``lfw_57x8`` (the
+test protocol) and not in ``lfw_train_pool`` (the training data). Only the trained-against recogniser and image
+quality are read; the judges (dlib, MobileFaceNet-CASIA) never are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from deidkit.data.lfw import aligned_crops, load_manifest
+from deidkit.eval.quality import ssim
+
+
+def selection_paths(per_identity: int = 1) -> list[str]:
+    """Images of the identities of ``lfw_217x8`` outside ``lfw_57x8`` and outside the training pool."""
+    big, test = load_manifest("lfw_217x8"), load_manifest("lfw_57x8")
+    train = set(load_manifest("lfw_train_pool")["identity"])
+    keep = big[~big["identity"].isin(set(test["identity"]) | train)]
+    return keep.groupby("identity", sort=True).head(per_identity)["path"].tolist()
+
+
+def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float,
+                      crops: np.ndarray | None = None) -> tuple[str | None, pd.DataFrame]:
+    """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
+    those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
+    Returns (name, the table of every candidate)."""
+    crops = aligned_crops(selection_paths()) if crops is None else crops
+    ref = recognizer.embed(crops)
+    rows = []
+    for name, deid in candidates.items():
+        out = deid.deidentify(crops)
+        rows.append({"candidate": name, "ssim": float(ssim(crops, out).mean()),
+                     "cos_to_original": float((recognizer.embed(out) * ref).sum(1).mean()),
+                     "recognizer": recognizer.name, "faces": len(crops)})
+    table = pd.DataFrame(rows)
+    ok = table[table["ssim"] >= min_ssim]
+    return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
