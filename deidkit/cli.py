@@ -98,6 +98,7 @@ def _frontier(args: argparse.Namespace) -> int:
     recognizers = [get_recognizer(n) for n in args.recognizers]
     tables, records = measure_frontier(methods, recognizers, protocol_name=args.protocol, levels=args.levels,
                                        n_identities=args.identities,
+                                       rank_gallery=None if args.no_gallery else "lfw_all_identities",
                                        rank_gallery_identities=args.gallery_identities)
     path = record_metrics(records, args.name, args.out)
     for level, table in tables.items():  # every evaluated point, naive ones included, for the figure
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identities", type=int, default=None, help="first N identities only (quick checks)")
     p.add_argument("--gallery-identities", type=int, default=None,
                    help="large-gallery rank among the probes' and N other identities only (quick checks)")
+    p.add_argument("--no-gallery", action="store_true",
+                   help="skip the rank of the true identity among all LFW identities (saves embedding all of LFW)")
     p.add_argument("--name", default="frontier", help="records file: reports/metrics/<name>.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_frontier)

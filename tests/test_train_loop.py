@@ -162,3 +162,8 @@ def test_config_recorded_and_mismatch_refused(tmp_path):
         make_run(tmp_path, config={"lr": 0.02, "sizes": (1, 2)})
     # More epochs is a continuation of the same experiment, not a different one.
     make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2), "epochs": 5})
+    # An option added to the configuration later, switched off, is what the run was trained with...
+    make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2), "new_term_weight": 0.0, "new_flag": None})
+    # ...switched on, it is a different experiment.
+    with pytest.raises(ValueError, match=r"\['new_term_weight'\]"):
+        make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2), "new_term_weight": 0.5})

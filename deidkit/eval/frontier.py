@@ -246,12 +246,12 @@ def _cached_image_level(deidentifier, photos, matrices, size: int, detector: str
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return ImageLevelSet(name, z["crops"], z["ssim"], z["redetected"], z["faces"])
-    res = image_level_outputs(deidentifier, photos, matrices, size, detector, hull, show_progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, crops=res.crops, ssim=res.ssim, redetected=res.redetected, faces=res.faces_processed)
     import os
 
+    res = image_level_outputs(deidentifier, photos, matrices, size, detector, hull, show_progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")  # per process: two runs may race to write it
+    np.savez(tmp, crops=res.crops, ssim=res.ssim, redetected=res.redetected, faces=res.faces_processed)
     os.replace(tmp, path)
     return res
 

@@ -178,8 +178,11 @@ class TrainingRun:
             return
         if self.config_path.is_file() and self.checkpoint_path.is_file():
             saved = json.loads(self.config_path.read_text())
+            # A field added to a configuration after the run was saved, set to "off" (0, None, False), is the
+            # behaviour the run was trained with: not a difference.
             diff = sorted(k for k in set(saved) | set(self.config)
-                          if saved.get(k) != self.config.get(k) and k not in self.extendable)
+                          if saved.get(k) != self.config.get(k) and k not in self.extendable
+                          and not (k not in saved and self.config.get(k) in (None, 0, False)))
             if diff:
                 raise ValueError(
                     f"{self.config_path}: this run directory holds a run with a different configuration "
