@@ -235,7 +235,7 @@ def write_readme(out: Path, records: list[dict]) -> Path:
         parts += ["", f"Notebooks were last executed at different commits ({', '.join(commits)}): the run-time table "
                   "at the end says which notebook ran where and when; each notebook's numbers come from its own run."]
     sections = [
-        ("Learned de-identifiers against the naive frontier (notebook 04): Rank-1 that blur or pixelation reaches "
+        ("Learned de-identifiers against the naive frontier (notebook 04, `deidkit frontier`): Rank-1 that blur or pixelation reaches "
          "at the same SSIM, margin in repetition SDs (positive: better than naive; crop = canonical crops, image = "
          "whole photo through `deidkit image`)", "frontier",
          ["protocol", "level", "deidentifier", "recognizer", "ssim", "rank1", "frontier_rank1", "frontier_family",
