@@ -43,3 +43,26 @@ def test_saves_from_two_caches_merge(tmp_path):
     b.save()  # b never saw x: the save merges it back instead of dropping it
     c = EmbeddingCache("r", "t", root=tmp_path)
     assert "x" in c and "y" in c
+
+
+def test_originals_are_saved_chunk_by_chunk(tmp_path, monkeypatch):
+    """An interrupted embedding of originals keeps the chunks it finished."""
+    import pytest
+
+    from deidkit.eval.embeddings import embed_originals
+
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    rec = CountingRecognizer()
+    shas = [f"s{i}" for i in range(600)]
+    crops = np.random.default_rng(0).integers(0, 255, (600, 4, 4, 3), dtype=np.uint8)
+
+    def load(idx):
+        if idx[0] >= 512:
+            raise KeyboardInterrupt  # killed during the second chunk
+        return crops[idx]
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_originals(rec, shas, load, "t")
+    rec.seen = 0
+    embed_originals(rec, shas, lambda idx: crops[idx], "t")
+    assert rec.seen == 600 - 512  # only the unfinished chunk is embedded again

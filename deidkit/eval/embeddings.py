@@ -101,5 +101,5 @@ def embed_originals(recognizer, shas: list[str], load_crops, tag: str, batch_siz
         for start in tqdm(range(0, len(missing), 512), desc=f"embed {recognizer.name} originals"):
             idx = missing[start:start + 512]
             cache.put([shas[i] for i in idx], embed_batched(recognizer, load_crops(idx), batch_size))
-        cache.save()
+            cache.save()  # after every chunk: an interrupted run (13k dlib embeddings take an hour) resumes
     return cache.get(list(shas))
