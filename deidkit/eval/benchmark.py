@@ -65,6 +65,34 @@ def deidentify_in_batches(deidentifier, crops: np.ndarray, batch_size: int = 32)
     return result
 
 
+def rank_gallery_manifest(protocol: pd.DataFrame, rank_gallery: str | None,
+                          rank_gallery_identities: int | None = None) -> pd.DataFrame | None:
+    """The large gallery's images (None without one); with ``rank_gallery_identities`` (tiny profiles) only the
+    probe identities plus the first N others."""
+    if not rank_gallery:
+        return None
+    gallery = load_manifest(rank_gallery)
+    if rank_gallery_identities is not None:
+        names = sorted(set(gallery["identity"]) - set(protocol["identity"]))[:rank_gallery_identities]
+        gallery = gallery[gallery["identity"].isin(set(names) | set(protocol["identity"]))]
+    return gallery.reset_index(drop=True)
+
+
+def identity_templates_of(recognizers: list, gallery: pd.DataFrame | None, size: int, detector: str,
+                          files: pd.DataFrame) -> dict:
+    """recogniser name -> (one template per gallery identity, identity names); empty without a gallery."""
+    if gallery is None:
+        return {}
+    tag = AlignmentKey(detector, size).tag
+    out = {}
+    for rec in recognizers:
+        g_emb = embed_originals(rec, gallery["sha256"].tolist(),
+                                lambda idx: aligned_crops(gallery["path"].iloc[idx], size=size, detector=detector,
+                                                          manifest=files), tag)
+        out[rec.name] = identity_templates(g_emb, gallery["identity"].to_numpy())
+    return out
+
+
 def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "lfw_57x8",
                   n_identities: int | None = None, size: int = 224, detector: str = "yunet",
                   rank_gallery: str | None = "lfw_all_identities", rank_gallery_identities: int | None = None,
@@ -80,25 +108,9 @@ def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "
     det = make_detector(detector) if detection else None
     res = BenchmarkResult()
 
-    gallery = None
-    if rank_gallery:
-        gallery = load_manifest(rank_gallery)
-        if rank_gallery_identities is not None:
-            # Tiny profiles: the probe identities plus the first identities of the gallery.
-            names = sorted(set(gallery["identity"]) - set(protocol["identity"]))[:rank_gallery_identities]
-            gallery = gallery[gallery["identity"].isin(set(names) | set(protocol["identity"]))]
-        gallery = gallery.reset_index(drop=True)
-
-    originals = {}
-    templates = {}
-    for rec in recognizers:
-        originals[rec.name] = embed_originals(rec, shas, lambda idx: crops[idx], tag)
-        if gallery is not None:
-            g_emb = embed_originals(
-                rec, gallery["sha256"].tolist(),
-                lambda idx, g=gallery: aligned_crops(g["path"].iloc[idx], size=size, detector=detector,
-                                                     manifest=files), tag)
-            templates[rec.name] = identity_templates(g_emb, gallery["identity"].to_numpy())
+    gallery = rank_gallery_manifest(protocol, rank_gallery, rank_gallery_identities)
+    originals = {rec.name: embed_originals(rec, shas, lambda idx: crops[idx], tag) for rec in recognizers}
+    templates = identity_templates_of(recognizers, gallery, size, detector, files)
 
     rep0_probe = (protocol["rep0"] == "probe").to_numpy()
     rep0_gallery = (protocol["rep0"] == "gallery").to_numpy()

@@ -268,13 +268,9 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     de-identifier on the protocol's whole photos, identified against the original canonical crops (gallery
     original, as at crop level), SSIM on the whole photo. ``deidentifiers`` should include the original."""
     from deidkit.data.lfw import AlignmentKey, aligned_crops, alignment_record, load_manifest
-    from deidkit.eval.benchmark import protocol_subset
+    from deidkit.eval.benchmark import identity_templates_of, protocol_subset, rank_gallery_manifest
     from deidkit.eval.embeddings import embed_cached, embed_originals
-    from deidkit.eval.identification import (
-        evaluate_identification,
-        identity_templates,
-        true_identity_rank,
-    )
+    from deidkit.eval.identification import evaluate_identification, true_identity_rank
 
     files = load_manifest("lfw_files")
     tag = AlignmentKey(detector, size).tag
@@ -287,22 +283,9 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     labels = protocol["identity"].to_numpy()
     rep0_probe = (protocol["rep0"] == "probe").to_numpy()
 
-    gallery = None
-    if rank_gallery:
-        gallery = load_manifest(rank_gallery)
-        if rank_gallery_identities is not None:
-            names = sorted(set(gallery["identity"]) - set(protocol["identity"]))[:rank_gallery_identities]
-            gallery = gallery[gallery["identity"].isin(set(names) | set(protocol["identity"]))]
-        gallery = gallery.reset_index(drop=True)
-    originals, templates = {}, {}
-    for rec in recognizers:
-        originals[rec.name] = embed_originals(rec, shas, lambda idx: orig_crops[idx], tag)
-        if gallery is not None:
-            g_emb = embed_originals(
-                rec, gallery["sha256"].tolist(),
-                lambda idx, g=gallery: aligned_crops(g["path"].iloc[idx], size=size, detector=detector,
-                                                     manifest=files), tag)
-            templates[rec.name] = identity_templates(g_emb, gallery["identity"].to_numpy())
+    gallery = rank_gallery_manifest(protocol, rank_gallery, rank_gallery_identities)
+    originals = {rec.name: embed_originals(rec, shas, lambda idx: orig_crops[idx], tag) for rec in recognizers}
+    templates = identity_templates_of(recognizers, gallery, size, detector, files)
 
     rows = []
     for deid in deidentifiers:
