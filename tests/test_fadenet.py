@@ -282,6 +282,23 @@ def test_standard_recipe_terms_train_and_resume(tmp_path):
         FaDeNetConfig.profile("tiny", adv_weight=-1.0)
 
 
+def test_embedding_term_pushes_the_critics_embedding_off_the_input(tmp_path):
+    from deidkit.losses.fadenet import embedding_similarity
+
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    assert torch.allclose(embedding_similarity(a, b), torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(embedding_similarity(a, b, margin=-0.5), torch.tensor([1.5, 0.5, 0.0]))
+    data = toy_data(size=64)
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, critic_views=1, embed_weight=1.0)
+    res = train_fadenet(fcfg, data=data, critic=critic, run_dir=tmp_path / "f", progress=False)
+    assert "embed_sim" in res.log.columns and res.log["embed_sim"].between(0, 1).all()
+    assert -1 <= res.epochs["heldout_embed_cos"].iloc[-1] <= 1
+    with pytest.raises(ValueError, match="embed_weight"):
+        FaDeNetConfig.profile("tiny", embed_weight=-1.0)
+
+
 def test_smoothed_correction_cannot_hold_thin_stripes():
     from deidkit.models.unet import UNet
 

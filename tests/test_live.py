@@ -296,3 +296,23 @@ def test_train_resume_stage_snapshots_and_deidentifier(tmp_path, real_crops):
     assert not np.array_equal(other[:2], deid.deidentify(batch)[:2])
     with pytest.raises(FileNotFoundError, match="no trained live model"):
         T.load_live_deidentifier(tmp_path / "nothing", features=feats)
+
+
+def test_fine_tune_starts_from_another_runs_generator(tmp_path, real_crops):
+    """``init_from``: a fresh run starts from a saved stage generator (its first step's reconstruction is the
+    stage's, not a random network's); a missing file is one clear error."""
+    base = T.LiveConfig.profile("tiny", epochs=2, warmup_epochs=1, epoch_steps=2, device="cpu")
+    feats = RecognizerFeatures(TinyRecognizer(), torch.from_numpy(T.network_to_arcface(base)), base.size)
+    T.train_live(base, tmp_path / "base", images=real_crops, features=feats, show_progress=False)
+    stage = tmp_path / "base" / "stages" / "stage3.pt"
+    saved = torch.load(stage, weights_only=True)["state_dict"]
+    ft = T.LiveConfig.profile("tiny", epochs=1, warmup_epochs=0, epoch_steps=1, device="cpu", init_from=str(stage),
+                              lambda_max=2.0, lambda_shape=(1.0, 1.0, 1.0, 1.0))
+    trainer, log = T.train_live(ft, tmp_path / "ft", images=real_crops, features=feats, show_progress=False,
+                                until_epoch=0)
+    assert all(torch.equal(v, saved[k]) for k, v in trainer.G.state_dict().items())
+    _, log = T.train_live(ft, tmp_path / "ft", images=real_crops, features=feats, show_progress=False)
+    assert list(log["lambda"]) == [2.0]
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        T.train_live(T.LiveConfig.profile("tiny", device="cpu", init_from=str(tmp_path / "nothing.pt")),
+                     tmp_path / "ft2", images=real_crops, features=feats, show_progress=False)

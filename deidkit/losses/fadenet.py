@@ -59,6 +59,18 @@ def edge_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return gx.square().flatten(1).mean(1) + gy.square().flatten(1).mean(1)
 
 
+def embedding_similarity(out_features: torch.Tensor, ref_features: torch.Tensor, margin: float = 0.0
+                         ) -> torch.Tensor:
+    """Per-image cosine similarity of two embeddings above ``margin`` (0 below it), shape (N,).
+
+    Not in the paper: the ``standard`` profile adds it (``embed_weight``) because a cross-entropy over the
+    critic's few hundred training identities is fooled by a small move across its linear head's boundaries, which
+    no other recogniser sees; pushing the critic's *embedding* of the output away from the input's moves the
+    identity in the representation other recognisers share. Images already below ``margin`` stop pushing."""
+    cos = F.cosine_similarity(out_features, ref_features, dim=1)
+    return (cos - margin).clamp_min(0.0)
+
+
 def fadenet_loss(x: torch.Tensor, fx: torch.Tensor, critic_logits: torch.Tensor, labels: torch.Tensor,
                  lam: float = 1e-3, ce_cap: float | None = None, edge_weight: float = 0.0) -> FaDeNetLoss:
     """FaDeNet's ``L1 - lam * L2`` for images ``x``, their transforms ``fx``, the critic's logits on ``fx``

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from deidkit.deidentifiers import register_trained
-from deidkit.losses.fadenet import fadenet_loss, unit_norm_distance
+from deidkit.losses.fadenet import embedding_similarity, fadenet_loss, unit_norm_distance
 from deidkit.models.critic import Critic, fold_batchnorm
 from deidkit.models.unet import UNet
 from deidkit.train.augment import ArrayBatches, from_model_range, random_views, to_model_range
@@ -79,6 +79,7 @@ class FaDeNetConfig:
     critic_views: int = 0  # 0: the critic sees the output as is (paper); k: the mean CE over k random views
     adv_weight: float = 0.0  # 0: the paper; > 0: an LSGAN discriminator keeps the output a natural face
     smooth_sigma: float = 0.0  # 0: the paper; > 0: the U-Net's correction is Gaussian-smoothed (pixels)
+    embed_weight: float = 0.0  # 0: the paper; > 0: the critic's embedding of the output is pushed off the input's
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -130,9 +131,9 @@ class FaDeNetConfig:
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.ce_cap is not None and self.ce_cap <= 0:
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        if self.edge_weight < 0 or self.critic_views < 0 or self.adv_weight < 0:
-            raise ValueError(f"edge_weight, critic_views and adv_weight must be >= 0, got {self.edge_weight}, "
-                             f"{self.critic_views}, {self.adv_weight}")
+        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight) < 0:
+            raise ValueError(f"edge_weight, critic_views, adv_weight and embed_weight must be >= 0, got "
+                             f"{self.edge_weight}, {self.critic_views}, {self.adv_weight}, {self.embed_weight}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
 
@@ -229,15 +230,23 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         x, y = batch[0].to(device), batch[1].to(device)
         unet.train()
         fx = unet(x)
-        logits = fast_critic.logits(fx)
+        feats = fast_critic.features(fx)
+        logits = fast_critic.logits_from_features(feats)
         loss = fadenet_loss(x, fx, logits, y, lam=config.lam, ce_cap=config.ce_cap, edge_weight=config.edge_weight)
         total = loss.total
-        if config.critic_views:
-            # expectation over transformation: the critic term over random views of the output (see augment)
-            views = [fadenet_loss(x, fx, fast_critic.logits(random_views(fx)), y, lam=config.lam,
-                                  ce_cap=config.ce_cap).l2 for _ in range(config.critic_views)]
+        # expectation over transformation: the critic terms over random views of the output (see augment)
+        view_feats = [fast_critic.features(random_views(fx)) for _ in range(config.critic_views)]
+        if view_feats:
+            views = [fadenet_loss(x, fx, fast_critic.logits_from_features(f), y, lam=config.lam,
+                                  ce_cap=config.ce_cap).l2 for f in view_feats]
             total = loss.l1 - config.lam * (loss.l2 + sum(views)) / (1 + len(views))
         extra = {}
+        if config.embed_weight:
+            with torch.no_grad():
+                ref = fast_critic.features(x)
+            sim = torch.stack([embedding_similarity(f, ref).mean() for f in (feats, *view_feats)]).mean()
+            total = total + config.embed_weight * sim
+            extra["embed_sim"] = float(sim.detach())
         if disc is not None:
             # LSGAN: the discriminator scores real crops 1 and FaDeNet's outputs 0; the U-Net wants 1
             d_loss = ((disc(x) - 1) ** 2).mean() + (disc(fx.detach()) ** 2).mean()
@@ -248,7 +257,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             g_adv = ((disc(fx) - 1) ** 2).mean()
             disc.requires_grad_(True)
             total = total + config.adv_weight * g_adv
-            extra = {"d_loss": float(d_loss.detach()), "g_adv": float(g_adv.detach())}
+            extra.update(d_loss=float(d_loss.detach()), g_adv=float(g_adv.detach()))
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
@@ -295,11 +304,12 @@ def heldout_report(unet: UNet, critic: Critic, data: IdentityData, device: torch
         return {}
     was = unet.training
     unet.eval()
-    outs, l1 = [], []
+    outs, l1, cos = [], [], []
     for s in range(0, len(data.heldout_images), batch_size):
         x = to_model_range(torch.from_numpy(data.heldout_images[s:s + batch_size]).permute(0, 3, 1, 2)).to(device)
         fx = unet(x)
         l1.append(unit_norm_distance(x, fx).cpu())
+        cos.append(F.cosine_similarity(critic.features(fx), critic.features(x), dim=1).cpu())
         outs.append(from_model_range(fx).permute(0, 2, 3, 1).cpu().numpy())
     unet.train(was)
     deid = np.concatenate(outs)
@@ -309,6 +319,8 @@ def heldout_report(unet: UNet, critic: Critic, data: IdentityData, device: torch
         else float((predict(critic, data.heldout_images, device=device).argmax(1) == y).mean()),
         "heldout_critic_acc_fadenet": float((predict(critic, deid, device=device).argmax(1) == y).mean()),
         "heldout_l1": float(torch.cat(l1).mean()),
+        # the critic's embedding (the trained-against recogniser): cosine between output and original
+        "heldout_embed_cos": float(torch.cat(cos).mean()),
     }
 
 

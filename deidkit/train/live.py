@@ -112,6 +112,9 @@ class LiveConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    # fine-tuning: a generator file ({"state_dict": ...}, e.g. another run's stages/stage1.pt) that initialises
+    # the generator of a fresh run (the discriminator starts fresh); ignored when the run resumes
+    init_from: str | None = None
 
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> LiveConfig:
@@ -485,6 +488,12 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     trainer = LiveTrainer(cfg, features)
+    if cfg.init_from:
+        init = Path(cfg.init_from).expanduser()
+        if not init.is_file():
+            raise FileNotFoundError(f"{init}: init_from generator file not found")
+        # a resumed run's checkpoint overwrites this in fit()
+        trainer.G.load_state_dict(torch.load(init, map_location="cpu", weights_only=True)["state_dict"])
     imgs = load_training_images(cfg) if images is None else np.asarray(images)
     if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.dtype != np.uint8:
         raise ValueError(f"training images must be uint8 (N, C, C, 3), got {imgs.dtype} {imgs.shape}")
