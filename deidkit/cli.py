@@ -203,8 +203,8 @@ def _select(args: argparse.Namespace) -> int:
         from deidkit.train.critic import runs_dir
         from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
 
-        cfg = FaDeNetConfig.profile(args.profile)
-        run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / cfg.name
+        run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / FaDeNetConfig.profile(args.profile).name
+        cfg = FaDeNetDeidentifier(run_dir).config  # the run's own configuration (its network's geometry)
         cands = {}
         for snap in sorted((run_dir / "epochs").glob("epoch*.pt")):
             unet = build_unet(cfg)

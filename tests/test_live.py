@@ -316,3 +316,17 @@ def test_fine_tune_starts_from_another_runs_generator(tmp_path, real_crops):
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         T.train_live(T.LiveConfig.profile("tiny", device="cpu", init_from=str(tmp_path / "nothing.pt")),
                      tmp_path / "ft2", images=real_crops, features=feats, show_progress=False)
+
+
+def test_run_folder_names_resolve_to_that_run(tmp_path, real_crops, monkeypatch):
+    """``live-<run>`` / ``live-<run>@stage<k>`` name a run folder in the cache (e.g. a fine-tuning run)."""
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    cfg = T.LiveConfig.profile("tiny", epochs=2, warmup_epochs=1, epoch_steps=1, device="cpu")
+    T.train_live(cfg, tmp_path / "runs" / "live-try", images=real_crops, show_progress=False)
+    final = T.live_deidentifier_by_name("live-try")
+    staged = T.live_deidentifier_by_name("live-try@stage1")
+    assert (final.name, staged.name) == ("live-try", "live-try@stage1")
+    stage1 = torch.load(tmp_path / "runs" / "live-try" / "stages" / "stage1.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(v, stage1[k]) for k, v in staged.generator.state_dict().items())
+    with pytest.raises(FileNotFoundError, match="live-nothing"):
+        T.live_deidentifier_by_name("live-nothing")

@@ -386,7 +386,15 @@ class FaDeNetDeidentifier:
 def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> FaDeNetDeidentifier:
     """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists, else the run of
     ``profile`` (``fadenet-<profile>``). Registered with :mod:`deidkit.deidentifiers` under the prefix
-    ``fadenet``."""
+    ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``)."""
+    if "@" in name:
+        run, snap = name.split("@", 1)
+        path = runs_dir() / run / "epochs" / f"{snap}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such FaDeNet snapshot")
+        deid = FaDeNetDeidentifier(runs_dir() / run, name=name)
+        deid.unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["unet"])
+        return deid
     for cand in (runs_dir() / name, runs_dir() / FaDeNetConfig.profile(profile).name):
         if (cand / CHECKPOINT_NAME).is_file():
             return FaDeNetDeidentifier(cand, name=name)

@@ -675,7 +675,8 @@ def _check(batch: np.ndarray) -> np.ndarray:
 
 def load_live_deidentifier(run_dir: str | os.PathLike | None = None, profile: str = "quick",
                            stage: int | None = None, strength: float = 1.0, device: str = "cpu",
-                           features: RecognizerFeatures | None = None) -> LiveDeidentifier:
+                           features: RecognizerFeatures | None = None, name: str | None = None
+                           ) -> LiveDeidentifier:
     """A trained live network as a de-identifier. ``stage`` (0-3) loads the generator saved at the end of that
     lambda stage instead of the final checkpoint."""
     import json
@@ -694,22 +695,27 @@ def load_live_deidentifier(run_dir: str | os.PathLike | None = None, profile: st
     gen = build_generator(cfg, cond_dim=dim)
     if stage is None:
         gen.load_state_dict(load_checkpoint(run_dir)["modules"]["generator"])
-        name = f"live_{cfg.profile_name}"
+        default = f"live_{cfg.profile_name}"
     else:
         path = run_dir / STAGES_DIR / f"stage{stage}.pt"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no generator saved for lambda stage {stage}")
         gen.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-        name = f"live_{cfg.profile_name}_stage{stage}"
-    return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, strength=strength, device=device)
+        default = f"live_{cfg.profile_name}_stage{stage}"
+    return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name or default, strength=strength, device=device)
 
 
 def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | os.PathLike | None = None,
                               device: str = "cpu") -> LiveDeidentifier:
     """``live`` (the given profile), ``live_<profile>``, ``live_<profile>_stage<k>``; ``_s<strength>`` may end
-    any of them (e.g. ``live_quick_s0.5``)."""
+    any of them (e.g. ``live_quick_s0.5``). ``live-<run>`` names a run folder in the cache (e.g. a fine-tuning
+    run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators."""
     import re
 
+    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?", name)
+    if run is not None and run_dir is None:
+        return load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
+                                      else int(run.group(2)), device=device, name=name)
     m = re.fullmatch(r"live(?:_(tiny|quick|standard|paper))?(?:_stage([0-3]))?(?:_s([\d.]+))?", name)
     if m is None:
         raise ValueError(f"unknown live model {name!r}; use live, live_<tiny|quick|standard|paper>[_stage<0-3>][_s<strength>]")
