@@ -632,7 +632,8 @@ def evaluate_sweep(config: AblationConfig, trained: list[TrainedModel], recogniz
     from deidkit.baselines import Identity, baseline_deidentifiers, get_deidentifier
     from deidkit.data.lfw import aligned_crops, load_manifest
     from deidkit.eval.benchmark import deidentify_in_batches, protocol_subset, run_benchmark
-    from deidkit.eval.temporal import Dlib68, landmark_displacement
+    from deidkit.eval.temporal import landmark_displacement
+    from deidkit.pipeline.faces import Dlib68
     from deidkit.recognizers import get_recognizer
 
     t0 = time.perf_counter()

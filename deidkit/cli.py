@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from deidkit.assets import AssetError
-from deidkit.video import VideoError, add_video_commands
+from deidkit.pipeline.cli import add_video_commands
+from deidkit.pipeline.io import VideoError
 
 
 def _reports(args: argparse.Namespace) -> int:

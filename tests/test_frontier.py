@@ -114,7 +114,7 @@ def test_image_level_path_on_real_photos():
 
 
 def test_face_region_covers_forehead_and_contour_beyond_the_landmark_hull():
-    from deidkit.video import _face_weights, _hull_weights
+    from deidkit.pipeline.faces import face_weights, hull_weights
 
     # a synthetic 68-point face in a 100-pixel crop: jaw 0-16 on a U, brows 17-26 at y=35, nose tip 30 at y=55
     pts = np.zeros((68, 2))
@@ -122,8 +122,8 @@ def test_face_region_covers_forehead_and_contour_beyond_the_landmark_hull():
     pts[:17] = np.stack([50 - 35 * np.cos(t), 40 + 45 * np.sin(t)], 1)
     pts[17:27] = np.stack([np.linspace(25, 75, 10), np.full(10, 35.0)], 1)
     pts[27:] = [50, 55]
-    hull = _hull_weights(pts, 100, 0.04)
-    face = _face_weights(pts, 100, 0.04)
+    hull = hull_weights(pts, 100, 0.04)
+    face = face_weights(pts, 100, 0.04)
     assert face[20, 50] > 0.9 and hull[20, 50] == 0  # forehead above the brows
     assert face[60, 16] > 0.5 and hull[60, 16] < 0.05  # the jaw contour itself
     assert (face >= hull - 1e-6).all()

@@ -13,23 +13,24 @@ from torch import nn
 
 from deidkit.assets import asset_path
 from deidkit.baselines import get_deidentifier
-from deidkit.eval.temporal import Dlib68, landmark_displacement, temporal_stability
+from deidkit.eval.temporal import landmark_displacement, temporal_stability
 from deidkit.models.live import RecognizerFeatures
-from deidkit.train import live as T
-from deidkit.video import (
-    STAGES,
+from deidkit.pipeline import (
+    Dlib68,
     FaceSwapper,
     VideoError,
     VideoWriter,
     deidentify_image,
     deidentify_video,
-    ffmpeg_exe,
     largest_face_window,
     make_face_detector,
     open_video,
     probe_video,
     read_frames,
 )
+from deidkit.pipeline.io import ffmpeg_exe
+from deidkit.pipeline.swap import STAGES
+from deidkit.train import live as T
 
 torch.set_num_threads(1)
 REFERENCE = asset_path("hamilton-clip").parent / "reference" / "lin-manuel-miranda.png"

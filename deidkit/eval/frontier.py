@@ -192,7 +192,7 @@ def load_photos(paths: Sequence[str]) -> list[np.ndarray]:
 def image_level_outputs(deidentifier, photos: Sequence[np.ndarray], fallback_matrices: Sequence[np.ndarray],
                         size: int = 224, detector: str = "yunet", hull: str = "face",
                         show_progress: bool = True) -> ImageLevelSet:
-    """Run ``deidentifier`` on whole photos with the kit's own pipeline (:class:`deidkit.video.FaceSwapper`),
+    """Run ``deidentifier`` on whole photos with the kit's own pipeline (:class:`deidkit.pipeline.FaceSwapper`),
     then find the face again in each output the way an attacker's recogniser would: detect, pick the central
     face, align. Where the detector no longer finds a face, the output is aligned with the original photo's
     alignment (``fallback_matrices``): breaking a detector is not counted as hiding identity."""
@@ -200,7 +200,7 @@ def image_level_outputs(deidentifier, photos: Sequence[np.ndarray], fallback_mat
 
     from deidkit.data.alignment import align_to_landmarks, make_detector, pick_central
     from deidkit.eval.quality import ssim as ssim_fn
-    from deidkit.video import FaceSwapper
+    from deidkit.pipeline.swap import FaceSwapper
 
     # the original row is the untouched photo (the frontier's SSIM-1 anchor); every method pays the resampling
     # of the warp to the crop and back
@@ -349,7 +349,7 @@ def measure_frontier(methods: list, recognizers: list, protocol_name: str = "lfw
 def photo_rows(deidentifiers: list, photos: Sequence[np.ndarray], hull: str = "face") -> list[np.ndarray]:
     """Whole photos through the ``deidkit image`` path, one row (N, H, W, 3) per de-identifier, the originals
     first: for before/after grids of what users get."""
-    from deidkit.video import FaceSwapper
+    from deidkit.pipeline.swap import FaceSwapper
 
     rows = [np.stack(photos)]
     for d in deidentifiers:

