@@ -284,3 +284,55 @@ def test_prefetch_thread_gives_the_same_video(clip, live_deid, tmp_path):
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
     assert all(v > 0 for v in reps[True].stage_s.values())
     assert "one frame ahead" in str(reps[True]) and "one frame ahead" not in str(reps[False])
+
+
+def test_very_large_face_is_found_and_deidentified(tmp_path):
+    """A phone-sized portrait (the face ~1,800 px wide) is de-identified, not published untouched."""
+    from deidkit.data.alignment import make_detector
+    from deidkit.data.images import load_image, save_image
+
+    src = load_image(REFERENCE)
+    big = cv2.resize(src, (4000, 4000), interpolation=cv2.INTER_CUBIC)
+    assert make_detector("yunet").detect(big) == []  # the bare detector misses it
+    dets = make_face_detector("yunet").detect(big)
+    assert len(dets) == 1 and dets[0].box[2] - dets[0].box[0] > 1000
+    save_image(tmp_path / "big.png", big)
+    rep = deidentify_image(tmp_path / "big.png", tmp_path / "out.png", get_deidentifier("blackbox"))
+    assert rep.faces == 1
+    out = load_image(tmp_path / "out.png")
+    x0, y0, x1, y1 = dets[0].box.astype(int)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    assert np.abs(out[cy - 100:cy + 100, cx - 100:cx + 100].astype(int) - big[cy - 100:cy + 100, cx - 100:cx + 100]
+                  ).mean() > 30  # the face centre was replaced
+    # a face of ordinary size in a small image is found exactly as by the bare detector
+    small = make_face_detector("yunet").detect(src)
+    assert len(small) == 1 and np.allclose(small[0].box, make_detector("yunet").detect(src)[0].box)
+
+
+def test_a_missed_detection_is_bridged_by_the_last_alignment(clip):
+    """The detector misses the face in frames 2-3 (and 5-10); the face stays de-identified for up to
+    ``carry_frames`` frames, then the frame passes unchanged."""
+    frames = _frames(clip)[:1] * 11
+
+    class Flaky:
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.inner, self.calls = make_face_detector("yunet"), 0
+
+        def detect(self, image):
+            self.calls += 1
+            return self.inner.detect(image) if self.calls in (1, 4) else []
+
+    sw = FaceSwapper(get_deidentifier("blackbox"), detector=Flaky(), hull="none", carry_frames=3)
+    res = [sw.process(f) for f in frames]
+    n = res[0].faces
+    assert n >= 1
+    assert [r.faces for r in res] == [n] * 7 + [0] * 4
+    assert [r.carried for r in res] == [0, n, n, 0, n, n, n, 0, 0, 0, 0]
+    assert np.array_equal(res[2].frame, res[0].frame)  # the carried face is replaced the same way
+    assert np.array_equal(res[8].frame, frames[8])
+    sw.reset()
+    assert sw.process(frames[0]).faces == 0  # detector call 12 finds nothing and nothing is carried
+    with pytest.raises(ValueError, match="carry_frames"):
+        FaceSwapper(get_deidentifier("blackbox"), hull="none", carry_frames=-1)

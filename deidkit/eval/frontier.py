@@ -218,7 +218,7 @@ def image_level_outputs(deidentifier, photos: Sequence[np.ndarray], fallback_mat
         else:
             res = swapper.process(photo)
             out, faces[i] = res.frame, res.faces
-        swapper._tracks = []  # photos are independent: no tracking from one to the next
+        swapper.reset()  # photos are independent: no tracking from one to the next
         ssims[i] = float(ssim_fn(photo[None], out[None])[0])
         dets = det.detect(out)
         if dets:
@@ -357,7 +357,7 @@ def photo_rows(deidentifiers: list, photos: Sequence[np.ndarray], hull: str = "f
         out = []
         for p in photos:
             out.append(sw.process(p).frame)
-            sw._tracks = []  # independent photos
+            sw.reset()  # independent photos
         rows.append(np.stack(out))
     return rows
 

@@ -8,7 +8,15 @@
 """
 
 from deidkit.pipeline.faces import HULLS, Dlib68, canonical_face_box, largest_face_window, make_face_detector
-from deidkit.pipeline.io import VideoError, VideoInfo, VideoReader, VideoWriter, open_video, probe_video, read_frames
+from deidkit.pipeline.io import (
+           VideoError,
+           VideoInfo,
+           VideoReader,
+           VideoWriter,
+           open_video,
+           probe_video,
+           read_frames,
+)
 from deidkit.pipeline.swap import FaceSwapper, FrameResult, StageClock
 from deidkit.pipeline.video import ImageReport, VideoReport, deidentify_image, deidentify_video
 

@@ -15,12 +15,63 @@ from deidkit.data.templates import ARCFACE_112, crop_to_template
 # ------------------------------------------------------------------------------------------------- frames
 
 
-def make_face_detector(detector: str = "yunet", **kwargs: Any):
+def make_face_detector(detector: str = "yunet", max_side: int | None = 1280, coarse_side: int | None = 480,
+                       **kwargs: Any) -> AnySizeDetector:
     """A face detector with ``.detect(rgb) -> list[Detection]`` (boxes and five landmarks, image-left eye
-    first), from :mod:`deidkit.data.alignment`."""
+    first) that finds faces of any size: ``detector`` (from :mod:`deidkit.data.alignment`) wrapped in
+    :class:`AnySizeDetector`."""
     from deidkit.data.alignment import make_detector
 
-    return make_detector(detector, **kwargs)
+    return AnySizeDetector(make_detector(detector, **kwargs), max_side=max_side, coarse_side=coarse_side)
+
+
+class AnySizeDetector:
+    """Finds small and very large faces with a detector made for a range of face sizes.
+
+    YuNet and MTCNN find faces from ~10 to a few hundred pixels: a phone portrait's 1,800-pixel face is missed,
+    and the image would be published untouched. The image is searched (1) on a copy whose longer side is at most
+    ``max_side`` (also the speed control for HD video) and (2), when the image is much larger than
+    ``coarse_side``, again on a copy of that size, for faces too large for the first pass (where the first pass
+    sees only parts of a huge face: measured, a 1,800-pixel face gave two half-face boxes at 1,280 pixels and the
+    whole face, with a higher score, at 480). Overlapping boxes of both passes (intersection over the smaller box
+    >= 0.5) are merged by keeping the highest score. Boxes and landmarks are mapped back to the image's pixels.
+    ``None`` switches a pass off."""
+
+    def __init__(self, detector: Any, max_side: int | None = 1280, coarse_side: int | None = 480) -> None:
+        if max_side is not None and max_side < 64 or coarse_side is not None and coarse_side < 64:
+            raise ValueError(f"max_side and coarse_side must be at least 64 pixels, got {max_side}, {coarse_side}")
+        self.detector, self.max_side, self.coarse_side = detector, max_side, coarse_side
+        self.name = getattr(detector, "name", type(detector).__name__)
+
+    def _detect_at(self, image: np.ndarray, scale: float) -> list:
+        from deidkit.data.alignment import Detection
+
+        if scale >= 1.0:
+            return self.detector.detect(image)
+        h, w = image.shape[:2]
+        small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        sx, sy = w / small.shape[1], h / small.shape[0]
+        back = np.array([sx, sy])
+        return [Detection(d.box * np.tile(back, 2), d.landmarks * back, d.score) for d in self.detector.detect(small)]
+
+    def detect(self, image: np.ndarray) -> list:
+        side = max(image.shape[:2])
+        dets = self._detect_at(image, 1.0 if self.max_side is None else min(1.0, self.max_side / side))
+        if self.coarse_side is None or side <= 1.5 * self.coarse_side:
+            return dets
+        kept: list = []
+        for d in sorted(dets + self._detect_at(image, self.coarse_side / side), key=lambda d: -d.score):
+            if all(box_overlap(d.box, k.box) < 0.5 for k in kept):
+                kept.append(d)
+        return kept
+
+
+def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection of two boxes (x0, y0, x1, y1) over the smaller one's area (1 when one holds the other)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(ix * iy / small) if small > 0 else 0.0
 
 
 def hull_weights(landmarks68: np.ndarray, size: int, feather: float) -> np.ndarray:

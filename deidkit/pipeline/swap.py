@@ -56,6 +56,8 @@ class StageClock:
 class FrameResult:
     frame: np.ndarray
     faces: int
+    #: of ``faces``, those the detector missed in this frame, carried forward from an earlier frame's detection
+    carried: int = 0
 
 
 @dataclass
@@ -67,6 +69,7 @@ class PreparedFrame:
     matrices: list[np.ndarray]
     crops: np.ndarray | None
     hulls: list[np.ndarray] | None
+    carried: int = 0
 
 
 class FaceSwapper:
@@ -91,7 +94,7 @@ class FaceSwapper:
 
     def __init__(self, deidentifier: Any, detector: Any = "yunet", target: np.ndarray | None = None,
                  strength: float = 1.0, hull: str = "face", feather: float = 0.04, min_face: int = 8,
-                 target_refresh: int = 15) -> None:
+                 target_refresh: int = 15, carry_frames: int = 5) -> None:
         if not hasattr(deidentifier, "deidentify"):
             raise TypeError(f"{deidentifier!r} is not a de-identifier (it has no .deidentify)")
         if not 0.0 <= strength <= 1.0:
@@ -115,6 +118,10 @@ class FaceSwapper:
             raise ValueError(f"target_refresh must be >= 1, got {target_refresh}")
         self.target_refresh = target_refresh
         self._tracks: list[tuple[np.ndarray, Any, int]] = []  # (box, representation, age) of the previous frame
+        if carry_frames < 0:
+            raise ValueError(f"carry_frames must be >= 0, got {carry_frames}")
+        self.carry_frames = carry_frames
+        self._recent: list[tuple[Any, int]] = []  # (detection, frames since it was last detected)
         self.target = None
         if target is not None:
             self.target = self._target_representation(target)
@@ -152,6 +159,11 @@ class FaceSwapper:
         self._tracks = [(d.box, reps[i], ages[i]) for i, d in enumerate(dets)]
         return torch.cat(reps, 0)
 
+    def reset(self) -> None:
+        """Forget the faces of earlier frames (tracks and carried detections): the next frame is unrelated."""
+        self._tracks = []
+        self._recent = []
+
     def process(self, frame: np.ndarray) -> FrameResult:
         """De-identify every face of one RGB frame; a frame without faces is returned as is (same object)."""
         return self.finish(self.prepare(frame))
@@ -163,6 +175,12 @@ class FaceSwapper:
         clock.mark()
         dets = [d for d in self.detector.detect(frame) if min(d.box[2] - d.box[0], d.box[3] - d.box[1])
                 >= self.min_face]
+        carried = []
+        if self.carry_frames:
+            carried = [(d, age + 1) for d, age in self._recent
+                       if age < self.carry_frames and all(box_iou(d.box, e.box) < 0.3 for e in dets)]
+            self._recent = [(d, 0) for d in dets] + carried
+        dets = dets + [d for d, _ in carried]
         clock.lap("detect")
         if not dets:
             return PreparedFrame(frame, [], [], None, None)
@@ -177,7 +195,7 @@ class FaceSwapper:
         if self.landmarks68 is not None:
             hulls = [self._weights(self.landmarks68.in_box(cr, self._box68), c, self.feather) for cr in crops]
         clock.lap("align")
-        return PreparedFrame(frame, dets, mats, crops, hulls)
+        return PreparedFrame(frame, dets, mats, crops, hulls, len(carried))
 
     def finish(self, prep: PreparedFrame, clock: StageClock | None = None) -> FrameResult:
         """Run the de-identifier on a prepared frame's faces, warp the results back and blend them in. Frames must
@@ -220,6 +238,6 @@ class FaceSwapper:
             roi = out[y0:y1, x0:x1].astype(np.float32)
             out[y0:y1, x0:x1] = np.clip(roi + wa * (r.astype(np.float32) - roi) + 0.5, 0, 255).astype(np.uint8)
         clock.lap("blend")
-        return FrameResult(out, len(dets))
+        return FrameResult(out, len(dets), prep.carried)
 
 

@@ -41,6 +41,8 @@ class VideoReport:
     stage_cpu_s: dict[str, float] = field(default_factory=dict)
     #: decode, detect and align ran one frame ahead in a second thread (stage times overlap)
     prefetch: bool = False
+    #: faces the detector missed, de-identified at their last alignment (see ``FaceSwapper(carry_frames=...)``)
+    faces_carried: int = 0
 
     @property
     def fps(self) -> float:
@@ -74,7 +76,8 @@ class VideoReport:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in self.stage_ms_per_frame().items())
         if self.prefetch:
             stages += "; decode, detect and align ran one frame ahead in a second thread"
-        return (f"{self.output}: {self.frames} frames ({self.frames_with_faces} with faces, {self.faces} faces; "
+        return (f"{self.output}: {self.frames} frames ({self.frames_with_faces} with faces, {self.faces} faces, "
+                f"{self.faces_carried} of them carried over a missed detection; "
                 f"{self.frames_without_faces} without a face passed unchanged), {self.fps:.1f} frames/s "
                 f"[ms/frame: {stages}]; CPU time {1000 * self.cpu_s / max(self.frames, 1):.1f} ms/frame here + "
                 f"{1000 * self.encoder_cpu_s / max(self.frames, 1):.1f} in the encoder; audio {self.audio}")
@@ -93,7 +96,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
                      strength: float = 1.0, hull: str = "face", max_frames: int | None = None,
                      keep_audio: bool = True, crf: int = 18, progress: bool = True,
                      target_refresh: int = 15, swapper: FaceSwapper | None = None,
-                     prefetch: bool = True) -> VideoReport:
+                     prefetch: bool = True, carry_frames: int = 5) -> VideoReport:
     """De-identify every face of video ``inp`` into ``out`` (H.264; audio kept when the input has it).
 
     ``target``: an image (path or RGB array) whose face conditions the live network; default each face itself
@@ -109,13 +112,13 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
         raise VideoError(f"{out}: output would overwrite the input")
     reader = open_video(inp)
     sw = swapper or FaceSwapper(deidentifier, detector, _load_target(target), strength, hull,
-                                target_refresh=target_refresh)
+                                target_refresh=target_refresh, carry_frames=carry_frames)
     # One clock per thread; with two threads each counts only its own thread's CPU time.
     clock = StageClock(time.thread_time) if prefetch else sw.clock
     ahead = StageClock(time.thread_time) if prefetch else clock
     info = reader.info
     n_total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
-    frames = with_faces = faces = 0
+    frames = with_faces = faces = carried = 0
     start = time.perf_counter()
     cpu0 = time.process_time()
     audio_s = None if max_frames is None else max_frames / info.fps
@@ -147,6 +150,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
             frames += 1
             with_faces += res.faces > 0
             faces += res.faces
+            carried += res.carried
             bar.update(1)
         bar.close()
         cpu = time.process_time() - cpu0
@@ -159,7 +163,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     return VideoReport(str(inp), str(out), str(getattr(deidentifier, "name", type(deidentifier).__name__)),
                        info.width, info.height, info.fps, frames, with_faces, frames - with_faces, faces,
                        writer.audio if keep_audio else "dropped (keep_audio=False)", wall, stage_wall, cpu,
-                       writer.encoder_cpu_s, stage_cpu, prefetch)
+                       writer.encoder_cpu_s, stage_cpu, prefetch, carried)
 
 
 @dataclass
