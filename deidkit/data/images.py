@@ -67,5 +67,5 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
-    Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=fmt)
+    Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     os.replace(tmp, path)

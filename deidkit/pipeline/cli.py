@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from deidkit.pipeline.faces import HULLS
@@ -42,41 +43,87 @@ def _common_args(p: argparse.ArgumentParser) -> None:
                    "dlib's 68 landmarks, or the whole crop")
 
 
-def _video_cmd(args: argparse.Namespace) -> int:
-    deid = resolve_deidentifier(args.method, args.run_dir)
-    rep = deidentify_video(args.input, args.output, deid, target=args.target, detector=args.detector,
-                           strength=args.strength, hull=args.hull, max_frames=args.max_frames,
-                           keep_audio=not args.no_audio, crf=args.crf, target_refresh=args.target_refresh)
-    print(rep)
-    return 0
+def _single_output(kind: str, paths: list[str]) -> tuple[Path, Path] | None:
+    """(input, output) when the command names one input file and one output file, else None (a batch)."""
+    from deidkit.pipeline.batch import IMAGE_OUTPUT_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, check_writable
+
+    if len(paths) != 2 or not Path(paths[0]).is_file() or Path(paths[1]).is_dir() or not Path(paths[1]).suffix:
+        return None
+    inp, out = Path(paths[0]), Path(paths[1])
+    writable = IMAGE_OUTPUT_SUFFIXES if kind == "image" else VIDEO_OUTPUT_SUFFIXES
+    if out.suffix.lower() not in writable:
+        raise ValueError(f"{out}: '{out.suffix}' is not an {kind} format the kit writes ({', '.join(writable)})")
+    if inp.resolve() == out.resolve():
+        raise ValueError(f"{out}: output would overwrite the input")
+    check_writable(out.parent)
+    return inp, out
 
 
-def _image_cmd(args: argparse.Namespace) -> int:
-    deid = resolve_deidentifier(args.method, args.run_dir)
-    rep = deidentify_image(args.input, args.output, deid, target=args.target, detector=args.detector,
-                           strength=args.strength, hull=args.hull)
-    if rep.faces == 0:
-        print(f"warning: no face found in {args.input}; written unchanged to {args.output}", file=sys.stderr)
-    else:
-        print(f"{args.output}: {rep.faces} face(s) de-identified with {rep.deidentifier} in {rep.wall_s:.2f} s")
-    return 0
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts = dict(target=args.target, detector=args.detector, strength=args.strength, hull=args.hull)
+    if args.command == "video":
+        opts.update(max_frames=args.max_frames, keep_audio=not args.no_audio, crf=args.crf,
+                    target_refresh=args.target_refresh, carry_frames=args.carry_frames)
+    return opts
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deidkit.pipeline.batch import NoFaceError, run_batch, summarise
+
+    kind = args.command
+    if len(args.paths) < 2:
+        raise ValueError(f"give at least one input and an output ({kind} IN... OUT)")
+    single = _single_output(kind, args.paths)
+    if single is not None:
+        deid = resolve_deidentifier(args.method, args.run_dir)
+        inp, out = single
+        try:
+            if kind == "video":
+                rep = deidentify_video(inp, out, deid, require_face=args.strict, **_options(args))
+            else:
+                rep = deidentify_image(inp, out, deid, require_face=args.strict, **_options(args))
+        except NoFaceError as exc:
+            print(f"deidkit {kind}: refused: {exc}", file=sys.stderr)
+            return 1
+        if rep.faces == 0:
+            print(f"warning: no face found in {inp}; written unchanged to {out}", file=sys.stderr)
+        elif kind == "image":
+            print(f"{out}: {rep.faces} face(s) de-identified with {rep.deidentifier} in {rep.wall_s:.2f} s")
+        else:
+            print(rep)
+        return 0
+    resolve_deidentifier(args.method, args.run_dir)  # an unknown method fails here, before any work
+    rows = run_batch(kind, args.paths[:-1], args.paths[-1], method=args.method, jobs=args.jobs, strict=args.strict,
+                     force=args.force, summary=args.summary, run_dir=args.run_dir, **_options(args))
+    for r in rows:
+        if r.status == "failed":
+            print(f"deidkit {kind}: failed: {r.input}: {r.error}", file=sys.stderr)
+        elif r.status in ("no_face", "refused"):
+            print(f"warning: no face found in {r.input} ({r.status})", file=sys.stderr)
+    print(summarise(rows))
+    bad = {"failed"} | ({"refused", "no_face"} if args.strict else set())
+    return 1 if any(r.status in bad for r in rows) else 0
 
 
 def add_video_commands(subparsers: Any) -> None:
-    """Add ``video IN OUT`` and ``image IN OUT`` to the ``deidkit`` command's subparsers."""
-    p = subparsers.add_parser("video", help="de-identify every face of a video (audio kept)")
-    p.add_argument("input")
-    p.add_argument("output")
-    _common_args(p)
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--no-audio", action="store_true", help="drop the audio track")
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality (0 lossless .. 51 worst; default 18)")
-    p.add_argument("--target-refresh", type=int, default=15,
-                   help="frames a face's own representation is reused while tracked (1: every frame)")
-    p.set_defaults(func=_video_cmd)
-
-    p = subparsers.add_parser("image", help="de-identify every face of an image")
-    p.add_argument("input")
-    p.add_argument("output")
-    _common_args(p)
-    p.set_defaults(func=_image_cmd)
+    """Add ``video IN... OUT`` and ``image IN... OUT`` to the ``deidkit`` command's subparsers."""
+    for kind in ("video", "image"):
+        p = subparsers.add_parser(kind, help=f"de-identify every face of {kind}s: one file to one file, or files, "
+                                  "folders (recursive) and globs into an output folder (mirrored, resumable)")
+        p.add_argument("paths", nargs="+", metavar="IN... OUT",
+                       help=f"input {kind}s, folders or globs, then the output ({kind} file or folder)")
+        _common_args(p)
+        p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (worker processes)")
+        p.add_argument("--strict", action="store_true", help="write no output in which no face was de-identified; "
+                       "exit status 1 when that happens")
+        p.add_argument("--force", action="store_true", help="redo outputs that are already newer than their input")
+        p.add_argument("--summary", default=None, help="summary CSV (default: OUT/deidkit-summary.csv)")
+        if kind == "video":
+            p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+            p.add_argument("--no-audio", action="store_true", help="drop the audio track")
+            p.add_argument("--crf", type=int, default=18, help="H.264 quality (0 lossless .. 51 worst; default 18)")
+            p.add_argument("--target-refresh", type=int, default=15,
+                           help="frames a face's own representation is reused while tracked (1: every frame)")
+            p.add_argument("--carry-frames", type=int, default=5,
+                           help="frames a face missed by the detector stays de-identified at its last alignment")
+        p.set_defaults(func=_run)

@@ -43,6 +43,8 @@ class VideoReport:
     prefetch: bool = False
     #: faces the detector missed, de-identified at their last alignment (see ``FaceSwapper(carry_frames=...)``)
     faces_carried: int = 0
+    #: indices (from 0) of the frames where no face was found (passed unchanged)
+    faceless_frames: list[int] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -96,7 +98,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
                      strength: float = 1.0, hull: str = "face", max_frames: int | None = None,
                      keep_audio: bool = True, crf: int = 18, progress: bool = True,
                      target_refresh: int = 15, swapper: FaceSwapper | None = None,
-                     prefetch: bool = True, carry_frames: int = 5) -> VideoReport:
+                     prefetch: bool = True, carry_frames: int = 5, require_face: bool = False) -> VideoReport:
     """De-identify every face of video ``inp`` into ``out`` (H.264; audio kept when the input has it).
 
     ``target``: an image (path or RGB array) whose face conditions the live network; default each face itself
@@ -106,7 +108,10 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
 
     ``prefetch``: decode, detect and align the next frame in a second thread while the network and the blending
     work on the current one (both release the GIL for most of their work, so two cores overlap them). The output
-    is the same as without it; the stages' times then overlap, so they add up to more than the wall time."""
+    is the same as without it; the stages' times then overlap, so they add up to more than the wall time.
+
+    ``require_face``: raise :class:`~deidkit.pipeline.batch.NoFaceError` (nothing written) when no frame had a
+    face."""
     inp, out = Path(inp), Path(out)
     if inp.resolve() == out.resolve():
         raise VideoError(f"{out}: output would overwrite the input")
@@ -119,6 +124,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     info = reader.info
     n_total = info.frame_count if max_frames is None else min(max_frames, info.frame_count or max_frames)
     frames = with_faces = faces = carried = 0
+    faceless: list[int] = []
     start = time.perf_counter()
     cpu0 = time.process_time()
     audio_s = None if max_frames is None else max_frames / info.fps
@@ -151,9 +157,15 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
             with_faces += res.faces > 0
             faces += res.faces
             carried += res.carried
+            if res.faces == 0:
+                faceless.append(frames - 1)
             bar.update(1)
         bar.close()
         cpu = time.process_time() - cpu0
+        if require_face and faces == 0:
+            from deidkit.pipeline.batch import NoFaceError
+
+            raise NoFaceError(f"{inp}: no face found in any of its {frames} frames; not written (strict)")
         clock.mark()
         writer.commit()
         clock.lap("encode")
@@ -163,7 +175,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     return VideoReport(str(inp), str(out), str(getattr(deidentifier, "name", type(deidentifier).__name__)),
                        info.width, info.height, info.fps, frames, with_faces, frames - with_faces, faces,
                        writer.audio if keep_audio else "dropped (keep_audio=False)", wall, stage_wall, cpu,
-                       writer.encoder_cpu_s, stage_cpu, prefetch, carried)
+                       writer.encoder_cpu_s, stage_cpu, prefetch, carried, faceless)
 
 
 @dataclass
@@ -177,15 +189,20 @@ class ImageReport:
 
 def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifier: Any,
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
-                     strength: float = 1.0, hull: str = "face") -> ImageReport:
+                     strength: float = 1.0, hull: str = "face", require_face: bool = False) -> ImageReport:
     """De-identify every face of image ``inp`` into ``out`` (written atomically). An image without a face is
-    written unchanged and reported with ``faces == 0``."""
+    written unchanged and reported with ``faces == 0``, or, with ``require_face``, not written
+    (:class:`~deidkit.pipeline.batch.NoFaceError`)."""
     from deidkit.data.images import load_image, save_image
 
     start = time.perf_counter()
     image = load_image(inp)
     sw = FaceSwapper(deidentifier, detector, _load_target(target), strength, hull)
     res = sw.process(image)
+    if require_face and res.faces == 0:
+        from deidkit.pipeline.batch import NoFaceError
+
+        raise NoFaceError(f"{inp}: no face found; not written (strict)")
     save_image(out, res.frame)
     return ImageReport(str(inp), str(out), str(getattr(deidentifier, "name", "")), res.faces,
                        time.perf_counter() - start)

@@ -1,0 +1,284 @@
+"""Many photos or videos in one run: files, folders (recursive) and globs in, a mirrored tree out.
+
+Each output is written atomically (a temporary name, then a rename), so an output that exists is complete; a rerun
+skips outputs newer than their input and does the rest, which is how a batch resumes after a crash or Ctrl-C. One
+bad file is reported and the batch goes on. Every file gets a row in the summary CSV (rewritten after each file):
+status ``done`` | ``skipped`` | ``no_face`` (written unchanged: a photo where no face was found, a video where no
+frame had one) | ``refused`` (``strict``: nothing written) | ``failed`` (with the error), the number of faces, the
+frames without a face (count and ranges) and the seconds spent.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Image formats written as they are; other image inputs are written as PNG (lossless).
+IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+#: Video containers written as they are; other video inputs are written as MP4.
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
+STATUSES = ("done", "skipped", "no_face", "refused", "failed")
+
+
+class NoFaceError(ValueError):
+    """``strict``: an input where no face was found is not written."""
+
+
+@dataclass
+class BatchRow:
+    """One file of a batch (a row of the summary CSV)."""
+
+    input: str
+    output: str
+    status: str = ""
+    faces: int = 0
+    frames: int = 0
+    frames_without_face: int = 0
+    frames_without_face_list: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+
+def _suffixes(kind: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    if kind == "image":
+        return IMAGE_SUFFIXES, IMAGE_OUTPUT_SUFFIXES, ".png"
+    if kind == "video":
+        return VIDEO_SUFFIXES, VIDEO_OUTPUT_SUFFIXES, ".mp4"
+    raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
+
+
+def output_name(rel: Path, kind: str) -> Path:
+    """The output's path relative to the output folder: the input's, with a suffix the kit can write."""
+    _, writable, default = _suffixes(kind)
+    return rel if rel.suffix.lower() in writable else rel.with_suffix(default)
+
+
+def collect_inputs(inputs: list[str | os.PathLike], kind: str) -> list[tuple[Path, Path]]:
+    """(file, path relative to the output folder) for every input: a file keeps its name, a folder's files
+    (recursive, by suffix) keep their path below the folder, a glob's matches their path below the glob's first
+    folder without a wildcard. A missing input or one that matches nothing raises ``FileNotFoundError``; two
+    inputs that would write the same output raise ``ValueError``."""
+    readable, _, _ = _suffixes(kind)
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        text = str(item)
+        if glob.has_magic(text):
+            parts = Path(text).parts
+            base = Path(*parts[:next(i for i, p in enumerate(parts) if glob.has_magic(p))] or ["."])
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matches = [p for p in matches if p.suffix.lower() in readable]
+            if not matches:
+                raise FileNotFoundError(f"{text}: matches no {kind} file")
+            found += [(p, p.relative_to(base)) for p in matches]
+        elif Path(text).is_dir():
+            root = Path(text)
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in readable
+                           and not p.name.startswith("."))
+            if not files:
+                raise FileNotFoundError(f"{root}: folder holds no {kind} file ({', '.join(readable)})")
+            found += [(p, p.relative_to(root)) for p in files]
+        elif Path(text).is_file():
+            p = Path(text)
+            if p.suffix.lower() not in readable:
+                raise ValueError(f"{p}: not a {kind} file (expected one of {', '.join(readable)})")
+            found.append((p, Path(p.name)))
+        else:
+            raise FileNotFoundError(f"{text}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for src, rel in found:
+        out = output_name(rel, kind)
+        if out in seen and seen[out].resolve() != src.resolve():
+            raise ValueError(f"{src} and {seen[out]} would both be written to {out}; pass their folders instead")
+        seen[out] = src
+    unique = {src.resolve(): (src, rel) for src, rel in found}
+    return list(unique.values())
+
+
+def check_output_folder(out_dir: str | os.PathLike, inputs: list[tuple[Path, Path]], kind: str) -> Path:
+    """The output folder, created; refuses a file in its place, a folder that cannot be written, and a folder that
+    would overwrite an input."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a folder (several inputs need an output folder)")
+    for src, rel in inputs:
+        if (out_dir / output_name(rel, kind)).resolve() == src.resolve():
+            raise ValueError(f"{src}: the output would overwrite the input; choose another output folder")
+    check_writable(out_dir)
+    return out_dir
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a file in it (then remove the file): permission bits alone do not say whether a
+    folder can be written (root, read-only mounts)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".deidkit-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"{folder}: output folder is not writable ({exc.strerror or exc})") from None
+
+
+_LEFTOVER = re.compile(r"^\..+\.(?:tmp|partial-)(\d+)")
+
+
+def remove_leftovers(out_dir: Path) -> list[Path]:
+    """Delete temporary files that a killed run left in ``out_dir`` (their writing process is gone)."""
+    removed = []
+    for p in out_dir.rglob(".*"):
+        m = _LEFTOVER.match(p.name)
+        if not (m and p.is_file()):
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+            continue  # still being written by a live process
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def is_up_to_date(src: Path, out: Path) -> bool:
+    """An output that exists is complete (written atomically); it is current when not older than its input."""
+    return out.is_file() and out.stat().st_mtime >= src.stat().st_mtime
+
+
+def frame_ranges(frames: list[int]) -> str:
+    """``[0, 1, 2, 7, 9, 10]`` -> ``"0-2,7,9-10"``."""
+    out, start, prev = [], None, None
+    for f in sorted(frames):
+        if start is None:
+            start = prev = f
+        elif f == prev + 1:
+            prev = f
+        else:
+            out.append(f"{start}-{prev}" if prev > start else f"{start}")
+            start = prev = f
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev > start else f"{start}")
+    return ",".join(out)
+
+
+# ----------------------------------------------------------------------------------------- one file at a time
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(method: str, options: dict[str, Any], threads: int | None) -> None:
+    """Build the de-identifier once per process (workers of ``jobs > 1``, or the main process)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    from deidkit.pipeline.cli import resolve_deidentifier
+
+    _WORKER.update(deid=resolve_deidentifier(method, options.pop("run_dir", None)), options=options)
+
+
+def _process_one(kind: str, src: str, out: str, strict: bool) -> BatchRow:
+    from deidkit.pipeline.video import deidentify_image, deidentify_video
+
+    row = BatchRow(src, out)
+    start = time.perf_counter()
+    try:
+        if kind == "image":
+            rep = deidentify_image(src, out, _WORKER["deid"], require_face=strict, **_WORKER["options"])
+            row.faces, row.frames = rep.faces, 1
+            row.frames_without_face = int(rep.faces == 0)
+            row.frames_without_face_list = "0" if rep.faces == 0 else ""
+        else:
+            rep = deidentify_video(src, out, _WORKER["deid"], progress=False, require_face=strict,
+                                   **_WORKER["options"])
+            row.faces, row.frames = rep.faces, rep.frames
+            row.frames_without_face = rep.frames_without_faces
+            row.frames_without_face_list = frame_ranges(rep.faceless_frames)
+        row.status = "no_face" if row.faces == 0 else "done"
+    except NoFaceError as exc:
+        row.status, row.error = "refused", str(exc)
+    except Exception as exc:  # one bad file is reported; the batch goes on
+        row.status, row.error = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0]
+    row.seconds = round(time.perf_counter() - start, 3)
+    return row
+
+
+def write_summary(rows: list[BatchRow], path: str | os.PathLike) -> None:
+    """The summary CSV, written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, [fl.name for fl in fields(BatchRow)])
+        w.writeheader()
+        w.writerows(asdict(r) for r in rows)
+    os.replace(tmp, path)
+
+
+def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.PathLike, method: str = "live",
+              jobs: int = 1, strict: bool = False, force: bool = False, summary: str | os.PathLike | None = None,
+              progress: bool = True, threads: int | None = None, **options: Any) -> list[BatchRow]:
+    """De-identify every image or video of ``inputs`` into ``out_dir`` (the tree mirrored); returns the rows of
+    the summary, which is written to ``summary`` (default ``out_dir/deidkit-summary.csv``).
+
+    ``jobs`` > 1 runs that many worker processes (each with its own de-identifier; ``threads`` torch threads
+    each, default 1 then). ``strict`` refuses to write an output in which no face was de-identified. ``force``
+    redoes outputs that are already current. ``options`` go to :func:`deidentify_image` /
+    :func:`deidentify_video` (``detector``, ``strength``, ``hull``, ``target``, ...) and ``run_dir`` to the
+    de-identifier's loader."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    files = collect_inputs(inputs, kind)
+    out_dir = check_output_folder(out_dir, files, kind)
+    remove_leftovers(out_dir)
+    summary = Path(summary) if summary is not None else out_dir / "deidkit-summary.csv"
+    rows: list[BatchRow] = []
+    todo = []
+    for src, rel in files:
+        out = out_dir / output_name(rel, kind)
+        if not force and is_up_to_date(src, out):
+            rows.append(BatchRow(str(src), str(out), "skipped"))
+        else:
+            todo.append((str(src), str(out)))
+    bar = tqdm(total=len(files), initial=len(rows), desc=f"de-identify {kind}s", unit=kind, disable=not progress)
+    if todo and jobs == 1:
+        _init_worker(method, dict(options), threads)
+        for src, out in todo:
+            rows.append(_process_one(kind, src, out, strict))
+            write_summary(rows, summary)
+            bar.update(1)
+    elif todo:
+        import multiprocessing
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(method, dict(options), threads or 1)) as pool:
+            futures = [pool.submit(_process_one, kind, src, out, strict) for src, out in todo]
+            for fut in as_completed(futures):
+                rows.append(fut.result())
+                write_summary(rows, summary)
+                bar.update(1)
+    bar.close()
+    order = {str(src): i for i, (src, _) in enumerate(files)}
+    rows.sort(key=lambda r: order.get(r.input, len(order)))
+    write_summary(rows, summary)
+    return rows
+
+
+def summarise(rows: list[BatchRow]) -> str:
+    """One line: counts per status, faces, files without a face."""
+    counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
+    text = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    faceless = sum(r.frames_without_face > 0 for r in rows if r.status in ("done", "no_face", "refused"))
+    return (f"{len(rows)} files: {text}; {sum(r.faces for r in rows)} faces de-identified; "
+            f"{faceless} files with frames where no face was found")
