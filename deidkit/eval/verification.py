@@ -137,6 +137,16 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> flo
     return float(r.tpr[ok].max())
 
 
+def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> float:
+    """The score threshold of :func:`tar_at_far`: the lowest one whose false accept rate is at most ``far``
+    (a pair is accepted when its score is at least the threshold)."""
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far must be in [0, 1], got {far}")
+    r = roc(scores, labels)
+    ok = np.flatnonzero(r.fpr <= far + 1e-12)
+    return float(min(r.thresholds[ok[-1]], np.max(scores) + 1e-6))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # End to end on LFW
 # ----------------------------------------------------------------------------------------------------------

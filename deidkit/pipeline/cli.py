@@ -105,6 +105,22 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if any(r.status in bad for r in rows) else 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from deidkit.pipeline.audit import audit
+
+    out = Path(args.deidentified)
+    csv_path = args.csv or (out / "deidkit-audit.csv" if out.is_dir() else out.with_name(f"{out.stem}-audit.csv"))
+    rows, verdict = audit(args.original, args.deidentified, recognizer=args.recognizer, every=args.every,
+                          csv_path=csv_path)
+    for r in rows:
+        if r.flag:
+            where = f" frame {r.frame}" if r.frame else ""
+            print(f"{r.flag}: {r.output}{where} face {r.face} at {r.box} (similarity {r.similarity:.3f}, "
+                  f"pixel change {r.pixel_change:.1f})", file=sys.stderr)
+    print(f"{verdict}; per-face table: {csv_path}")
+    return 1 if verdict.startswith("FAIL") else 0
+
+
 def add_video_commands(subparsers: Any) -> None:
     """Add ``video IN... OUT`` and ``image IN... OUT`` to the ``deidkit`` command's subparsers."""
     for kind in ("video", "image"):
@@ -127,3 +143,12 @@ def add_video_commands(subparsers: Any) -> None:
             p.add_argument("--carry-frames", type=int, default=5,
                            help="frames a face missed by the detector stays de-identified at its last alignment")
         p.set_defaults(func=_run)
+
+    p = subparsers.add_parser("audit", help="check de-identified images or videos against their originals: faces "
+                              "left untouched or still identifiable (exit status 1 when any)")
+    p.add_argument("original", help="original image, video or folder")
+    p.add_argument("deidentified", help="its de-identified counterpart (same kind; a folder as deidkit writes it)")
+    p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="recogniser whose similarity is checked")
+    p.add_argument("--every", type=int, default=1, help="videos: audit every N-th frame")
+    p.add_argument("--csv", default=None, help="per-face table (default: beside the de-identified side)")
+    p.set_defaults(func=_audit)
