@@ -101,6 +101,11 @@ def _frontier(args: argparse.Namespace) -> int:
                                        n_identities=args.identities,
                                        rank_gallery=None if args.no_gallery else "lfw_all_identities",
                                        rank_gallery_identities=args.gallery_identities)
+    if methods:  # pose and expression kept? (the live target: no worse than blur sigma 8)
+        from deidkit.baselines import get_deidentifier
+        from deidkit.eval.temporal import landmark_records
+
+        records += landmark_records([*methods, get_deidentifier("blur_sigma8")], args.protocol)
     path = record_metrics(records, args.name, args.out)
     for level, table in tables.items():  # every evaluated point, naive ones included, for the figure
         table.to_csv(path.with_name(f"{args.name}_{level}.csv"), index=False)
@@ -131,6 +136,9 @@ def _frontier(args: argparse.Namespace) -> int:
             print(f"{r['level']:5s} {r['deidentifier']:10s} {r['recognizer']:20s} SSIM {r['ssim']:.3f} "
                   f"Rank-1 {r['rank1']:.3f} frontier {r['frontier_rank1']:.3f} margin {r['margin_sd']:+.1f} SD "
                   f"detected {r['detection_rate']:.3f} median rank {r['median_true_rank']:.0f}")
+        elif r["kind"] == "landmarks":
+            print(f"landmarks {r['deidentifier']:10s} mean displacement {r['iod_mean']:.4f} of the eye-corner "
+                  f"distance ({r['faces']} faces)")
     print(f"records written to {path}")
     return 0
 

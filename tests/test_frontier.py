@@ -179,3 +179,18 @@ def test_select_checkpoint_takes_the_strongest_that_keeps_quality():
     name, _ = select_checkpoint(cands, MeanColour(), min_ssim=float(table["ssim"].max()) - 1e-9, crops=crops)
     assert name == table.loc[table["ssim"].idxmax(), "candidate"]
     assert select_checkpoint(cands, MeanColour(), min_ssim=1.01, crops=crops)[0] is None
+
+
+def test_landmark_records_measure_pose_change():
+    from deidkit.baselines import get_deidentifier
+    from deidkit.eval.temporal import landmark_records
+
+    class Identity:
+        name = "identity"
+
+        def deidentify(self, crops):
+            return crops
+
+    rows = {r["deidentifier"]: r for r in landmark_records([Identity(), get_deidentifier("blur_sigma8")], n=4)}
+    assert rows["identity"]["iod_mean"] == 0 and rows["identity"]["faces"] == 4
+    assert 0 < rows["blur_sigma8"]["iod_mean"] < 0.5 and rows["blur_sigma8"]["kind"] == "landmarks"

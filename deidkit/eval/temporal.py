@@ -43,6 +43,24 @@ def landmark_displacement(originals: np.ndarray, outputs: np.ndarray,
     return pd.DataFrame({"px": px, "iod": px / np.maximum(iod, 1e-6)})
 
 
+def landmark_records(deidentifiers: list, protocol: str = "lfw_57x8", n: int = 64, size: int = 224,
+                     predictor: Dlib68 | None = None) -> list[dict]:
+    """``{"kind": "landmarks", ...}`` records: :func:`landmark_displacement` of each de-identifier on the first
+    ``n`` images of ``protocol`` (canonical crops of ``size``): mean and median as a fraction of the eye-corner
+    distance (``iod_*``) and the mean in pixels."""
+    from deidkit.data.lfw import aligned_crops, load_manifest
+
+    crops = aligned_crops(load_manifest(protocol)["path"].head(n).tolist(), size=size)
+    predictor = predictor or Dlib68()
+    rows = []
+    for d in deidentifiers:
+        disp = landmark_displacement(crops, d.deidentify(crops), predictor)
+        rows.append({"kind": "landmarks", "protocol": protocol, "deidentifier": d.name,
+                     "iod_mean": float(disp["iod"].mean()), "iod_median": float(disp["iod"].median()),
+                     "px_mean": float(disp["px"].mean()), "faces": len(disp)})
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------- video
 
 
