@@ -230,6 +230,20 @@ def _select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from deidkit.cache import cache_info, clear_cache, human
+
+    if args.action == "info":
+        rows = cache_info()
+        for r in rows:
+            print(f"{r['section']:60s} {human(r['bytes']):>10s} {r['files']:7d} files")
+        print(f"{'total':60s} {human(sum(r['bytes'] for r in rows if not r['section'].startswith(' '))):>10s}")
+        return 0
+    for path in clear_cache(args.sections or ["all"]):
+        print(f"removed {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deidkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -289,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="frontier", help="records file: reports/metrics/<name>.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_frontier)
+
+    p = sub.add_parser("cache", help="what the kit's cache holds (info) or remove derived parts of it (clear)")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("sections", nargs="*", help="clear: aligned, embeddings, image_level, videos, runs or all "
+                   "(default all = everything but runs, the trained models)")
+    p.set_defaults(func=_cache)
 
     add_video_commands(sub)
     return parser

@@ -61,3 +61,18 @@ def test_train_overrides_are_parsed_and_checked():
     with pytest.raises(ValueError, match="key=value"):
         _parse_overrides(["lam"])
     assert main(["train", "fadenet", "--profile", "tiny", "--overrides", "lamda=1"]) == 2
+
+
+def test_cache_info_and_clear_keep_trained_models(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "dlib--content.npz").write_bytes(b"x" * 2048)
+    (tmp_path / "runs" / "live-standard").mkdir(parents=True)
+    (tmp_path / "runs" / "live-standard" / "checkpoint.pt").write_bytes(b"y" * 10)
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "dlib--content" in out and "2.0 KB" in out and "runs" in out
+    assert main(["cache", "clear"]) == 0
+    assert not (tmp_path / "embeddings").exists() and (tmp_path / "runs" / "live-standard" / "checkpoint.pt").exists()
+    assert main(["cache", "clear", "nonsense"]) == 2
+    assert main(["cache", "clear", "runs"]) == 0 and not (tmp_path / "runs").exists()
