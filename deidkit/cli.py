@@ -244,6 +244,21 @@ def _cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    """Serve the study form (Voila) on a verified study folder until Ctrl-C."""
+    from deidkit.study.serve import start_server, stop_server
+
+    proc, port = start_server(args.study_dir, port=args.port, ip=args.ip, log=args.log)
+    host = "127.0.0.1" if args.ip in ("127.0.0.1", "0.0.0.0") else args.ip
+    print(f"serving {args.study_dir}: participants open http://{host}:{port}/?participant=<id> "
+          f"(access log {args.log or Path(args.study_dir) / 'serve.log'}); Ctrl-C stops")
+    try:
+        return int(proc.wait() or 0)
+    except KeyboardInterrupt:
+        stop_server(proc)
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deidkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -309,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sections", nargs="*", help="clear: aligned, embeddings, image_level, videos, runs or all "
                    "(default all = everything but runs, the trained models)")
     p.set_defaults(func=_cache)
+
+    p = sub.add_parser("study", help="serve the human-study form to participants (Voila)")
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("study_dir", help="a study folder (built by notebook 06 or deidkit.study.build_study)")
+    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--ip", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface of the lab)")
+    p.add_argument("--log", default=None, help="access log (default: STUDY_DIR/serve.log)")
+    p.set_defaults(func=_study)
 
     add_video_commands(sub)
     return parser

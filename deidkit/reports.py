@@ -255,6 +255,8 @@ def write_readme(out: Path, records: list[dict]) -> Path:
         ("FaDeNet training (notebook 02)", "fadenet_training",
          ["deidentifier", "lam", "epochs", "image_size", "heldout_critic_acc_original", "heldout_critic_acc_fadenet",
           "train_images_per_s", "peak_rss_mb", "wall_s_this_call", "device"]),
+        ("The study form served by Voila, five participants in headless Chromium at once (tests/test_study_browser.py)",
+         "study_browser", ["name", "value", "unit", "participants", "clicks"]),
         ("Speed", "speed", ["name", "value", "unit"]),
         ("Run time and memory", "runtime memory", ["name", "value", "unit", "git_commit", "date", "kernel_peak_rss_mib"]),
     ]
@@ -263,6 +265,11 @@ def write_readme(out: Path, records: list[dict]) -> Path:
         rows = [r for r in records if r["kind"] in kinds.split() and not r.get("naive_family")]
         if rows:
             parts += ["", f"## {title}", "", _markdown_table(rows, cols)]
+    shots = sorted((out / "figures" / "study_form").glob("*.png"))
+    if shots:  # written by the browser test of the study form (make test)
+        parts += ["", "## What a participant sees", "", "Screenshots of the served study form taken by the browser "
+                  "test (first trial of each kind, then the end page):", ""]
+        parts += [f"![{p.stem}](figures/study_form/{p.name})" for p in shots]
     covered = {k for s in sections for k in s[1].split()}
     # Every other kind still gets a table (its first columns), so no recorded number is left out of the summary.
     for kind in sorted({r["kind"] for r in records} - covered - {"provenance"}):
