@@ -27,6 +27,7 @@ reproduce: setup
 ifneq ($(RETRAIN),)
 	$(BIN)/deidkit train fadenet --profile standard
 	$(BIN)/deidkit train live --profile standard
+	$(BIN)/deidkit train live --profile finetune
 	$(BIN)/deidkit reports --profile $(PROFILE) --retrain
 else
 	$(BIN)/deidkit reports --profile $(PROFILE)

@@ -107,6 +107,17 @@ def _frontier(args: argparse.Namespace) -> int:
 
         records += landmark_records([*methods, get_deidentifier("blur_sigma8")], args.protocol)
     path = record_metrics(records, args.name, args.out)
+    if args.update_manifest:  # the shipped models' headline metrics, from this very run
+        from deidkit.pretrained import shipped_models, update_metrics
+
+        for name in [m.name for m in methods if m.name in shipped_models()]:
+            keep = ("ssim", "rank1", "rank1_std", "frontier_rank1", "margin_sd", "detection_rate", "median_true_rank")
+            update_metrics(name, {f"{r['level']}/{r['recognizer']}": {k: r[k] for k in keep}
+                                  for r in records if r["kind"] == "frontier" and r["deidentifier"] == name}
+                           | {f"landmarks/{r['protocol']}": {"iod_mean": r["iod_mean"], "faces": r["faces"]}
+                              for r in records if r["kind"] == "landmarks" and r["deidentifier"] == name}
+                           | {"source": f"reports/metrics/{args.name}.json"})
+            print(f"manifest metrics of the shipped {name} updated")
     for level, table in tables.items():  # every evaluated point, naive ones included, for the figure
         table.to_csv(path.with_name(f"{args.name}_{level}.csv"), index=False)
     import matplotlib
@@ -180,9 +191,22 @@ def _export(args: argparse.Namespace) -> int:
     else:
         ckpt = load_checkpoint(run_dir)
         state, epoch = ckpt["modules"][module], int(ckpt["epoch"])
-    path = export_pretrained(args.model, args.model, state, config, training_time_s=float(log["wall_s"].sum()),
-                             extra={"run": run_dir.name, "checkpoint": args.checkpoint or "final",
-                                    "steps_trained": int(len(log))})
+    extra = {"run": run_dir.name, "checkpoint": args.checkpoint or "final", "steps_trained": int(len(log))}
+    seconds = float(log["wall_s"].sum())
+    if config.get("init_from"):  # a fine-tuning run: its starting generator's training counts too
+        from deidkit.assets import cache_dir
+
+        init = Path(config["init_from"]).expanduser()
+        init = init if init.is_absolute() else cache_dir() / init
+        base_run = init.parent.parent
+        base_step = torch.load(init, map_location="cpu", weights_only=True).get("global_step")
+        base_log = pd.read_csv(base_run / "log.csv")
+        base_log = base_log if base_step is None else base_log[base_log["step"] <= base_step]
+        seconds += float(base_log["wall_s"].sum())
+        extra.update(fine_tuned_from=f"{base_run.name}/{init.relative_to(base_run).as_posix()}",
+                     steps_trained=int(len(log) + len(base_log)))
+        config = {**config, "init_from": f"runs/{extra['fine_tuned_from']}"}  # no machine path in the manifest
+    path = export_pretrained(args.model, args.model, state, config, training_time_s=seconds, extra=extra)
     print(f"shipped {args.model} from {run_dir} as {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
@@ -281,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
     p.add_argument("model", choices=["critic", "fadenet", "live"])
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "finetune", "paper"])
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
@@ -290,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "finetune", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "
                    "or epochs/epoch005.pt (default: the final checkpoint)")
@@ -298,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "finetune", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--min-ssim", type=float, required=True, help="image quality every candidate must keep")
     p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
@@ -316,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gallery", action="store_true",
                    help="skip the rank of the true identity among all LFW identities (saves embedding all of LFW)")
     p.add_argument("--name", default="frontier", help="records file: reports/metrics/<name>.json")
+    p.add_argument("--update-manifest", action="store_true",
+                   help="maintainers: record the shipped models' results in deidkit/weights/manifest.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_frontier)
 

@@ -135,6 +135,16 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
     return path
 
 
+def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> str:
+    """The de-identifier name of the snapshot a shipped model was exported from, in a retrained cache: the run
+    folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``)."""
+    entry = read_manifest(weights_dir)["models"].get(name)
+    if entry is None:
+        raise PretrainedError(f"no shipped model {name!r}")
+    checkpoint = entry.get("checkpoint", "final")
+    return entry["run"] if checkpoint == "final" else f"{entry['run']}@{Path(checkpoint).stem}"
+
+
 def update_metrics(name: str, metrics: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> None:
     """Record headline metrics of a shipped model in the manifest (the file and its checksum are untouched)."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)

@@ -79,3 +79,17 @@ def test_shipped_models_match_their_manifest_and_deidentify(name, crops_small):
 
 def test_at_least_the_two_models_ship():
     assert set(P.shipped_models()) >= {"live", "fadenet"}
+
+
+def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
+    cfg = FaDeNetConfig.profile("tiny")
+    P.export_pretrained("fadenet", "fadenet", build_unet(cfg).state_dict(), cfg.to_dict(), training_time_s=1.0,
+                        extra={"run": "fadenet-standard", "checkpoint": "epochs/epoch002.pt"}, weights_dir=tmp_path)
+    P.export_pretrained("live", "live", build_unet(cfg).state_dict(), cfg.to_dict(), training_time_s=1.0,
+                        extra={"run": "live-finetune", "checkpoint": "final"}, weights_dir=tmp_path)
+    assert P.retrained_name("fadenet", tmp_path) == "fadenet-standard@epoch002"
+    assert P.retrained_name("live", tmp_path) == "live-finetune"
+    with pytest.raises(P.PretrainedError, match="nothing"):
+        P.retrained_name("nothing", tmp_path)
+    P.update_metrics("live", {"crop/dlib": {"rank1": 0.1}}, tmp_path)
+    assert P.read_manifest(tmp_path)["models"]["live"]["metrics"] == {"crop/dlib": {"rank1": 0.1}}

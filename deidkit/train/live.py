@@ -70,7 +70,7 @@ from deidkit.train.loop import TrainingRun, load_checkpoint
 #: The paper's lambda steps (1e-7, 5e-7, 1e-6, 2e-6) as fractions of the last one.
 PAPER_LAMBDA_STEPS = (1e-7, 5e-7, 1e-6, 2e-6)
 LAMBDA_SHAPE = tuple(v / PAPER_LAMBDA_STEPS[-1] for v in PAPER_LAMBDA_STEPS)
-PROFILES = ("tiny", "quick", "standard", "paper")
+PROFILES = ("tiny", "quick", "standard", "finetune", "paper")
 STAGES_DIR = "stages"
 
 
@@ -112,8 +112,9 @@ class LiveConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
-    # fine-tuning: a generator file ({"state_dict": ...}, e.g. another run's stages/stage1.pt) that initialises
-    # the generator of a fresh run (the discriminator starts fresh); ignored when the run resumes
+    # fine-tuning: a generator file ({"state_dict": ...}, e.g. another run's stages/stage1.pt; relative paths are
+    # inside the kit's cache) that initialises the generator of a fresh run (the discriminator starts fresh);
+    # ignored when the run resumes
     init_from: str | None = None
 
     @classmethod
@@ -133,6 +134,14 @@ class LiveConfig:
             # near 0.9, and a longer schedule buys back image quality. Fixed before evaluation, no selection.
             "standard": dict(batch_size=16, dec_channels=512, max_images=None, epoch_steps=100, warmup_epochs=16,
                              epochs=36, lambda_max=8.0),
+            # The shipped live model: the standard run's lambda-2 generator (stages/stage1.pt) trained on at
+            # lambda 2.5 for 4 x 50 steps, a stage snapshot every 50 steps (then `deidkit select` on the selection
+            # identities, MS1M only). Lambda 2 left CASIA Rank-1 at 0.167 on lfw_57x8, lambda 4 dropped SSIM to
+            # 0.84; the first 50 steps at 2.5 moved MS1M's cosine on the selection set from 0.195 to 0.098 at SSIM
+            # 0.886 (200 steps in one go: 0.116 at 0.883, 400 steps: 0.090 at 0.865).
+            "finetune": dict(batch_size=16, dec_channels=512, max_images=None, epoch_steps=50, warmup_epochs=0,
+                             epochs=4, lambda_max=2.5, lambda_shape=(1.0, 1.0, 1.0, 1.0),
+                             init_from="runs/live-standard/stages/stage1.pt"),
             "paper": dict(size=128, stem_channels=32, enc_channels=(64, 128, 256, 512, 512), bottleneck=1024,
                           dec_channels=512, disc_channels=64, epochs=40),
         }
@@ -490,6 +499,7 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     trainer = LiveTrainer(cfg, features)
     if cfg.init_from:
         init = Path(cfg.init_from).expanduser()
+        init = init if init.is_absolute() else cache_dir() / init  # profiles name it inside the kit's cache
         if not init.is_file():
             raise FileNotFoundError(f"{init}: init_from generator file not found")
         # a resumed run's checkpoint overwrites this in fit()
@@ -709,13 +719,17 @@ def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | 
                               device: str = "cpu") -> LiveDeidentifier:
     """``live`` (the given profile), ``live_<profile>``, ``live_<profile>_stage<k>``; ``_s<strength>`` may end
     any of them (e.g. ``live_quick_s0.5``). ``live-<run>`` names a run folder in the cache (e.g. a fine-tuning
-    run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators."""
+    run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators (``_s<strength>`` may end them
+    too)."""
     import re
 
-    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?", name)
+    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:_s([\d.]+))?", name)
     if run is not None and run_dir is None:
-        return load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
-                                      else int(run.group(2)), device=device, name=name)
+        deid = load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
+                                      else int(run.group(2)), device=device, name=name.rsplit("_s", 1)[0]
+                                      if run.group(3) else name)
+        deid.strength = 1.0 if run.group(3) is None else float(run.group(3))
+        return deid
     m = re.fullmatch(r"live(?:_(tiny|quick|standard|paper))?(?:_stage([0-3]))?(?:_s([\d.]+))?", name)
     if m is None:
         raise ValueError(f"unknown live model {name!r}; use live, live_<tiny|quick|standard|paper>[_stage<0-3>][_s<strength>]")
