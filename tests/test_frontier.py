@@ -142,8 +142,9 @@ def test_frontier_command_on_two_identities(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "crop  blackbox" in out and "image blackbox" in out
     records = json.loads((tmp_path / "metrics" / "fr.json").read_text())
-    assert {(r["level"], r["deidentifier"]) for r in records if r["deidentifier"] == "blackbox"} == {
-        ("crop", "blackbox"), ("image", "blackbox")}
+    assert {(r["level"], r["deidentifier"]) for r in records
+            if r["kind"] == "frontier" and r["deidentifier"] == "blackbox"} == {("crop", "blackbox"), ("image", "blackbox")}
+    assert {r["deidentifier"] for r in records if r["kind"] == "landmarks"} == {"blackbox", "blur_sigma8"}
     crop = pd.read_csv(tmp_path / "metrics" / "fr_crop.csv")
     assert {"original", "blur_sigma1", "pixelate_24px", "blackbox"} <= set(crop["deidentifier"])
     assert (tmp_path / "figures" / "fr.png").stat().st_size > 10_000
