@@ -157,12 +157,19 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
         compact_notebook(dest)
         if html:
             export_html(dest, out / "html")
+    refresh_summary(out, profile)
+    return out
+
+
+def refresh_summary(out: str | os.PathLike | None = None, profile: str = "quick") -> Path:
+    """``metrics.json`` and ``README.md`` of ``out`` from the records in ``out/metrics`` (e.g. after
+    ``deidkit frontier`` or the browser test added records), without executing any notebook."""
+    out = reports_dir(out)
     runtimes = [r for f in sorted((out / "metrics").glob("_runtime_*.json")) for r in json.loads(f.read_text())]
     peaks = [r["kernel_peak_rss_mib"] for r in runtimes if r.get("kernel_peak_rss_mib")]
     memory = [{"kind": "memory", "name": "reports_peak_kernel_rss", "value": max(peaks), "unit": "MiB",
                "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}] if peaks else []
-    write_readme(out, collect_metrics(out, profile, memory))
-    return out
+    return write_readme(out, collect_metrics(out, profile, memory))
 
 
 def compact_notebook(path: Path, max_png_bytes: int = 200_000, jpeg_quality: int = 85) -> tuple[int, int]:
@@ -239,7 +246,7 @@ def write_readme(out: Path, records: list[dict]) -> Path:
          "at the same SSIM, margin in repetition SDs (positive: better than naive; crop = canonical crops, image = "
          "whole photo through `deidkit image`)", "frontier",
          ["protocol", "level", "deidentifier", "recognizer", "ssim", "rank1", "frontier_rank1", "frontier_family",
-          "margin_sd", "detection_rate", "median_true_rank", "frontier_median_true_rank"]),
+          "margin_sd", "detection_rate", "median_true_rank", "frontier_median_true_rank", "source"]),
         ("Verification on LFW pairs.txt (10-fold)", "verification",
          ["recognizer", "lfw_accuracy", "lfw_accuracy_std", "reference"]),
         ("Closed-set identification (FaDeNet protocol, 5 repetitions, probes de-identified)", "identification",
