@@ -130,20 +130,22 @@ def tar_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> flo
 
     With 3,000 mismatched LFW pairs, FAR 1e-3 allows 3 false accepts; below 1/n_negatives it means none.
     """
+    r, ok = _roc_within_far(scores, labels, far)
+    return float(r.tpr[ok].max())
+
+
+def _roc_within_far(scores: np.ndarray, labels: np.ndarray, far: float) -> tuple[ROC, np.ndarray]:
+    """The ROC and the indices of its points whose false accept rate is at most ``far``."""
     if not 0.0 <= far <= 1.0:
         raise ValueError(f"far must be in [0, 1], got {far}")
     r = roc(scores, labels)
-    ok = r.fpr <= far + 1e-12
-    return float(r.tpr[ok].max())
+    return r, np.flatnonzero(r.fpr <= far + 1e-12)
 
 
 def threshold_at_far(scores: np.ndarray, labels: np.ndarray, far: float = 1e-3) -> float:
     """The score threshold of :func:`tar_at_far`: the lowest one whose false accept rate is at most ``far``
     (a pair is accepted when its score is at least the threshold)."""
-    if not 0.0 <= far <= 1.0:
-        raise ValueError(f"far must be in [0, 1], got {far}")
-    r = roc(scores, labels)
-    ok = np.flatnonzero(r.fpr <= far + 1e-12)
+    r, ok = _roc_within_far(scores, labels, far)
     return float(min(r.thresholds[ok[-1]], np.max(scores) + 1e-6))
 
 

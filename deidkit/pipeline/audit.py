@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from deidkit.pipeline.faces import box_iou, box_overlap, make_face_detector
+from deidkit.pipeline.faces import box_iou, make_face_detector, merge_detections
 
 #: the false accept rate whose LFW threshold flags a face as still identifiable
 AUDIT_FAR = 1e-3
@@ -89,11 +89,7 @@ class Auditor:
 
     def original_faces(self, image: np.ndarray) -> list:
         """Faces of the original: both detectors' detections, merged (highest score kept where boxes overlap)."""
-        kept: list = []
-        for d in sorted(self.yunet.detect(image) + self.mtcnn.detect(image), key=lambda d: -d.score):
-            if all(box_overlap(d.box, k.box) < 0.5 for k in kept):
-                kept.append(d)
-        return kept
+        return merge_detections(self.yunet.detect(image) + self.mtcnn.detect(image))
 
     def audit_frame(self, original: np.ndarray, output: np.ndarray, names: tuple[str, str] = ("", ""),
                     frame: int = 0) -> list[AuditRow]:

@@ -59,11 +59,17 @@ class AnySizeDetector:
         dets = self._detect_at(image, 1.0 if self.max_side is None else min(1.0, self.max_side / side))
         if self.coarse_side is None or side <= 1.5 * self.coarse_side:
             return dets
-        kept: list = []
-        for d in sorted(dets + self._detect_at(image, self.coarse_side / side), key=lambda d: -d.score):
-            if all(box_overlap(d.box, k.box) < 0.5 for k in kept):
-                kept.append(d)
-        return kept
+        return merge_detections(dets + self._detect_at(image, self.coarse_side / side))
+
+
+def merge_detections(detections: list, overlap: float = 0.5) -> list:
+    """One detection per face from several passes or detectors: highest score first, dropping any detection whose
+    box overlaps a kept one by at least ``overlap`` (intersection over the smaller box)."""
+    kept: list = []
+    for d in sorted(detections, key=lambda d: -d.score):
+        if all(box_overlap(d.box, k.box) < overlap for k in kept):
+            kept.append(d)
+    return kept
 
 
 def box_overlap(a: np.ndarray, b: np.ndarray) -> float:
