@@ -408,6 +408,21 @@ class DlibRecognizer(Recognizer):
         return np.array([np.asarray(d) for d in desc], dtype=np.float64)
 
 
+def load_five_landmarks() -> nn.Module:
+    """MTCNN's landmark network (:class:`deidkit.models.landmarks.FiveLandmarks`) with the weights that ship in
+    the facenet-pytorch wheel (``facenet_pytorch/data/onet.pt``), read with ``weights_only=True``."""
+    import facenet_pytorch
+
+    from deidkit.models.landmarks import FiveLandmarks
+
+    path = Path(facenet_pytorch.__file__).parent / "data" / "onet.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: MTCNN's ONet weights missing (reinstall facenet-pytorch==2.5.3)")
+    net = FiveLandmarks()
+    _load_into(net.onet, torch.load(path, map_location="cpu", weights_only=True), path)
+    return net
+
+
 # ----------------------------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from deidkit.models.mobilefacenet import MobileFaceNetMS1M
 from deidkit.models.unet import UNet
 from deidkit.train.augment import ArrayBatches, RandomCropPad, augment_batch
 from deidkit.train.critic import CriticConfig, CriticRecognizer, IdentityData, load_critic, train_critic
-from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, train_fadenet
+from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet, train_fadenet
 from deidkit.train.loop import TrainingDiverged, TrainingRun
 
 torch.set_num_threads(1)
@@ -300,13 +300,44 @@ def test_embedding_term_pushes_the_critics_embedding_off_the_input(tmp_path):
 
 
 def test_smoothed_correction_cannot_hold_thin_stripes():
-    from deidkit.models.unet import UNet
+    from deidkit.models.unet import UNet, _separable_blur
 
     u = UNet(width=4, depth=2, residual=True, out_activation="tanh", smooth_sigma=1.5)
     stripes = torch.sin(torch.arange(48.0) * 2 * math.pi / 4.5).view(1, 1, 48, 1).expand(1, 3, 48, 48)
-    assert u._smooth(stripes)[..., 8:-8, :].abs().max() < 0.2  # period 4.5 px: attenuated more than 5x
+    # period 4.5 px: attenuated more than 5x
+    assert _separable_blur(stripes, u.smooth_kernel)[..., 8:-8, :].abs().max() < 0.2
     const = torch.full((1, 3, 16, 16), 0.3)
-    assert torch.allclose(u._smooth(const), const, atol=1e-6)
+    assert torch.allclose(_separable_blur(const, u.smooth_kernel), const, atol=1e-6)
     assert "smooth_kernel" not in u.state_dict()  # follows from the config, not saved with the weights
     with pytest.raises(ValueError, match="smooth_sigma"):
         UNet(width=4, depth=2, residual=False, smooth_sigma=1.0)
+
+
+def test_blurred_input_unet_starts_as_the_blur():
+    from deidkit.models.unet import UNet, _gaussian_kernel, _separable_blur
+
+    torch.manual_seed(0)
+    u = UNet(width=4, depth=2, residual=True, out_activation="tanh", input_sigma=2.0).eval()
+    x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    with torch.no_grad():
+        y = u(x)
+    blurred = _separable_blur(x, _gaussian_kernel(2.0))
+    # a fresh residual U-Net is (almost) the identity of what it sees: the blurred input, not the input
+    assert (y - blurred).abs().max() < 0.02
+    assert (y - x).abs().mean() > 0.1
+    assert "input_kernel" not in u.state_dict()
+    # only the face box blurred: the border stays the input, the box is the blur (as blur_sigma<k> does)
+    from deidkit.eval.quality import face_box
+
+    face = UNet(width=4, depth=2, residual=True, out_activation="tanh", input_sigma=2.0, input_region=0.65).eval()
+    with torch.no_grad():
+        yf = face(x)
+    x0, y0, x1, y1 = face_box(32)
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[y0:y1, x0:x1] = True
+    assert (yf - x)[..., ~inside].abs().max() < 0.02
+    assert (yf - blurred)[..., inside].abs().max() < 0.02
+    cfg = FaDeNetConfig.profile("tiny", input_sigma=2.0)
+    assert build_unet(cfg).input_sigma == 2.0
+    with pytest.raises(ValueError, match="input_sigma"):
+        UNet(width=4, depth=2, input_sigma=-1.0)

@@ -330,3 +330,54 @@ def test_run_folder_names_resolve_to_that_run(tmp_path, real_crops, monkeypatch)
     assert all(torch.equal(v, stage1[k]) for k, v in staged.generator.state_dict().items())
     with pytest.raises(FileNotFoundError, match="live-nothing"):
         T.live_deidentifier_by_name("live-nothing")
+
+
+def test_init_state_reads_a_shipped_model_in_float32(tmp_path):
+    """``init_from="pretrained:live"``: the shipped fp16 generator, checksum verified, as float32."""
+    from deidkit.pretrained import load_state
+
+    state = T.init_state("pretrained:live")
+    _, shipped = load_state("live")
+    assert state.keys() == shipped.keys()
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    assert all(torch.equal(state[k], shipped[k]) for k in state)
+    with pytest.raises(Exception, match="nosuch"):
+        T.init_state("pretrained:nosuch")
+
+
+def test_landmark_regressor_finds_a_real_faces_geometry_and_passes_gradients(tiny_cfg, real_crops):
+    """MTCNN's ONet on the network's view of real aligned faces: eyes above the nose above the mouth, left left of
+    right, near the canonical template; a pose change moves the points; gradients reach the input only."""
+    from deidkit.recognizers import load_five_landmarks
+
+    lm = load_five_landmarks()
+    c = tiny_cfg.canonical_size
+    imgs = T.to_tensor(np.stack([cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in real_crops]))
+    x = torch.nn.functional.grid_sample(imgs, T.center_grid(len(imgs), tiny_cfg.size, tiny_cfg.crop_fraction),
+                                        mode="bilinear", padding_mode="reflection", align_corners=False)
+    x.requires_grad_(True)
+    p = lm(x)
+    assert p.shape == (len(x), 5, 2)
+    med = p.detach().median(0).values
+    assert med[0, 0] < 0.5 < med[1, 0]  # left eye, right eye
+    assert med[:2, 1].max() < med[2, 1] < med[3:, 1].min()  # eyes, nose, mouth from top to bottom
+    assert (p.detach() - med).abs().median() < 0.05  # aligned faces: the points agree across people
+    shifted = torch.roll(x.detach(), shifts=6, dims=3)  # the face 6 px (~10 % of the crop) to the right
+    assert (lm(shifted)[:, :, 0] - p.detach()[:, :, 0]).mean() > 0.04
+    L.landmark_loss(p, p.detach() + 0.01).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert all(q.grad is None for q in lm.parameters())
+
+
+def test_landmark_term_is_trained_and_logged(real_crops):
+    cfg = T.LiveConfig.profile("tiny", device="cpu", weights={"landmarks": 5.0})
+    assert cfg.loss_weights().landmarks == 5.0 and cfg.loss_weights().recon == 0.5  # the rest stay the paper's
+    feats = RecognizerFeatures(TinyRecognizer(), torch.from_numpy(T.network_to_arcface(cfg)), cfg.size)
+    trainer = T.LiveTrainer(cfg, feats, device="cpu")
+    c = cfg.canonical_size
+    imgs = T.to_tensor(np.stack([cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in real_crops[:4]]))
+    x, x_in, _ = T.make_batch(imgs, cfg)
+    terms = trainer.step(x, x_in, 0)
+    assert 0 < terms["landmarks"] < 0.5
+    off = T.LiveTrainer(T.LiveConfig.profile("tiny", device="cpu"), feats, device="cpu")
+    assert off.landmarks is None and off.step(x, x_in, 0)["landmarks"] == 0.0

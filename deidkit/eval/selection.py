@@ -23,18 +23,33 @@ def selection_paths(per_identity: int = 1) -> list[str]:
 
 
 def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float,
-                      crops: np.ndarray | None = None) -> tuple[str | None, pd.DataFrame]:
+                      crops: np.ndarray | None = None, landmarks: object | None = None,
+                      max_landmarks: float | None = None) -> tuple[str | None, pd.DataFrame]:
     """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
     those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
+
+    ``landmarks`` (a 68-point predictor such as :class:`deidkit.pipeline.faces.Dlib68`) adds the mean landmark
+    displacement as a fraction of the eye-corner distance (``landmark_iod``, see
+    :func:`deidkit.eval.temporal.landmark_displacement`); ``max_landmarks`` then also bounds it.
     Returns (name, the table of every candidate)."""
     crops = aligned_crops(selection_paths()) if crops is None else crops
+    if max_landmarks is not None and landmarks is None:
+        raise ValueError("max_landmarks needs a landmark predictor (landmarks=...)")
     ref = recognizer.embed(crops)
     rows = []
     for name, deid in candidates.items():
         out = deid.deidentify(crops)
-        rows.append({"candidate": name, "ssim": float(ssim(crops, out).mean()),
-                     "cos_to_original": float((recognizer.embed(out) * ref).sum(1).mean()),
-                     "recognizer": recognizer.name, "faces": len(crops)})
+        row = {"candidate": name, "ssim": float(ssim(crops, out).mean()),
+               "cos_to_original": float((recognizer.embed(out) * ref).sum(1).mean()),
+               "recognizer": recognizer.name, "faces": len(crops)}
+        if landmarks is not None:
+            from deidkit.eval.temporal import landmark_displacement
+
+            row["landmark_iod"] = float(landmark_displacement(crops, out, landmarks)["iod"].mean())
+        rows.append(row)
     table = pd.DataFrame(rows)
-    ok = table[table["ssim"] >= min_ssim]
+    ok = table["ssim"] >= min_ssim
+    if max_landmarks is not None:
+        ok &= table["landmark_iod"] <= max_landmarks
+    ok = table[ok]
     return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table

@@ -44,6 +44,9 @@ class LiveLossWeights:
     mask: float = 3e-3
     mask_smooth: float = 1e-2
     perceptual: float = 0.5
+    # not in the paper (0 = off): mean |L(masked) - L(x)| of five landmarks (fractions of the crop), which keeps
+    # the face's geometry (pose, expression, where the eyes and mouth are) the target's
+    landmarks: float = 0.0
 
 
 def blend(raw: torch.Tensor, mask: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
@@ -155,3 +158,8 @@ def generator_loss(
     logged = {k: float(v.detach()) for k, v in terms.items()}
     logged["g_total"] = float(total.detach())
     return total, logged
+
+
+def landmark_loss(out_points: torch.Tensor, target_points: torch.Tensor) -> torch.Tensor:
+    """Mean absolute displacement between two sets of landmarks (N, K, 2), in the units they come in."""
+    return (out_points - target_points).abs().mean()

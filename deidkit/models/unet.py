@@ -60,10 +60,18 @@ class UNet(nn.Module):
     a fixed Gaussian of that standard deviation in pixels before it is added, so the network can only make smooth
     changes. A critic-fooling U-Net otherwise paints thin stripes (see ``deidkit.train.fadenet``); low-frequency
     changes also carry over to other recognisers better than pixel-level ones.
+
+    ``input_sigma`` (0 = off, not in the paper): the input's central square of side ``input_region`` (a fraction of
+    the image; 0.65 is the face box of the kit's canonical crops) is low-passed by a fixed Gaussian of that standard
+    deviation in pixels before the network sees it (and, with ``residual``, before the correction is added), as the
+    blur baseline blurs the face box. The fine detail that carries most of a face's identity is gone before the
+    network runs, so what it adds back is its own: trained against a critic, it restores the structure that image
+    quality rewards but not the identity.
     """
 
     def __init__(self, width: int = 64, depth: int = 4, in_channels: int = 3, out_channels: int = 3,
-                 residual: bool = False, out_activation: str = "none", smooth_sigma: float = 0.0) -> None:
+                 residual: bool = False, out_activation: str = "none", smooth_sigma: float = 0.0,
+                 input_sigma: float = 0.0, input_region: float = 1.0) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"UNet needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
@@ -73,12 +81,14 @@ class UNet(nn.Module):
             raise ValueError("a residual UNet needs as many output channels as input channels")
         if smooth_sigma < 0 or (smooth_sigma and not residual):
             raise ValueError(f"smooth_sigma must be >= 0 and needs a residual UNet, got {smooth_sigma}")
-        self.smooth_sigma = float(smooth_sigma)
+        if input_sigma < 0 or not 0 < input_region <= 1:
+            raise ValueError(f"input_sigma must be >= 0 and input_region in (0, 1], got {input_sigma}, {input_region}")
+        self.smooth_sigma, self.input_sigma, self.input_region = float(smooth_sigma), float(input_sigma), input_region
+        # fixed, not learned, and not saved: they follow from the sigmas
         if smooth_sigma:
-            r = max(1, int(round(3 * smooth_sigma)))
-            g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * smooth_sigma**2))
-            # fixed, not learned, and not saved: it follows from smooth_sigma
-            self.register_buffer("smooth_kernel", (g / g.sum()), persistent=False)
+            self.register_buffer("smooth_kernel", _gaussian_kernel(smooth_sigma), persistent=False)
+        if input_sigma:
+            self.register_buffer("input_kernel", _gaussian_kernel(input_sigma), persistent=False)
         self.width, self.depth = width, depth
         self.residual, self.out_activation = residual, out_activation
         chans = [width * 2**i for i in range(depth + 1)]
@@ -102,6 +112,12 @@ class UNet(nn.Module):
         ph, pw = (-h) % m, (-w) % m
         # Reflect padding needs the pad smaller than the side; replicate works for any tiny input.
         inp = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate") if ph or pw else x
+        if self.input_sigma:
+            # the central square of the unpadded image, rounded as deidkit.eval.quality.face_box rounds it
+            half, cy, cx = self.input_region * min(h, w) / 2, h / 2, w / 2
+            y0, y1, x0, x1 = (max(0, int(round(v))) for v in (cy - half, cy + half, cx - half, cx + half))
+            inp = inp.clone()
+            inp[..., y0:y1, x0:x1] = _separable_blur(inp, self.input_kernel)[..., y0:y1, x0:x1]
         skips = []
         y = inp
         for i, block in enumerate(self.down):
@@ -113,7 +129,7 @@ class UNet(nn.Module):
             y = block(torch.cat([skip, upconv(y)], dim=1))
         y = self.head(y)
         if self.smooth_sigma:
-            y = self._smooth(y)
+            y = _separable_blur(y, self.smooth_kernel)
         if self.residual and self.out_activation == "tanh":
             # The correction is added in tanh's pre-image, so the output stays in (-1, 1) and a zero correction
             # still returns the input.
@@ -124,13 +140,21 @@ class UNet(nn.Module):
             y = torch.tanh(y)
         return y[..., :h, :w]
 
-    def _smooth(self, y: torch.Tensor) -> torch.Tensor:
-        """Separable Gaussian low-pass of each channel (reflect-padded)."""
-        k = self.smooth_kernel.to(y.dtype)
-        r, c = len(k) // 2, y.shape[1]
-        y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-        return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
     def n_conv_layers(self) -> int:
         """How many convolution layers the network has (23 for depth 4)."""
         return sum(isinstance(m, nn.Conv2d) for m in self.modules())
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian of ``sigma`` pixels, radius 3 sigma."""
+    r = max(1, int(round(3 * sigma)))
+    g = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _separable_blur(y: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Separable low-pass of each channel with a 1-D ``kernel`` (replicate-padded)."""
+    k = kernel.to(y.dtype)
+    r, c = len(k) // 2, y.shape[1]
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from deidkit.data.templates import CANONICAL_ZOOM
 from deidkit.deidentifiers import register_trained
 from deidkit.losses.fadenet import embedding_similarity, fadenet_loss, unit_norm_distance
 from deidkit.models.critic import Critic, fold_batchnorm
@@ -79,6 +80,8 @@ class FaDeNetConfig:
     critic_views: int = 0  # 0: the critic sees the output as is (paper); k: the mean CE over k random views
     adv_weight: float = 0.0  # 0: the paper; > 0: an LSGAN discriminator keeps the output a natural face
     smooth_sigma: float = 0.0  # 0: the paper; > 0: the U-Net's correction is Gaussian-smoothed (pixels)
+    input_sigma: float = 0.0  # 0: the paper; > 0: the U-Net sees its input's face box Gaussian-blurred (pixels)
+    input_region: float = CANONICAL_ZOOM  # the blurred face box's side, a fraction of the crop (see models.unet)
     embed_weight: float = 0.0  # 0: the paper; > 0: the critic's embedding of the output is pushed off the input's
     lr: float = 2e-3
     batch_size: int = 8
@@ -131,7 +134,7 @@ class FaDeNetConfig:
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.ce_cap is not None and self.ce_cap <= 0:
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight) < 0:
+        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight, self.input_sigma) < 0:
             raise ValueError(f"edge_weight, critic_views, adv_weight and embed_weight must be >= 0, got "
                              f"{self.edge_weight}, {self.critic_views}, {self.adv_weight}, {self.embed_weight}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
@@ -151,7 +154,8 @@ class FaDeNetConfig:
 
 def build_unet(config: FaDeNetConfig) -> UNet:
     return UNet(width=config.unet_width, depth=config.unet_depth, residual=config.residual,
-                out_activation=config.out_activation, smooth_sigma=config.smooth_sigma)
+                out_activation=config.out_activation, smooth_sigma=config.smooth_sigma,
+                input_sigma=config.input_sigma, input_region=config.input_region)
 
 
 def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True

@@ -59,6 +59,7 @@ from deidkit.losses.live import (
     LiveLossWeights,
     blend,
     generator_loss,
+    landmark_loss,
     lsgan_discriminator_loss,
     mixup,
     perceptual_terms,
@@ -396,6 +397,12 @@ class LiveTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.weights = cfg.loss_weights()
+        # the landmark term's frozen regressor (only when that term is on: the paper has no such term)
+        self.landmarks = None
+        if self.weights.landmarks > 0:
+            from deidkit.recognizers import load_five_landmarks
+
+            self.landmarks = load_five_landmarks().to(self.device)
         self.total_steps = 1
         self.warmup_steps = 0
 
@@ -445,12 +452,19 @@ class LiveTrainer:
             g_loss, terms = generator_loss(x, x_in, raw, mask, d_mixed, pterms, lam, self.weights)
             with torch.no_grad():
                 cos = (fo["embedding"] * t).sum(1).mean()
+        terms["landmarks"] = 0.0  # same log columns with the term off
+        if self.landmarks is not None:
+            with torch.no_grad():
+                target_points = self.landmarks(x)
+            lmk = landmark_loss(self.landmarks(masked), target_points)
+            g_loss = g_loss + self.weights.landmarks * lmk
+            terms.update(landmarks=float(lmk.detach()), g_total=float(g_loss.detach()))
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
         self.D.requires_grad_(True)
         terms = {k: terms[k] for k in ("recon", "edge", "mask_l1", "mask_tv", "g_adv", "p_attract_input",
-                                       "p_attract_target", "p_repel", "g_total")}
+                                       "p_attract_target", "p_repel", "landmarks", "g_total")}
         return {**terms, "d_loss": float(d_loss.detach()), "lambda": lam, "stage": float(stage),
                 "cos_to_target": float(cos), "mask_mean": float(mask.detach().mean())}
 
@@ -498,12 +512,8 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
         torch.set_num_threads(cfg.threads)
     trainer = LiveTrainer(cfg, features)
     if cfg.init_from:
-        init = Path(cfg.init_from).expanduser()
-        init = init if init.is_absolute() else cache_dir() / init  # profiles name it inside the kit's cache
-        if not init.is_file():
-            raise FileNotFoundError(f"{init}: init_from generator file not found")
         # a resumed run's checkpoint overwrites this in fit()
-        trainer.G.load_state_dict(torch.load(init, map_location="cpu", weights_only=True)["state_dict"])
+        trainer.G.load_state_dict(init_state(cfg.init_from))
     imgs = load_training_images(cfg) if images is None else np.asarray(images)
     if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.dtype != np.uint8:
         raise ValueError(f"training images must be uint8 (N, C, C, 3), got {imgs.dtype} {imgs.shape}")
@@ -548,6 +558,23 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     log = run.fit(lambda epoch: _Batches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.epoch_steps), step,
                   epochs, desc=f"live-{cfg.profile_name}")
     return trainer, log
+
+
+def init_state(init_from: str) -> dict[str, torch.Tensor]:
+    """The generator state ``init_from`` names: ``pretrained:<name>`` (a model shipped in ``deidkit/weights``,
+    stored as fp16), or a file holding ``{"state_dict": ...}`` (e.g. another run's ``stages/stage1.pt``; relative
+    paths are inside the kit's cache). Returned in float32."""
+    if init_from.startswith("pretrained:"):
+        from deidkit.pretrained import load_state
+
+        _, state = load_state(init_from.split(":", 1)[1])
+    else:
+        init = Path(init_from).expanduser()
+        init = init if init.is_absolute() else cache_dir() / init  # profiles name it inside the kit's cache
+        if not init.is_file():
+            raise FileNotFoundError(f"{init}: init_from generator file not found")
+        state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
