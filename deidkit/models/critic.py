@@ -161,9 +161,18 @@ class EmbeddingCritic(Critic):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """L2-normalised backbone embedding of the template crop taken from the canonical crop."""
+        return F.normalize(self.backbone(self._prepare(x)), dim=1)
+
+    def feature_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The backbone's intermediate activations by stage name (its ``forward_features``) in one pass, with
+        ``"features"`` the same L2-normalised embedding as :meth:`features`."""
+        maps = dict(self.backbone.forward_features(self._prepare(x)))
+        maps["features"] = F.normalize(maps["embedding"], dim=1)
+        return maps
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         z = self.crop(x)
-        z = ((z + 1.0) / 2.0 - self.mean) / self.std
-        return F.normalize(self.backbone(z), dim=1)
+        return ((z + 1.0) / 2.0 - self.mean) / self.std
 
     def logits_from_features(self, f: torch.Tensor) -> torch.Tensor:
         return self.head(f * self.logit_scale)

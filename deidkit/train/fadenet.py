@@ -83,6 +83,8 @@ class FaDeNetConfig:
     input_sigma: float = 0.0  # 0: the paper; > 0: the U-Net sees its input's face box Gaussian-blurred (pixels)
     input_region: float = CANONICAL_ZOOM  # the blurred face box's side, a fraction of the crop (see models.unet)
     embed_weight: float = 0.0  # 0: the paper; > 0: the critic's embedding of the output is pushed off the input's
+    feature_weight: float = 0.0  # 0: the paper; > 0: the critic's low-level feature maps stay the original's
+    feature_layers: tuple[str, ...] = ("dw_conv", "stage1")  # which maps (an embedding critic's backbone stages)
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -134,9 +136,11 @@ class FaDeNetConfig:
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.ce_cap is not None and self.ce_cap <= 0:
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight, self.input_sigma) < 0:
-            raise ValueError(f"edge_weight, critic_views, adv_weight and embed_weight must be >= 0, got "
-                             f"{self.edge_weight}, {self.critic_views}, {self.adv_weight}, {self.embed_weight}")
+        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight, self.input_sigma,
+               self.feature_weight) < 0:
+            raise ValueError(f"edge_weight, critic_views, adv_weight, embed_weight, input_sigma and feature_weight "
+                             f"must be >= 0, got {self.edge_weight}, {self.critic_views}, {self.adv_weight}, "
+                             f"{self.embed_weight}, {self.input_sigma}, {self.feature_weight}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
 
@@ -234,7 +238,11 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         x, y = batch[0].to(device), batch[1].to(device)
         unet.train()
         fx = unet(x)
-        feats = fast_critic.features(fx)
+        if config.feature_weight:
+            maps = fast_critic.feature_maps(fx)
+            feats = maps["features"]
+        else:
+            feats = fast_critic.features(fx)
         logits = fast_critic.logits_from_features(feats)
         loss = fadenet_loss(x, fx, logits, y, lam=config.lam, ce_cap=config.ce_cap, edge_weight=config.edge_weight)
         total = loss.total
@@ -251,6 +259,14 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             sim = torch.stack([embedding_similarity(f, ref).mean() for f in (feats, *view_feats)]).mean()
             total = total + config.embed_weight * sim
             extra["embed_sim"] = float(sim.detach())
+        if config.feature_weight:
+            # the live model's attraction of low-level appearance (Gafni et al.): textures the critic would
+            # read as a new identity change these maps most, a changed face shape least
+            with torch.no_grad():
+                ref_maps = fast_critic.feature_maps(x)
+            feat = sum((maps[k] - ref_maps[k]).abs().mean() for k in config.feature_layers)
+            total = total + config.feature_weight * feat
+            extra["feature_l1"] = float(feat.detach())
         if disc is not None:
             # LSGAN: the discriminator scores real crops 1 and FaDeNet's outputs 0; the U-Net wants 1
             d_loss = ((disc(x) - 1) ** 2).mean() + (disc(fx.detach()) ** 2).mean()
