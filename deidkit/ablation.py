@@ -94,7 +94,7 @@ def run_dir_for(model: str, digest: str) -> Path:
 
 def completed_epochs(run_dir: str | os.PathLike) -> int:
     """Epochs finished by the run in ``run_dir`` according to its checkpoint (0 when there is none)."""
-    from deidkit.train.loop import CHECKPOINT_NAME, load_checkpoint
+    from deidkit.checkpoints import CHECKPOINT_NAME, load_checkpoint
 
     if not (Path(run_dir) / CHECKPOINT_NAME).is_file():
         return 0
@@ -154,7 +154,7 @@ class FaDeNetSweep:
     name = "fadenet"
 
     def make_config(self, profile: str, lam: float, overrides: Mapping[str, Any]) -> FaDeNetPoint:
-        from deidkit.train.fadenet import FaDeNetConfig
+        from deidkit.configs import FaDeNetConfig
 
         overrides = dict(overrides)
         n = overrides.pop("train_images", None)
@@ -185,7 +185,7 @@ class FaDeNetSweep:
                       run_dir=run_dir, progress=progress)
 
     def load(self, point: FaDeNetPoint, run_dir: Path) -> Any:
-        from deidkit.train.fadenet import FaDeNetDeidentifier
+        from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier
 
         return FaDeNetDeidentifier(run_dir)
 
@@ -208,7 +208,7 @@ class LiveSweep:
         self.share_warmup = share_warmup
 
     def make_config(self, profile: str, lam: float, overrides: Mapping[str, Any]) -> Any:
-        from deidkit.train.live import LiveConfig
+        from deidkit.configs import LiveConfig
 
         return LiveConfig.profile(profile, **{**overrides, "lambda_max": float(lam)})
 
@@ -251,7 +251,7 @@ class LiveSweep:
         self._train(config, run_dir, progress)
 
     def load(self, config: Any, run_dir: Path) -> Any:
-        from deidkit.train.live import load_live_deidentifier
+        from deidkit.deidentifiers.live import load_live_deidentifier
 
         return load_live_deidentifier(run_dir)
 

@@ -160,17 +160,17 @@ def _export(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
+    from deidkit.checkpoints import load_checkpoint
     from deidkit.pretrained import export_pretrained
-    from deidkit.train.loop import load_checkpoint
 
     if args.model == "live":
-        from deidkit.train.live import default_run_dir
+        from deidkit.deidentifiers.live import default_run_dir
 
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
         module = "generator"
     else:
-        from deidkit.train.critic import runs_dir
-        from deidkit.train.fadenet import FaDeNetConfig
+        from deidkit.checkpoints import runs_dir
+        from deidkit.configs import FaDeNetConfig
 
         run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / FaDeNetConfig.profile(args.profile).name
         module = "unet"
@@ -227,14 +227,15 @@ def _select(args: argparse.Namespace) -> int:
     if args.recognizer in JUDGES:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.model == "live":
-        from deidkit.train.live import default_run_dir, load_live_deidentifier
+        from deidkit.deidentifiers.live import default_run_dir, load_live_deidentifier
 
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
         cands = {f"stages/stage{k}.pt": load_live_deidentifier(run_dir, args.profile, stage=k)
                  for k in range(4) if (run_dir / "stages" / f"stage{k}.pt").is_file()}
     else:
-        from deidkit.train.critic import runs_dir
-        from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
+        from deidkit.checkpoints import runs_dir
+        from deidkit.configs import FaDeNetConfig
+        from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
 
         run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / FaDeNetConfig.profile(args.profile).name
         cfg = FaDeNetDeidentifier(run_dir).config  # the run's own configuration (its network's geometry)

@@ -79,7 +79,8 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
     entry, state = load_state(name, weights_dir)
     kind = entry["kind"]
     if kind == "live":
-        from deidkit.train.live import LiveConfig, LiveDeidentifier, build_features, build_generator
+        from deidkit.configs import LiveConfig
+        from deidkit.deidentifiers.live import LiveDeidentifier, build_features, build_generator
 
         cfg = _config(LiveConfig, entry["config"])
         feats = build_features(cfg)
@@ -87,7 +88,8 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
         gen.load_state_dict(state)
         return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device)
     if kind == "fadenet":
-        from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
+        from deidkit.configs import FaDeNetConfig
+        from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
 
         cfg = _config(FaDeNetConfig, entry["config"])
         unet = build_unet(cfg)

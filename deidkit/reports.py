@@ -88,12 +88,10 @@ def experiment_seeds(profile: str) -> dict[str, int]:
     """The seeds a run of ``profile`` used: each experiment configuration's and each protocol manifest's."""
     import yaml
 
+    from deidkit.configs import CriticConfig, FaDeNetConfig, LiveConfig
     from deidkit.data.lfw import MANIFEST_DIR
     from deidkit.data.prep import DataPrepConfig
     from deidkit.study.design import StudyConfig
-    from deidkit.train.critic import CriticConfig
-    from deidkit.train.fadenet import FaDeNetConfig
-    from deidkit.train.live import LiveConfig
 
     seeds = {}
     for cls in (DataPrepConfig, CriticConfig, FaDeNetConfig, LiveConfig, StudyConfig):

@@ -360,3 +360,25 @@ def test_blurred_input_unet_starts_as_the_blur():
     assert build_unet(cfg).input_sigma == 2.0
     with pytest.raises(ValueError, match="input_sigma"):
         UNet(width=4, depth=2, input_sigma=-1.0)
+
+
+def test_facebox_mode_changes_only_the_face_box(crops_small):
+    """A network that sees its face box blurred is used in ``facebox`` mode: outside the box the crop is the
+    original, inside it is the network's (resized) output; other networks keep ``resize``."""
+    from deidkit.eval.quality import face_box
+
+    torch.manual_seed(0)
+    cfg = FaDeNetConfig.profile("tiny", input_sigma=2.0)
+    deid = FaDeNetDeidentifier.from_network(cfg, build_unet(cfg), name="fb")
+    assert deid.mode == "facebox"
+    crops = crops_small[:3]
+    out = deid.deidentify(crops)
+    x0, y0, x1, y1 = face_box(crops.shape[1])
+    inside = np.zeros(crops.shape[1:3], dtype=bool)
+    inside[y0:y1, x0:x1] = True
+    assert np.array_equal(out[:, ~inside], crops[:, ~inside])
+    assert np.abs(out[:, inside].astype(int) - crops[:, inside]).mean() > 2  # the box is blurred
+    plain = FaDeNetConfig.profile("tiny")
+    assert FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p").mode == "resize"
+    with pytest.raises(ValueError, match="mode"):
+        FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p", mode="nosuch")

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from deidkit import pretrained as P
-from deidkit.train.fadenet import FaDeNetConfig, FaDeNetDeidentifier, build_unet
+from deidkit.configs import FaDeNetConfig
+from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
 
 torch.set_num_threads(1)
 
@@ -93,3 +94,22 @@ def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
         P.retrained_name("nothing", tmp_path)
     P.update_metrics("live", {"crop/dlib": {"rank1": 0.1}}, tmp_path)
     assert P.read_manifest(tmp_path)["models"]["live"]["metrics"] == {"crop/dlib": {"rank1": 0.1}}
+
+
+def test_inference_never_imports_training_code():
+    """Loading and running the shipped models, the photo/video commands and the evaluation import nothing from
+    ``deidkit.train`` (a fresh interpreter, so other tests' imports do not count)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from deidkit.deidentifiers import load_deidentifier\n"
+        "import deidkit.pipeline.cli, deidkit.pipeline.audit, deidkit.eval.frontier, deidkit.eval.selection\n"
+        "crops = np.full((1, 112, 112, 3), 128, np.uint8)\n"
+        "for name in ('live', 'fadenet', 'blur_sigma8'):\n"
+        "    load_deidentifier(name).deidentify(crops)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('deidkit.train')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

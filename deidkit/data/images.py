@@ -6,7 +6,9 @@ import os
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 # Truncated files must fail loudly, not decode as grey padding.
@@ -69,3 +71,24 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), "PNG")
     Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     os.replace(tmp, path)
+
+
+def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """Resize (N, S, S, 3) uint8 crops to ``size`` (INTER_AREA to shrink, bilinear to enlarge)."""
+    if crops.shape[1] == size:
+        return crops
+    interp = cv2.INTER_AREA if size < crops.shape[1] else cv2.INTER_LINEAR
+    out = np.empty((len(crops), size, size, 3), dtype=np.uint8)
+    for i, c in enumerate(crops):
+        out[i] = cv2.resize(c, (size, size), interpolation=interp)
+    return out
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) in 0..255 -> float32 in [-1, 1], the range every network of the kit takes."""
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+def from_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 0..255 (clipped and rounded)."""
+    return batch.detach().add(1.0).mul(127.5).clamp_(0, 255).round_().to(torch.uint8)

@@ -10,10 +10,11 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from deidkit.data.templates import CANONICAL_ZOOM
 
 
-def face_box(size: int) -> tuple[int, int, int, int]:
-    """The face region of a canonical crop, (x0, y0, x1, y1): the square a tight ArcFace 112 crop would cover."""
+def face_box(size: int, fraction: float = CANONICAL_ZOOM) -> tuple[int, int, int, int]:
+    """The face region of a canonical crop, (x0, y0, x1, y1): the square a tight ArcFace 112 crop would cover
+    (``fraction`` of the side, centred)."""
     # The canonical template is the ArcFace template scaled about the crop centre, so the box is centred.
-    half = CANONICAL_ZOOM * size / 2.0
+    half = fraction * size / 2.0
     c = size / 2.0
     x0, x1 = int(round(c - half)), int(round(c + half))
     y0, y1 = x0, x1

@@ -15,6 +15,8 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from deidkit.data.images import from_model_range, to_model_range
+
 
 class RandomCropPad(v2.Transform):
     """Crop (negative fraction) or pad (positive fraction) each of the four sides independently by a fraction of
@@ -65,14 +67,8 @@ def augment_batch(batch: torch.Tensor, transform: v2.Transform | None = None) ->
     return torch.stack([transform(img) for img in batch]) if len(batch) else batch
 
 
-def to_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) in 0..255 -> float32 in [-1, 1], the range every network of the kit takes."""
-    return batch.float().div_(127.5).sub_(1.0)
 
 
-def from_model_range(batch: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 0..255 (clipped and rounded)."""
-    return batch.detach().add(1.0).mul(127.5).clamp_(0, 255).round_().to(torch.uint8)
 
 
 class ArrayBatches:
@@ -142,3 +138,7 @@ def random_views(batch: torch.Tensor, scale: float = 0.08, shift: float = 0.05, 
         small = torch.nn.functional.interpolate(out, size=(max(8, round(h * f)), max(8, round(w * f))), mode="area")
         out = torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     return out
+
+
+__all__ = ["ArrayBatches", "RandomCropPad", "augment_batch", "fadenet_augmentation", "from_model_range",
+           "random_views", "to_model_range"]

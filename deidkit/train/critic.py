@@ -17,7 +17,6 @@ Runs live in ``cache_dir()/runs/<run_name>``: ``checkpoint.pt`` (weights, loaded
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import resource
 import time
@@ -25,86 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deidkit.assets import cache_dir
+from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, runs_dir, write_json
+from deidkit.configs import CRITIC_KINDS, CriticConfig
+from deidkit.data.images import resize_crops, to_model_range
 from deidkit.models.critic import Critic, build_critic
-from deidkit.train.augment import ArrayBatches, to_model_range
-from deidkit.train.loop import CHECKPOINT_NAME, TrainingRun, load_module_state
-
-CRITIC_KINDS = ("mobilefacenet", "inception")
-
-
-@dataclass
-class CriticConfig:
-    """One critic experiment. Build with :meth:`profile` (``tiny``, ``quick``, ``paper``) plus overrides."""
-
-    profile_name: str = "quick"
-    kind: str = "mobilefacenet"
-    image_size: int = 96  # side of the canonical crops the critic is trained on
-    inception_input: int = 224  # Inception-v3 resizes its input to this side
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 1e-2
-    weight_decay: float = 0.0
-    augment: bool = True
-    # For a frozen-backbone critic: embed each training image once (plus feature_copies - 1 augmented copies)
-    # and train the head on those features, instead of running the backbone at every step.
-    precompute_features: bool = False
-    feature_copies: int = 3
-    max_identities: int | None = None  # None: every critic identity of the training pool
-    seed: int = 0
-    device: str = "auto"
-    run_name: str = ""  # default: critic-<profile_name>
-
-    @classmethod
-    def profile(cls, name: str = "quick", **overrides: Any) -> CriticConfig:
-        """The named profile with ``overrides`` applied (papermill passes them as parameters)."""
-        presets: dict[str, dict[str, Any]] = {
-            # Seconds, for tests and notebook smoke runs.
-            "tiny": dict(kind="mobilefacenet", image_size=64, epochs=2, batch_size=8, lr=1e-2, max_identities=6,
-                         precompute_features=True, feature_copies=2),
-            # CPU minutes: only the linear head over the frozen pretrained embedding learns; the backbone embeds
-            # every image once (plus one augmented copy) and the head trains on those features. Measured on the
-            # 393 pool identities: held-out accuracy 0.987 after the first epoch, 0.990 after the fourth.
-            "quick": dict(kind="mobilefacenet", image_size=96, epochs=5, batch_size=32, lr=1e-2,
-                          precompute_features=True, feature_copies=2),
-            # The paper: Inception-v3 from scratch, batch 32, 40 epochs, Adam defaults (lr 1e-3), 224 px.
-            "paper": dict(kind="inception", image_size=224, inception_input=224, epochs=40, batch_size=32,
-                          lr=1e-3),
-        }
-        if name not in presets:
-            raise ValueError(f"unknown critic profile {name!r}; choose from {sorted(presets)}")
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls) if f.init}
-        if unknown:
-            raise ValueError(f"unknown CriticConfig fields {sorted(unknown)}")
-        cfg = cls(profile_name=name, **{**presets[name], **overrides})
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.kind not in CRITIC_KINDS:
-            raise ValueError(f"critic kind must be one of {CRITIC_KINDS}, got {self.kind!r}")
-        if self.image_size < 32:
-            raise ValueError(f"image_size {self.image_size} is too small for a face crop (>= 32)")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
-        if self.precompute_features and self.kind != "mobilefacenet":
-            raise ValueError("precompute_features needs a frozen backbone: only the 'mobilefacenet' critic has one")
-        if self.feature_copies < 1:
-            raise ValueError(f"feature_copies must be >= 1, got {self.feature_copies}")
-
-    @property
-    def name(self) -> str:
-        return self.run_name or f"critic-{self.profile_name}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+from deidkit.train.augment import ArrayBatches
+from deidkit.train.loop import TrainingRun
 
 
 def resolve_device(device: str) -> torch.device:
@@ -114,9 +45,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def runs_dir() -> Path:
-    """Where trained runs live: ``cache_dir()/runs``."""
-    return cache_dir() / "runs"
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -152,15 +80,6 @@ class IdentityData:
                                    heldout_images=resize_crops(self.heldout_images, size))
 
 
-def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
-    """Resize (N, S, S, 3) uint8 crops to ``size`` (INTER_AREA to shrink, bilinear to enlarge)."""
-    if crops.shape[1] == size:
-        return crops
-    interp = cv2.INTER_AREA if size < crops.shape[1] else cv2.INTER_LINEAR
-    out = np.empty((len(crops), size, size, 3), dtype=np.uint8)
-    for i, c in enumerate(crops):
-        out[i] = cv2.resize(c, (size, size), interpolation=interp)
-    return out
 
 
 def load_train_pool(image_size: int, max_identities: int | None = None, seed: int = 0) -> IdentityData:
@@ -276,7 +195,7 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     run = TrainingRun(run_dir, {"critic": critic}, {"adam": optimizer}, seed=config.seed,
                       config={**config.to_dict(), "num_classes": data.num_classes}, show_progress=progress)
-    _write_json(run_dir / "identities.json", data.identities)
+    write_json(run_dir / "identities.json", data.identities)
 
     timings: dict[str, float] = {}
     if config.precompute_features:
@@ -315,8 +234,8 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     metrics.update(timings)
     if wall > 1.0 and len(log):  # timings only when this call actually trained
         metrics.update(wall_s_this_call=wall, peak_rss_mb=peak_rss_mb(), device=str(device))
-    old = _read_json(run_dir / "metrics.json") or {}
-    _write_json(run_dir / "metrics.json", {**old, **metrics})
+    old = read_json(run_dir / "metrics.json") or {}
+    write_json(run_dir / "metrics.json", {**old, **metrics})
     return CriticResult(run_dir, critic, data.identities, log, pd.DataFrame(rows), {**old, **metrics})
 
 
@@ -445,8 +364,8 @@ def load_critic(run_dir: str | os.PathLike, device: str | torch.device = "cpu") 
     ``weights_only=True``; no other file is needed.
     """
     run_dir = Path(run_dir)
-    cfg_json = _read_json(run_dir / "config.json")
-    ids = _read_json(run_dir / "identities.json")
+    cfg_json = read_json(run_dir / "config.json")
+    ids = read_json(run_dir / "identities.json")
     if cfg_json is None or ids is None:
         raise FileNotFoundError(f"{run_dir}: not a critic run (config.json / identities.json missing)")
     num_classes = int(cfg_json.pop("num_classes"))
@@ -501,11 +420,8 @@ def critic_recognizer(profile: str = "quick", device: str | torch.device = "cpu"
     return CriticRecognizer.from_run(run_dir, device)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=isinstance(obj, dict), default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+# CriticConfig lives in deidkit.configs and the checkpoint/JSON readers in deidkit.checkpoints; importable from
+# here as before.
+__all__ = ["CRITIC_KINDS", "CriticConfig", "CriticRecognizer", "CriticResult", "IdentityData", "accuracy",
+           "critic_recognizer", "load_critic", "load_ms1m_backbone", "load_train_pool", "make_critic", "peak_rss_mb",
+           "predict", "resize_crops", "resolve_device", "runs_dir", "train_critic"]

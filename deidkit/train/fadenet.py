@@ -1,4 +1,4 @@
-"""Training FaDeNet end to end, and the trained network as a de-identifier.
+"""Training FaDeNet end to end (the trained network as a de-identifier: :mod:`deidkit.deidentifiers.fadenet`).
 
 A U-Net ``f`` is trained against a frozen identity critic with ``L1 - lambda * L2`` (see
 :mod:`deidkit.losses.fadenet`): stay close to the input image while making the critic misclassify the
@@ -28,7 +28,6 @@ Runs live in ``cache_dir()/runs/<run_name>`` like the critic's (``checkpoint.pt`
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -40,126 +39,25 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from deidkit.data.templates import CANONICAL_ZOOM
-from deidkit.deidentifiers import register_trained
+from deidkit.checkpoints import read_json, runs_dir, write_json
+from deidkit.configs import CriticConfig, FaDeNetConfig
+from deidkit.data.images import from_model_range, to_model_range
+from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, load_fadenet_deidentifier
 from deidkit.losses.fadenet import embedding_similarity, fadenet_loss, unit_norm_distance
 from deidkit.models.critic import Critic, fold_batchnorm
 from deidkit.models.unet import UNet
-from deidkit.train.augment import ArrayBatches, from_model_range, random_views, to_model_range
+from deidkit.train.augment import ArrayBatches, random_views
 from deidkit.train.critic import (
-    CriticConfig,
     CriticRecognizer,
     IdentityData,
-    _read_json,
-    _write_json,
     load_critic,
     load_train_pool,
     peak_rss_mb,
     predict,
-    resize_crops,
     resolve_device,
-    runs_dir,
     train_critic,
 )
-from deidkit.train.loop import CHECKPOINT_NAME, TrainingRun, load_checkpoint, load_module_state
-
-
-@dataclass
-class FaDeNetConfig:
-    """One FaDeNet experiment. Build with :meth:`profile` (``tiny``, ``quick``, ``paper``) plus overrides."""
-
-    profile_name: str = "quick"
-    image_size: int = 64
-    unet_width: int = 16
-    unet_depth: int = 3
-    residual: bool = True  # not in the paper: learn a correction to the input (see deidkit.models.unet)
-    out_activation: str = "tanh"  # the paper profile uses "none" (a plain 1x1 convolution)
-    lam: float = 0.03
-    ce_cap: float | None = None  # None: the paper's unbounded loss; a number: the bounded variant
-    edge_weight: float = 0.0  # 0: the paper; > 0 penalises painted high-frequency patterns (see losses)
-    critic_views: int = 0  # 0: the critic sees the output as is (paper); k: the mean CE over k random views
-    adv_weight: float = 0.0  # 0: the paper; > 0: an LSGAN discriminator keeps the output a natural face
-    smooth_sigma: float = 0.0  # 0: the paper; > 0: the U-Net's correction is Gaussian-smoothed (pixels)
-    input_sigma: float = 0.0  # 0: the paper; > 0: the U-Net sees its input's face box Gaussian-blurred (pixels)
-    input_region: float = CANONICAL_ZOOM  # the blurred face box's side, a fraction of the crop (see models.unet)
-    embed_weight: float = 0.0  # 0: the paper; > 0: the critic's embedding of the output is pushed off the input's
-    feature_weight: float = 0.0  # 0: the paper; > 0: the critic's low-level feature maps stay the original's
-    feature_layers: tuple[str, ...] = ("dw_conv", "stage1")  # which maps (an embedding critic's backbone stages)
-    lr: float = 2e-3
-    batch_size: int = 8
-    epochs: int = 3
-    augment: bool = True
-    seed: int = 0
-    device: str = "auto"
-    critic_profile: str = "quick"  # the CriticConfig profile of the critic to train against
-    critic_run: str = ""  # run directory name of the critic (default: that profile's default name)
-    run_name: str = ""  # default: fadenet-<profile_name>
-
-    @classmethod
-    def profile(cls, name: str = "quick", **overrides: Any) -> FaDeNetConfig:
-        """The named profile with ``overrides`` applied (papermill passes them as parameters)."""
-        presets: dict[str, dict[str, Any]] = {
-            "tiny": dict(image_size=64, unet_width=8, unet_depth=2, residual=True, out_activation="tanh",
-                         lam=0.03, lr=2e-3, batch_size=8, epochs=1, critic_profile="tiny"),
-            # See the module docstring for the measurements behind lambda, lr and the tanh output.
-            "quick": dict(image_size=64, unet_width=16, unet_depth=3, residual=True, out_activation="tanh",
-                          lam=0.03, lr=2e-3, batch_size=8, epochs=6, critic_profile="quick"),
-            # CPU hours (the shipped model): 96-pixel crops (the critic's own side, so no 64-pixel blur), a wider
-            # residual U-Net, the critic's loss averaged over random views of the output (shift, scale, rotation,
-            # lower resolution) so that only changes that survive resampling pay off, the cross-entropy capped
-            # at ln(393) ~ 6 nats (chance level for the critic's 393 identities: an image the critic no longer
-            # recognises stops pushing), a squared edge term (weight 3), an LSGAN discriminator (the live
-            # model's, weight 0.1), and the correction smoothed by a Gaussian of 1.5 px (at 96 px) so that it cannot
-            # hold thin patterns. Tries on held-out training-pool faces, one epoch each: cap 8 + absolute edge term
-            # 0.1 -> coarse horizontal stripes over every face; absolute edge term 1.0 -> the identity map;
-            # squared edge term 3 -> fainter stripes (SSIM 0.89); + discriminator -> still stripes (SSIM 0.83).
-            # No selection on lfw_57x8 or the judges.
-            "standard": dict(image_size=96, unet_width=24, unet_depth=3, residual=True, out_activation="tanh",
-                             lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1,
-                             smooth_sigma=1.5, lr=1e-3, batch_size=8, epochs=8, critic_profile="quick"),
-            "paper": dict(image_size=224, unet_width=64, unet_depth=4, residual=False, out_activation="none",
-                          lam=1e-3, lr=1e-5, batch_size=32, epochs=40, critic_profile="paper"),
-        }
-        if name not in presets:
-            raise ValueError(f"unknown FaDeNet profile {name!r}; choose from {sorted(presets)}")
-        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown FaDeNetConfig fields {sorted(unknown)}")
-        cfg = cls(profile_name=name, **{**presets[name], **overrides})
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.image_size < 32:
-            raise ValueError(f"image_size {self.image_size} is too small for a face crop (>= 32)")
-        if self.lam < 0:
-            raise ValueError(f"lambda must be >= 0, got {self.lam}")
-        if self.ce_cap is not None and self.ce_cap <= 0:
-            raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight, self.input_sigma,
-               self.feature_weight) < 0:
-            raise ValueError(f"edge_weight, critic_views, adv_weight, embed_weight, input_sigma and feature_weight "
-                             f"must be >= 0, got {self.edge_weight}, {self.critic_views}, {self.adv_weight}, "
-                             f"{self.embed_weight}, {self.input_sigma}, {self.feature_weight}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
-
-    @property
-    def name(self) -> str:
-        return self.run_name or f"fadenet-{self.profile_name}"
-
-    def critic_config(self) -> CriticConfig:
-        overrides = {"run_name": self.critic_run} if self.critic_run else {}
-        return CriticConfig.profile(self.critic_profile, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-def build_unet(config: FaDeNetConfig) -> UNet:
-    return UNet(width=config.unet_width, depth=config.unet_depth, residual=config.residual,
-                out_activation=config.out_activation, smooth_sigma=config.smooth_sigma,
-                input_sigma=config.input_sigma, input_region=config.input_region)
+from deidkit.train.loop import CHECKPOINT_NAME, TrainingRun, load_checkpoint
 
 
 def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True
@@ -256,7 +154,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         if config.embed_weight:
             with torch.no_grad():
                 ref = fast_critic.features(x)
-            sim = torch.stack([embedding_similarity(f, ref).mean() for f in (feats, *view_feats)]).mean()
+            sim = torch.stack([embedding_similarity(f, ref, config.embed_margin).mean()
+                               for f in (feats, *view_feats)]).mean()
             total = total + config.embed_weight * sim
             extra["embed_sim"] = float(sim.detach())
         if config.feature_weight:
@@ -310,8 +209,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     if wall > 1.0 and len(log):
         metrics.update(wall_s_this_call=wall, critic_wall_s_this_call=critic_wall,
                        peak_rss_mb=peak_rss_mb(), device=str(device))
-    old = _read_json(run_dir / "metrics.json") or {}
-    _write_json(run_dir / "metrics.json", {**old, **metrics})
+    old = read_json(run_dir / "metrics.json") or {}
+    write_json(run_dir / "metrics.json", {**old, **metrics})
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
 
 
@@ -342,90 +241,6 @@ def heldout_report(unet: UNet, critic: Critic, data: IdentityData, device: torch
         # the critic's embedding (the trained-against recogniser): cosine between output and original
         "heldout_embed_cos": float(torch.cat(cos).mean()),
     }
-
-
-class FaDeNetDeidentifier:
-    """A trained FaDeNet run as a de-identifier: ``.name`` and ``.deidentify(uint8 (N, S, S, 3)) -> same``.
-
-    Crops whose side differs from the training size are processed at the training size. ``mode="resize"``
-    (default) returns the network's output resized back: FaDeNet's actual image. ``mode="residual"`` up-samples
-    only the *change* the network makes and adds it to the full-resolution crop, keeping the original's detail —
-    and with it the identity: measured with the quick run on lfw_57x8 (224 crops), the critic's Rank-1 is
-    0.286 at SSIM 0.794 with ``resize`` but 0.775 at SSIM 0.885 with ``residual`` (0.999 on originals), so the
-    residual mode is an option to study, not the de-identifier.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 32, mode: str = "resize") -> None:
-        self.run_dir = Path(run_dir)
-        cfg = _read_json(self.run_dir / "config.json")
-        if cfg is None:
-            raise FileNotFoundError(f"{self.run_dir / 'config.json'}: missing; not a FaDeNet run directory")
-        if mode not in ("residual", "resize"):
-            raise ValueError(f"mode must be 'residual' or 'resize', got {mode!r}")
-        fields = {f.name for f in dataclasses.fields(FaDeNetConfig)}
-        self.config = FaDeNetConfig(**{k: v for k, v in cfg.items() if k in fields})
-        self.device, self.batch_size, self.mode = torch.device(device), batch_size, mode
-        self.unet = load_module_state(self.run_dir, "unet", build_unet(self.config)).to(self.device).eval()
-        self.name = name or self.config.name
-
-    @classmethod
-    def from_network(cls, config: FaDeNetConfig, unet: UNet, name: str, device: str | torch.device = "cpu",
-                     batch_size: int = 32, mode: str = "resize") -> FaDeNetDeidentifier:
-        """A de-identifier from a configuration and a U-Net with its weights (e.g. the shipped model)."""
-        self = cls.__new__(cls)
-        self.run_dir, self.config = None, config
-        self.device, self.batch_size, self.mode = torch.device(device), batch_size, mode
-        self.unet = unet.to(self.device).eval()
-        self.name = name
-        return self
-
-    @torch.no_grad()
-    def deidentify(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.asarray(batch)
-        if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8 or batch.shape[1] != batch.shape[2]:
-            raise ValueError(f"expected uint8 canonical crops (N, S, S, 3), got {batch.dtype} {batch.shape}")
-        size, s_model = batch.shape[1], self.config.image_size
-        out = np.empty_like(batch)
-        for s in range(0, len(batch), self.batch_size):
-            full = batch[s:s + self.batch_size]
-            small = resize_crops(full, s_model)
-            x = to_model_range(torch.from_numpy(small).permute(0, 3, 1, 2)).to(self.device)
-            fx = self.unet(x)
-            if size == s_model:
-                y = fx
-            elif self.mode == "residual":
-                delta = F.interpolate(fx - x, size=(size, size), mode="bilinear", align_corners=False)
-                y = to_model_range(torch.from_numpy(full).permute(0, 3, 1, 2)).to(self.device) + delta
-            else:
-                y = F.interpolate(fx, size=(size, size), mode="bilinear", align_corners=False)
-            out[s:s + self.batch_size] = from_model_range(y).permute(0, 2, 3, 1).cpu().numpy()
-        return out
-
-
-def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> FaDeNetDeidentifier:
-    """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists, else the run of
-    ``profile`` (``fadenet-<profile>``). Registered with :mod:`deidkit.deidentifiers` under the prefix
-    ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``)."""
-    if "@" in name:
-        run, snap = name.split("@", 1)
-        path = runs_dir() / run / "epochs" / f"{snap}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such FaDeNet snapshot")
-        deid = FaDeNetDeidentifier(runs_dir() / run, name=name)
-        deid.unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["unet"])
-        return deid
-    for cand in (runs_dir() / name, runs_dir() / FaDeNetConfig.profile(profile).name):
-        if (cand / CHECKPOINT_NAME).is_file():
-            return FaDeNetDeidentifier(cand, name=name)
-    raise FileNotFoundError(
-        f"no trained FaDeNet run {name!r} or for profile {profile!r} under {runs_dir()}; train it with "
-        f"notebooks/02_fadenet.ipynb (or deidkit.train.fadenet.train_fadenet(FaDeNetConfig.profile({profile!r})))"
-    )
-
-
-# The kit's registry of trained de-identifiers (notebook 04 loads ``fadenet...`` names through it).
-register_trained("fadenet", load_fadenet_deidentifier)
 
 
 def critic_identification(deidentifier: Any, critic_recognizer: CriticRecognizer, protocol: str = "lfw_57x8",

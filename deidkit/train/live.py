@@ -1,4 +1,5 @@
-"""Training and inference of the live de-identification network (Gafni, Wolf, Taigman, ICCV 2019).
+"""Training of the live de-identification network (Gafni, Wolf, Taigman, ICCV 2019); the trained network as a
+de-identifier is :mod:`deidkit.deidentifiers.live`.
 
 Data: the canonical crops of every image of the ``lfw_train_pool`` manifest (labels unused). The network sees the
 central ``crop_fraction`` of a canonical crop, resized to ``size`` (the canonical crop is loose, with background;
@@ -41,7 +42,6 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +49,26 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from deidkit.assets import cache_dir
-from deidkit.data.templates import ARCFACE_112, crop_to_template
-from deidkit.deidentifiers import register_trained
+from deidkit.configs import LAMBDA_SHAPE, PAPER_LAMBDA_STEPS, PROFILES, LiveConfig
+from deidkit.deidentifiers.live import (
+    STAGES_DIR,
+    LiveDeidentifier,
+    build_features,
+    build_generator,
+    center_grid,
+    default_run_dir,
+    live_deidentifier_by_name,
+    load_live_deidentifier,
+    match_colour,
+    network_to_arcface,
+    network_to_canonical,
+    to_tensor,
+    to_uint8,
+)
 from deidkit.losses.live import (
-    LiveLossWeights,
     blend,
     generator_loss,
     landmark_loss,
@@ -65,122 +77,8 @@ from deidkit.losses.live import (
     perceptual_terms,
     sample_beta,
 )
-from deidkit.models.live import LiveDiscriminator, LiveGenerator, RecognizerFeatures
-from deidkit.train.loop import TrainingRun, load_checkpoint
-
-#: The paper's lambda steps (1e-7, 5e-7, 1e-6, 2e-6) as fractions of the last one.
-PAPER_LAMBDA_STEPS = (1e-7, 5e-7, 1e-6, 2e-6)
-LAMBDA_SHAPE = tuple(v / PAPER_LAMBDA_STEPS[-1] for v in PAPER_LAMBDA_STEPS)
-PROFILES = ("tiny", "quick", "standard", "finetune", "paper")
-STAGES_DIR = "stages"
-
-
-@dataclass
-class LiveConfig:
-    """One experiment of the live network. Build with :meth:`profile` (``tiny``, ``quick``, ``paper``)."""
-
-    profile_name: str = "quick"
-    # network geometry
-    size: int = 64
-    crop_fraction: float = 0.8
-    stem_channels: int = 16
-    enc_channels: tuple[int, ...] = (32, 64, 128, 256, 256)
-    bottleneck: int = 512
-    dec_channels: int = 256
-    skip_channels: int = 1
-    disc_channels: int = 32
-    # recogniser (conditioning and perceptual features)
-    recognizer: str = "mobilefacenet_ms1m"
-    input_layers: tuple[str, ...] = ("dw_conv", "stage1")
-    target_layers: tuple[str, ...] = ("stage2",)
-    # loss
-    weights: dict[str, float] = field(default_factory=lambda: dataclasses.asdict(LiveLossWeights()))
-    lambda_max: float = 1.0
-    lambda_shape: tuple[float, ...] = LAMBDA_SHAPE
-    # data and augmentation
-    manifest: str = "lfw_train_pool"
-    max_images: int | None = None
-    aug_scale: float = 0.08
-    aug_rotate_deg: float = 10.0
-    aug_elastic: float = 0.03
-    # optimisation (the paper's Adam settings)
-    batch_size: int = 32
-    epochs: int = 4
-    epoch_steps: int | None = None
-    warmup_epochs: int = 0
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.99)
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    # fine-tuning: a generator file ({"state_dict": ...}, e.g. another run's stages/stage1.pt; relative paths are
-    # inside the kit's cache) that initialises the generator of a fresh run (the discriminator starts fresh);
-    # ignored when the run resumes
-    init_from: str | None = None
-
-    @classmethod
-    def profile(cls, name: str, **overrides: Any) -> LiveConfig:
-        """The named profile with ``overrides`` applied (papermill passes them as parameters)."""
-        presets: dict[str, dict[str, Any]] = {
-            "tiny": dict(size=64, stem_channels=4, enc_channels=(8, 8, 16, 16, 16), bottleneck=32, dec_channels=32,
-                         disc_channels=8, max_images=16, batch_size=4, epochs=5, epoch_steps=1, warmup_epochs=1),
-            # CPU (about 20 minutes on 2 free cores): batch 16, 2,000 training images; 12 warm-up epochs of 80
-            # steps without the perceptual term (cheap: no recogniser pass), then one epoch per lambda stage
-            # (the recogniser's forward and backward passes dominate those).
-            "quick": dict(batch_size=16, dec_channels=512, max_images=2000, epoch_steps=80, warmup_epochs=12,
-                          epochs=16),
-            # CPU hours (the shipped model): every training-pool image, 16 warm-up epochs of 100 steps, then 20
-            # epochs of the full loss (5 per lambda stage) with lambda raised to 8 (stages 0.4, 2, 4, 8): the
-            # quick ablation's lambda 4 moved identity on an untrained-against recogniser while keeping SSIM
-            # near 0.9, and a longer schedule buys back image quality. Fixed before evaluation, no selection.
-            "standard": dict(batch_size=16, dec_channels=512, max_images=None, epoch_steps=100, warmup_epochs=16,
-                             epochs=36, lambda_max=8.0),
-            # The shipped live model: the standard run's lambda-2 generator (stages/stage1.pt) trained on at
-            # lambda 2.5 for 4 x 50 steps, a stage snapshot every 50 steps (then `deidkit select` on the selection
-            # identities, MS1M only). Lambda 2 left CASIA Rank-1 at 0.167 on lfw_57x8, lambda 4 dropped SSIM to
-            # 0.84; the first 50 steps at 2.5 moved MS1M's cosine on the selection set from 0.195 to 0.098 at SSIM
-            # 0.886 (200 steps in one go: 0.116 at 0.883, 400 steps: 0.090 at 0.865).
-            "finetune": dict(batch_size=16, dec_channels=512, max_images=None, epoch_steps=50, warmup_epochs=0,
-                             epochs=4, lambda_max=2.5, lambda_shape=(1.0, 1.0, 1.0, 1.0),
-                             init_from="runs/live-standard/stages/stage1.pt"),
-            "paper": dict(size=128, stem_channels=32, enc_channels=(64, 128, 256, 512, 512), bottleneck=1024,
-                          dec_channels=512, disc_channels=64, epochs=40),
-        }
-        if name not in presets:
-            raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
-        cfg = cls(profile_name=name, **presets[name])
-        for k, v in overrides.items():
-            if not hasattr(cfg, k):
-                raise ValueError(f"LiveConfig has no field {k!r}")
-            setattr(cfg, k, tuple(v) if isinstance(v, list) else v)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        if self.size % 32 or self.size < 64:
-            raise ValueError(f"size must be a multiple of 32 and at least 64, got {self.size}")
-        if not 0.3 <= self.crop_fraction <= 1.0:
-            raise ValueError(f"crop_fraction must lie in [0.3, 1], got {self.crop_fraction}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs} of {self.epochs}")
-        if len(self.lambda_shape) != 4 or any(b < a for a, b in zip(self.lambda_shape, self.lambda_shape[1:])):
-            raise ValueError(f"lambda_shape must be four non-decreasing steps, got {self.lambda_shape}")
-
-    @property
-    def canonical_size(self) -> int:
-        """Side of the canonical crop whose central ``crop_fraction`` is exactly ``size`` pixels (rounded)."""
-        return int(round(self.size / self.crop_fraction))
-
-    def lambda_at(self, step: int, total_steps: int, warmup_steps: int = 0) -> tuple[int, float]:
-        """(stage, lambda) at ``step`` of ``total_steps``: stage -1 (lambda 0, no perceptual term) during the
-        first ``warmup_steps``, then stages 0-3 in four equal parts of the rest."""
-        if step < warmup_steps:
-            return -1, 0.0
-        stage = min(3, (4 * (step - warmup_steps)) // max(total_steps - warmup_steps, 1))
-        return stage, self.lambda_max * self.lambda_shape[stage]
-
-    def loss_weights(self) -> LiveLossWeights:
-        return LiveLossWeights(**self.weights)
+from deidkit.models.live import LiveDiscriminator, RecognizerFeatures
+from deidkit.train.loop import TrainingRun
 
 
 def resolve_device(device: str) -> torch.device:
@@ -189,54 +87,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def default_run_dir(profile: str) -> Path:
-    """Where a profile's run lives by default: ``<cache>/runs/live-<profile>`` (trained models stay out of git)."""
-    return cache_dir() / "runs" / f"live-{profile}"
-
-
 # ------------------------------------------------------------------------------------------------- models
-
-
-def build_generator(cfg: LiveConfig, cond_dim: int = 128) -> LiveGenerator:
-    return LiveGenerator(size=cfg.size, stem_channels=cfg.stem_channels, enc_channels=cfg.enc_channels,
-                         bottleneck=cfg.bottleneck, cond_dim=cond_dim, dec_channels=cfg.dec_channels,
-                         skip_channels=cfg.skip_channels)
 
 
 def build_discriminator(cfg: LiveConfig) -> LiveDiscriminator:
     return LiveDiscriminator(channels=cfg.disc_channels)
-
-
-def network_to_canonical(size: int, crop_fraction: float, canonical: int) -> np.ndarray:
-    """2x3 pixel matrix from the network's crop (side ``size``) to a canonical crop of side ``canonical``."""
-    k = canonical * crop_fraction / size
-    off = canonical * (1.0 - crop_fraction) / 2.0
-    # pixel centres: p_can + 0.5 = (p_net + 0.5) * k + off
-    return np.array([[k, 0.0, 0.5 * k + off - 0.5], [0.0, k, 0.5 * k + off - 0.5]])
-
-
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The 2x3 matrix applying ``b`` then ``a``."""
-    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
-
-
-def network_to_arcface(cfg: LiveConfig) -> np.ndarray:
-    """2x3 pixel matrix from the network's crop to the ArcFace 112 template crop."""
-    ref = 224
-    return _compose(crop_to_template(ref, ARCFACE_112), network_to_canonical(cfg.size, cfg.crop_fraction, ref))
-
-
-def build_features(cfg: LiveConfig, backbone: nn.Module | None = None) -> RecognizerFeatures:
-    """The frozen recogniser read from the network's crops. ``backbone`` (a module with ``forward_features``
-    returning named layers and ``embedding``) replaces the pretrained MobileFaceNet, e.g. in tests."""
-    if backbone is None:
-        if cfg.recognizer != "mobilefacenet_ms1m":
-            raise ValueError(f"only 'mobilefacenet_ms1m' offers differentiable features, got {cfg.recognizer!r}")
-        from deidkit.recognizers import get_recognizer
-
-        backbone = get_recognizer("mobilefacenet_ms1m").network
-    matrix = torch.from_numpy(network_to_arcface(cfg))
-    return RecognizerFeatures(backbone, matrix, crop_size=cfg.size)
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -257,22 +112,6 @@ def load_training_images(cfg: LiveConfig, chunk: int = 512) -> np.ndarray:
         crops = aligned_crops(paths[s:s + chunk], size=224)
         out[s:s + len(crops)] = [cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in crops]
     return out
-
-
-def to_tensor(batch: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    return ((x.detach().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def center_grid(n: int, size: int, crop_fraction: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Sampling grid of the central ``crop_fraction`` of an image, at ``size`` x ``size``."""
-    theta = torch.tensor([[crop_fraction, 0.0, 0.0], [0.0, crop_fraction, 0.0]], device=device)
-    return F.affine_grid(theta.expand(n, 2, 3), [n, 3, size, size], align_corners=False)
 
 
 def distort_grid(base: torch.Tensor, scale: float, rotate_deg: float, elastic: float,
@@ -586,184 +425,10 @@ def _save_atomic(obj: Any, path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- inference
 
 
-class LiveDeidentifier:
-    """The trained network as a kit de-identifier: canonical crops in, de-identified canonical crops out.
-
-    The target representation is the face's own by default (the paper's setting for de-identification); pass
-    ``targets`` (crops of any person) to condition on another identity. ``strength`` in [0, 1] scales the blending
-    mask: 0 returns the input, 1 the network's full output; in between, pixels are interpolated.
-    :meth:`deidentify_with_mask` gives the raw output and the per-pixel blending weight, which the video
-    pipeline warps back into the frame.
-
-    ``colour_match`` (default on) shifts each colour channel of the raw output so that its mean inside the
-    blending mask equals the input's there: the network's output keeps the identity change but not a colour cast
-    (the ``quick`` model tints faces yellow-orange on footage unlike LFW); skin tone and lighting stay the
-    input's.
-    """
-
-    def __init__(self, generator: LiveGenerator, features: RecognizerFeatures, crop_fraction: float,
-                 name: str = "live", strength: float = 1.0, device: torch.device | str = "cpu",
-                 colour_match: bool = True) -> None:
-        if not name.startswith("live"):
-            raise ValueError(f"live de-identifier names start with 'live', got {name!r}")
-        self.device = torch.device(device)
-        self.generator = generator.to(self.device).eval()
-        self.features = features.to(self.device).eval()
-        self.crop_fraction = crop_fraction
-        self.size = generator.size
-        self._name = name
-        self.strength = strength
-        self.colour_match = colour_match
-
-    @property
-    def strength(self) -> float:
-        return self._strength
-
-    @strength.setter
-    def strength(self, value: float) -> None:
-        if not 0.0 <= float(value) <= 1.0:
-            raise ValueError(f"strength must lie in [0, 1], got {value}")
-        self._strength = float(value)
-
-    @property
-    def name(self) -> str:
-        return self._name if self._strength == 1.0 else f"{self._name}_s{self._strength:g}"
-
-    @property
-    def crop_size(self) -> int:
-        """The canonical crop side the network uses without resampling (the video pipeline aligns to it)."""
-        return int(round(self.size / self.crop_fraction))
-
-    def _network_input(self, batch: np.ndarray) -> torch.Tensor:
-        if batch.shape[1] > 1.5 * self.crop_size:
-            # shrink with area averaging first: bilinear sampling alone would alias large crops
-            batch = np.stack([cv2.resize(b, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
-                              for b in batch])
-        x = to_tensor(batch).to(self.device)
-        grid = center_grid(x.shape[0], self.size, self.crop_fraction, self.device)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-    @torch.no_grad()
-    def target_representation(self, crops: np.ndarray) -> torch.Tensor:
-        """The conditioning vectors (N, dim) of canonical crops (of any person)."""
-        return self.features.embed(self._network_input(_check(crops)))
-
-    @torch.no_grad()
-    def deidentify_with_mask(self, batch: np.ndarray, targets: torch.Tensor | np.ndarray | None = None
-                             ) -> tuple[np.ndarray, np.ndarray]:
-        """(raw output pasted into the canonical crops, uint8 (N, C, C, 3); blending weight float32 (N, C, C)).
-
-        ``targets``: conditioning vectors (1 or N, dim), or canonical crops (1 or N, ., ., 3) uint8 of the target
-        person; None conditions each face on itself."""
-        batch = _check(batch)
-        n, c = batch.shape[0], batch.shape[1]
-        x_in = self._network_input(batch)
-        if targets is None:
-            t = self.features.embed(x_in)
-        elif isinstance(targets, np.ndarray) and targets.ndim == 4:
-            t = self.target_representation(targets)
-        else:
-            t = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
-        if t.shape[0] == 1 and n > 1:
-            t = t.expand(n, -1)
-        raw, mask = self.generator(x_in, t)
-        if self.colour_match:
-            raw = match_colour(raw, x_in, mask)
-        raw_np = to_uint8(raw)
-        mask_np = mask[:, 0].cpu().numpy().astype(np.float32)
-        m = network_to_canonical(self.size, self.crop_fraction, c)
-        out = batch.copy()
-        alpha = np.zeros((n, c, c), dtype=np.float32)
-        for i in range(n):
-            # Outside the network's region the raw image is the input and the weight 0.
-            warped = cv2.warpAffine(raw_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            a = cv2.warpAffine(mask_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                               borderValue=0)
-            region = a > 0
-            out[i][region] = warped[region]
-            alpha[i] = a * self._strength
-        return out, alpha
-
-    def deidentify(self, batch: np.ndarray, targets: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
-        """De-identified canonical crops: the network's output blended into the input with its mask."""
-        batch = _check(batch)
-        raw, alpha = self.deidentify_with_mask(batch, targets)
-        a = alpha[..., None]
-        return np.clip(np.rint(a * raw + (1.0 - a) * batch), 0, 255).astype(np.uint8)
-
-    def __repr__(self) -> str:
-        return f"LiveDeidentifier(name={self.name!r}, size={self.size}, crop_fraction={self.crop_fraction})"
-
-
-def match_colour(raw: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``raw`` (N, 3, H, W) shifted per image and channel so that its ``weight``-weighted mean equals
-    ``reference``'s (same weights); clamped to [-1, 1]."""
-    w = weight / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
-    shift = ((reference - raw) * w).sum(dim=(2, 3), keepdim=True)
-    return (raw + shift).clamp(-1.0, 1.0)
-
-
-def _check(batch: np.ndarray) -> np.ndarray:
-    batch = np.asarray(batch)
-    if batch.ndim != 4 or batch.shape[-1] != 3 or batch.shape[1] != batch.shape[2] or batch.dtype != np.uint8:
-        raise ValueError(f"expected canonical crops uint8 (N, S, S, 3), got {batch.dtype} {batch.shape}")
-    return batch
-
-
-def load_live_deidentifier(run_dir: str | os.PathLike | None = None, profile: str = "quick",
-                           stage: int | None = None, strength: float = 1.0, device: str = "cpu",
-                           features: RecognizerFeatures | None = None, name: str | None = None
-                           ) -> LiveDeidentifier:
-    """A trained live network as a de-identifier. ``stage`` (0-3) loads the generator saved at the end of that
-    lambda stage instead of the final checkpoint."""
-    import json
-
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(profile)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path}: no trained live model here (train it with deidkit.train.live."
-                                f"train_live or notebook 03)")
-    raw_cfg = json.loads(cfg_path.read_text())
-    known = {f.name for f in dataclasses.fields(LiveConfig)}
-    cfg = LiveConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw_cfg.items() if k in known})
-    feats = features or build_features(cfg)
-    with torch.no_grad():
-        dim = feats(torch.zeros(1, 3, cfg.size, cfg.size))["embedding"].shape[1]
-    gen = build_generator(cfg, cond_dim=dim)
-    if stage is None:
-        gen.load_state_dict(load_checkpoint(run_dir)["modules"]["generator"])
-        default = f"live_{cfg.profile_name}"
-    else:
-        path = run_dir / STAGES_DIR / f"stage{stage}.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no generator saved for lambda stage {stage}")
-        gen.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
-        default = f"live_{cfg.profile_name}_stage{stage}"
-    return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name or default, strength=strength, device=device)
-
-
-def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | os.PathLike | None = None,
-                              device: str = "cpu") -> LiveDeidentifier:
-    """``live`` (the given profile), ``live_<profile>``, ``live_<profile>_stage<k>``; ``_s<strength>`` may end
-    any of them (e.g. ``live_quick_s0.5``). ``live-<run>`` names a run folder in the cache (e.g. a fine-tuning
-    run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators (``_s<strength>`` may end them
-    too)."""
-    import re
-
-    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:_s([\d.]+))?", name)
-    if run is not None and run_dir is None:
-        deid = load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
-                                      else int(run.group(2)), device=device, name=name.rsplit("_s", 1)[0]
-                                      if run.group(3) else name)
-        deid.strength = 1.0 if run.group(3) is None else float(run.group(3))
-        return deid
-    m = re.fullmatch(r"live(?:_(tiny|quick|standard|paper))?(?:_stage([0-3]))?(?:_s([\d.]+))?", name)
-    if m is None:
-        raise ValueError(f"unknown live model {name!r}; use live, live_<tiny|quick|standard|paper>[_stage<0-3>][_s<strength>]")
-    return load_live_deidentifier(run_dir, profile=m.group(1) or profile,
-                                  stage=None if m.group(2) is None else int(m.group(2)),
-                                  strength=1.0 if m.group(3) is None else float(m.group(3)), device=device)
-
-
-# The kit's registry of trained de-identifiers (notebook 04 loads ``live...`` names through it).
-register_trained("live", lambda name, profile: live_deidentifier_by_name(name, profile))
+# Inference and configuration live in deidkit.deidentifiers.live and deidkit.configs; their names stay importable
+# from here for notebooks and scripts written against earlier versions.
+__all__ = ["LAMBDA_SHAPE", "PAPER_LAMBDA_STEPS", "PROFILES", "STAGES_DIR", "LiveConfig", "LiveDeidentifier",
+           "LiveTrainer", "build_discriminator", "build_features", "build_generator", "center_grid", "default_run_dir",
+           "distort_grid", "images_to_float", "init_state", "lambda_break_even", "live_deidentifier_by_name",
+           "load_live_deidentifier", "load_training_images", "make_batch", "match_colour", "network_to_arcface",
+           "network_to_canonical", "resolve_device", "target_representations", "to_tensor", "to_uint8", "train_live"]

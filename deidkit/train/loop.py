@@ -30,10 +30,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-CHECKPOINT_NAME = "checkpoint.pt"
+from deidkit.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    load_checkpoint,
+    load_module_state,
+)
+
 LOG_NAME = "log.csv"
-CONFIG_NAME = "config.json"
-CHECKPOINT_FORMAT = 1
 #: Columns the loop adds to every log row; the step's own terms follow them.
 LOG_PREFIX = ("epoch", "step", "wall_s")
 
@@ -84,29 +89,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
-def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """Load ``run_dir/checkpoint.pt`` on the CPU with ``weights_only=True``; errors name the file."""
-    path = Path(run_dir) / CHECKPOINT_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint (has this run been trained?)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt/unsafe files
-        raise RuntimeError(f"{path}: cannot load checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise RuntimeError(f"{path}: not a deidkit training checkpoint (format {CHECKPOINT_FORMAT} expected)")
-    return ckpt
 
 
-def load_module_state(run_dir: str | os.PathLike, name: str, module: nn.Module) -> nn.Module:
-    """Load the weights of the module saved as ``name`` in a run's checkpoint into ``module``."""
-    ckpt = load_checkpoint(run_dir)
-    if name not in ckpt["modules"]:
-        raise KeyError(
-            f"{Path(run_dir) / CHECKPOINT_NAME}: no module named {name!r}; it holds {sorted(ckpt['modules'])}"
-        )
-    module.load_state_dict(ckpt["modules"][name])
-    return module
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -338,3 +322,8 @@ class TrainingRun:
                 f"(epoch {self.epoch}); lower the learning rate or the loss weights."
             )
         return out
+
+
+# The checkpoint readers live in deidkit.checkpoints (inference reads runs without the training loop).
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "TrainingDiverged", "TrainingRun",
+           "load_checkpoint", "load_module_state", "rng_state", "seed_everything", "set_rng_state"]

@@ -12,9 +12,9 @@ from deidkit.baselines import Deidentifier, baseline_deidentifiers, get_deidenti
 #: Trained de-identifiers: name prefix -> loader(name, profile). Filled by the model packages on import.
 TRAINED: dict[str, Callable[[str, str], Deidentifier]] = {}
 
-#: Modules that register the kit's own trained models; imported on first use because they pull in torch
-#: training code that baseline-only users never need.
-TRAINED_MODULES: dict[str, str] = {"fadenet": "deidkit.train.fadenet", "live": "deidkit.train.live"}
+#: Modules that register the kit's own trained models; imported on first use because they pull in torch, which
+#: baseline-only users never need.
+TRAINED_MODULES: dict[str, str] = {"fadenet": "deidkit.deidentifiers.fadenet", "live": "deidkit.deidentifiers.live"}
 
 
 def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) -> None:

@@ -1,0 +1,62 @@
+"""Reading what training wrote: run folders, their checkpoints and JSON files.
+
+Inference (``deidkit.deidentifiers``) and training (``deidkit.train``) both use these; nothing here trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deidkit.assets import cache_dir
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+CONFIG_NAME = "config.json"
+
+CHECKPOINT_FORMAT = 1
+
+
+def runs_dir() -> Path:
+    """Where trained runs live: ``cache_dir()/runs``."""
+    return cache_dir() / "runs"
+
+
+def load_checkpoint(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Load ``run_dir/checkpoint.pt`` on the CPU with ``weights_only=True``; errors name the file."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no checkpoint (has this run been trained?)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt/unsafe files
+        raise RuntimeError(f"{path}: cannot load checkpoint ({exc})") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"{path}: not a deidkit training checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return ckpt
+
+
+def load_module_state(run_dir: str | os.PathLike, name: str, module: nn.Module) -> nn.Module:
+    """Load the weights of the module saved as ``name`` in a run's checkpoint into ``module``."""
+    ckpt = load_checkpoint(run_dir)
+    if name not in ckpt["modules"]:
+        raise KeyError(
+            f"{Path(run_dir) / CHECKPOINT_NAME}: no module named {name!r}; it holds {sorted(ckpt['modules'])}"
+        )
+    module.load_state_dict(ckpt["modules"][name])
+    return module
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=isinstance(obj, dict), default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None

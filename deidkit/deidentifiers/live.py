@@ -1,0 +1,266 @@
+"""The trained live network (a run in the cache or the shipped model) as a de-identifier, and the geometry shared
+with its training (the network's crop inside the canonical crop). Inference only: the training recipe is
+:mod:`deidkit.train.live`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deidkit.assets import cache_dir
+from deidkit.checkpoints import load_checkpoint
+from deidkit.configs import LiveConfig
+from deidkit.data.templates import ARCFACE_112, crop_to_template
+from deidkit.deidentifiers import register_trained
+from deidkit.models.live import LiveGenerator, RecognizerFeatures
+
+STAGES_DIR = "stages"
+
+
+def default_run_dir(profile: str) -> Path:
+    """Where a profile's run lives by default: ``<cache>/runs/live-<profile>`` (trained models stay out of git)."""
+    return cache_dir() / "runs" / f"live-{profile}"
+
+
+def build_generator(cfg: LiveConfig, cond_dim: int = 128) -> LiveGenerator:
+    return LiveGenerator(size=cfg.size, stem_channels=cfg.stem_channels, enc_channels=cfg.enc_channels,
+                         bottleneck=cfg.bottleneck, cond_dim=cond_dim, dec_channels=cfg.dec_channels,
+                         skip_channels=cfg.skip_channels)
+
+
+def network_to_canonical(size: int, crop_fraction: float, canonical: int) -> np.ndarray:
+    """2x3 pixel matrix from the network's crop (side ``size``) to a canonical crop of side ``canonical``."""
+    k = canonical * crop_fraction / size
+    off = canonical * (1.0 - crop_fraction) / 2.0
+    # pixel centres: p_can + 0.5 = (p_net + 0.5) * k + off
+    return np.array([[k, 0.0, 0.5 * k + off - 0.5], [0.0, k, 0.5 * k + off - 0.5]])
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2x3 matrix applying ``b`` then ``a``."""
+    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
+
+
+def network_to_arcface(cfg: LiveConfig) -> np.ndarray:
+    """2x3 pixel matrix from the network's crop to the ArcFace 112 template crop."""
+    ref = 224
+    return _compose(crop_to_template(ref, ARCFACE_112), network_to_canonical(cfg.size, cfg.crop_fraction, ref))
+
+
+def build_features(cfg: LiveConfig, backbone: nn.Module | None = None) -> RecognizerFeatures:
+    """The frozen recogniser read from the network's crops. ``backbone`` (a module with ``forward_features``
+    returning named layers and ``embedding``) replaces the pretrained MobileFaceNet, e.g. in tests."""
+    if backbone is None:
+        if cfg.recognizer != "mobilefacenet_ms1m":
+            raise ValueError(f"only 'mobilefacenet_ms1m' offers differentiable features, got {cfg.recognizer!r}")
+        from deidkit.recognizers import get_recognizer
+
+        backbone = get_recognizer("mobilefacenet_ms1m").network
+    matrix = torch.from_numpy(network_to_arcface(cfg))
+    return RecognizerFeatures(backbone, matrix, crop_size=cfg.size)
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
+    return ((x.detach().clamp(-1, 1) + 1.0) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def center_grid(n: int, size: int, crop_fraction: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Sampling grid of the central ``crop_fraction`` of an image, at ``size`` x ``size``."""
+    theta = torch.tensor([[crop_fraction, 0.0, 0.0], [0.0, crop_fraction, 0.0]], device=device)
+    return F.affine_grid(theta.expand(n, 2, 3), [n, 3, size, size], align_corners=False)
+
+
+class LiveDeidentifier:
+    """The trained network as a kit de-identifier: canonical crops in, de-identified canonical crops out.
+
+    The target representation is the face's own by default (the paper's setting for de-identification); pass
+    ``targets`` (crops of any person) to condition on another identity. ``strength`` in [0, 1] scales the blending
+    mask: 0 returns the input, 1 the network's full output; in between, pixels are interpolated.
+    :meth:`deidentify_with_mask` gives the raw output and the per-pixel blending weight, which the video
+    pipeline warps back into the frame.
+
+    ``colour_match`` (default on) shifts each colour channel of the raw output so that its mean inside the
+    blending mask equals the input's there: the network's output keeps the identity change but not a colour cast
+    (the ``quick`` model tints faces yellow-orange on footage unlike LFW); skin tone and lighting stay the
+    input's.
+    """
+
+    def __init__(self, generator: LiveGenerator, features: RecognizerFeatures, crop_fraction: float,
+                 name: str = "live", strength: float = 1.0, device: torch.device | str = "cpu",
+                 colour_match: bool = True) -> None:
+        if not name.startswith("live"):
+            raise ValueError(f"live de-identifier names start with 'live', got {name!r}")
+        self.device = torch.device(device)
+        self.generator = generator.to(self.device).eval()
+        self.features = features.to(self.device).eval()
+        self.crop_fraction = crop_fraction
+        self.size = generator.size
+        self._name = name
+        self.strength = strength
+        self.colour_match = colour_match
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"strength must lie in [0, 1], got {value}")
+        self._strength = float(value)
+
+    @property
+    def name(self) -> str:
+        return self._name if self._strength == 1.0 else f"{self._name}_s{self._strength:g}"
+
+    @property
+    def crop_size(self) -> int:
+        """The canonical crop side the network uses without resampling (the video pipeline aligns to it)."""
+        return int(round(self.size / self.crop_fraction))
+
+    def _network_input(self, batch: np.ndarray) -> torch.Tensor:
+        if batch.shape[1] > 1.5 * self.crop_size:
+            # shrink with area averaging first: bilinear sampling alone would alias large crops
+            batch = np.stack([cv2.resize(b, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
+                              for b in batch])
+        x = to_tensor(batch).to(self.device)
+        grid = center_grid(x.shape[0], self.size, self.crop_fraction, self.device)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    @torch.no_grad()
+    def target_representation(self, crops: np.ndarray) -> torch.Tensor:
+        """The conditioning vectors (N, dim) of canonical crops (of any person)."""
+        return self.features.embed(self._network_input(_check(crops)))
+
+    @torch.no_grad()
+    def deidentify_with_mask(self, batch: np.ndarray, targets: torch.Tensor | np.ndarray | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw output pasted into the canonical crops, uint8 (N, C, C, 3); blending weight float32 (N, C, C)).
+
+        ``targets``: conditioning vectors (1 or N, dim), or canonical crops (1 or N, ., ., 3) uint8 of the target
+        person; None conditions each face on itself."""
+        batch = _check(batch)
+        n, c = batch.shape[0], batch.shape[1]
+        x_in = self._network_input(batch)
+        if targets is None:
+            t = self.features.embed(x_in)
+        elif isinstance(targets, np.ndarray) and targets.ndim == 4:
+            t = self.target_representation(targets)
+        else:
+            t = torch.as_tensor(targets, dtype=torch.float32, device=self.device)
+        if t.shape[0] == 1 and n > 1:
+            t = t.expand(n, -1)
+        raw, mask = self.generator(x_in, t)
+        if self.colour_match:
+            raw = match_colour(raw, x_in, mask)
+        raw_np = to_uint8(raw)
+        mask_np = mask[:, 0].cpu().numpy().astype(np.float32)
+        m = network_to_canonical(self.size, self.crop_fraction, c)
+        out = batch.copy()
+        alpha = np.zeros((n, c, c), dtype=np.float32)
+        for i in range(n):
+            # Outside the network's region the raw image is the input and the weight 0.
+            warped = cv2.warpAffine(raw_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            a = cv2.warpAffine(mask_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=0)
+            region = a > 0
+            out[i][region] = warped[region]
+            alpha[i] = a * self._strength
+        return out, alpha
+
+    def deidentify(self, batch: np.ndarray, targets: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
+        """De-identified canonical crops: the network's output blended into the input with its mask."""
+        batch = _check(batch)
+        raw, alpha = self.deidentify_with_mask(batch, targets)
+        a = alpha[..., None]
+        return np.clip(np.rint(a * raw + (1.0 - a) * batch), 0, 255).astype(np.uint8)
+
+    def __repr__(self) -> str:
+        return f"LiveDeidentifier(name={self.name!r}, size={self.size}, crop_fraction={self.crop_fraction})"
+
+
+def match_colour(raw: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``raw`` (N, 3, H, W) shifted per image and channel so that its ``weight``-weighted mean equals
+    ``reference``'s (same weights); clamped to [-1, 1]."""
+    w = weight / weight.sum(dim=(2, 3), keepdim=True).clamp_min(1e-6)
+    shift = ((reference - raw) * w).sum(dim=(2, 3), keepdim=True)
+    return (raw + shift).clamp(-1.0, 1.0)
+
+
+def _check(batch: np.ndarray) -> np.ndarray:
+    batch = np.asarray(batch)
+    if batch.ndim != 4 or batch.shape[-1] != 3 or batch.shape[1] != batch.shape[2] or batch.dtype != np.uint8:
+        raise ValueError(f"expected canonical crops uint8 (N, S, S, 3), got {batch.dtype} {batch.shape}")
+    return batch
+
+
+def load_live_deidentifier(run_dir: str | os.PathLike | None = None, profile: str = "quick",
+                           stage: int | None = None, strength: float = 1.0, device: str = "cpu",
+                           features: RecognizerFeatures | None = None, name: str | None = None
+                           ) -> LiveDeidentifier:
+    """A trained live network as a de-identifier. ``stage`` (0-3) loads the generator saved at the end of that
+    lambda stage instead of the final checkpoint."""
+    import json
+
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(profile)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: no trained live model here (train it with deidkit.train.live."
+                                f"train_live or notebook 03)")
+    raw_cfg = json.loads(cfg_path.read_text())
+    known = {f.name for f in dataclasses.fields(LiveConfig)}
+    cfg = LiveConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw_cfg.items() if k in known})
+    feats = features or build_features(cfg)
+    with torch.no_grad():
+        dim = feats(torch.zeros(1, 3, cfg.size, cfg.size))["embedding"].shape[1]
+    gen = build_generator(cfg, cond_dim=dim)
+    if stage is None:
+        gen.load_state_dict(load_checkpoint(run_dir)["modules"]["generator"])
+        default = f"live_{cfg.profile_name}"
+    else:
+        path = run_dir / STAGES_DIR / f"stage{stage}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no generator saved for lambda stage {stage}")
+        gen.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+        default = f"live_{cfg.profile_name}_stage{stage}"
+    return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name or default, strength=strength, device=device)
+
+
+def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | os.PathLike | None = None,
+                              device: str = "cpu") -> LiveDeidentifier:
+    """``live`` (the given profile), ``live_<profile>``, ``live_<profile>_stage<k>``; ``_s<strength>`` may end
+    any of them (e.g. ``live_quick_s0.5``). ``live-<run>`` names a run folder in the cache (e.g. a fine-tuning
+    run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators (``_s<strength>`` may end them
+    too)."""
+    import re
+
+    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:_s([\d.]+))?", name)
+    if run is not None and run_dir is None:
+        deid = load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
+                                      else int(run.group(2)), device=device, name=name.rsplit("_s", 1)[0]
+                                      if run.group(3) else name)
+        deid.strength = 1.0 if run.group(3) is None else float(run.group(3))
+        return deid
+    m = re.fullmatch(r"live(?:_(tiny|quick|standard|paper))?(?:_stage([0-3]))?(?:_s([\d.]+))?", name)
+    if m is None:
+        raise ValueError(f"unknown live model {name!r}; use live, live_<tiny|quick|standard|paper>[_stage<0-3>][_s<strength>]")
+    return load_live_deidentifier(run_dir, profile=m.group(1) or profile,
+                                  stage=None if m.group(2) is None else int(m.group(2)),
+                                  strength=1.0 if m.group(3) is None else float(m.group(3)), device=device)
+
+
+# The kit's registry of trained de-identifiers (notebook 04 loads ``live...`` names through it).
+register_trained("live", lambda name, profile: live_deidentifier_by_name(name, profile))
