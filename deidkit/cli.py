@@ -55,30 +55,55 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
+#: Exit status of ``deidkit train`` when ``--max-minutes`` stopped the run before it finished.
+EXIT_STOPPED = 3
+
+
 def _train(args: argparse.Namespace) -> int:
-    """Train (or resume, or load when finished) one model of a profile; prints the run folder at the end."""
+    """Train (or resume, or load when finished) one model of a profile; prints the run folder at the end.
+    With ``--max-minutes`` it may stop early with a checkpoint (exit status 3); the same command continues."""
     import torch
+
+    from deidkit.checkpoints import load_checkpoint
+    from deidkit.train.loop import TimeLimitReached, run_limits
 
     overrides = _parse_overrides(args.overrides or [])
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.model == "live":
-        from deidkit.train.live import LiveConfig, default_run_dir, train_live
+    with run_limits(args.max_minutes, args.checkpoint_every):
+        try:
+            if args.model == "live":
+                from deidkit.configs import LiveConfig
+                from deidkit.train.live import default_run_dir, train_live
 
-        cfg = LiveConfig.profile(args.profile, **overrides)
-        run_dir = default_run_dir(args.profile) if args.run_dir is None else args.run_dir
-        train_live(cfg, run_dir=run_dir, until_epoch=args.until_epoch)
-    elif args.model == "fadenet":
-        from deidkit.train.fadenet import FaDeNetConfig, train_fadenet
+                cfg = LiveConfig.profile(args.profile, **overrides)
+                run_dir = default_run_dir(args.profile) if args.run_dir is None else Path(args.run_dir)
+                train_live(cfg, run_dir=run_dir, until_epoch=args.until_epoch)
+                target = cfg.epochs if args.until_epoch is None else min(cfg.epochs, args.until_epoch)
+            elif args.model == "fadenet":
+                from deidkit.configs import FaDeNetConfig
+                from deidkit.train.fadenet import train_fadenet
 
-        cfg = FaDeNetConfig.profile(args.profile, **overrides)
-        run_dir = train_fadenet(cfg, run_dir=args.run_dir).run_dir
-    else:
-        from deidkit.train.critic import CriticConfig, runs_dir, train_critic
+                cfg = FaDeNetConfig.profile(args.profile, **overrides)
+                run_dir = train_fadenet(cfg, run_dir=args.run_dir).run_dir
+                target = cfg.epochs
+            else:
+                from deidkit.checkpoints import runs_dir
+                from deidkit.configs import CriticConfig
+                from deidkit.train.critic import train_critic
 
-        cfg = CriticConfig.profile(args.profile, **overrides)
-        run_dir = args.run_dir or runs_dir() / cfg.name
-        train_critic(cfg, run_dir=run_dir)
+                cfg = CriticConfig.profile(args.profile, **overrides)
+                run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / cfg.name
+                train_critic(cfg, run_dir=run_dir)
+                target = cfg.epochs
+        except TimeLimitReached as exc:
+            print(f"deidkit train: stopped at the time limit: {exc}", file=sys.stderr)
+            return EXIT_STOPPED
+    ckpt = load_checkpoint(run_dir)
+    if ckpt["epoch"] < target:
+        print(f"stopped {args.model} ({args.profile}) after {args.max_minutes:g} min at epoch {ckpt['epoch']} "
+              f"(+{ckpt.get('epoch_step', 0)} steps) of {target}; run the same command to continue: {run_dir}")
+        return EXIT_STOPPED
     print(f"trained {args.model} ({args.profile}): {run_dir}")
     return 0
 
@@ -311,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="stop cleanly with a checkpoint after this much training (exit status 3); the same command "
+                        "continues, to the same final weights as one uninterrupted run")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also checkpoint every N steps inside an epoch (a crash loses at most N steps)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")

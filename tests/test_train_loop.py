@@ -167,3 +167,63 @@ def test_config_recorded_and_mismatch_refused(tmp_path):
     # ...switched on, it is a different experiment.
     with pytest.raises(ValueError, match=r"\['new_term_weight'\]"):
         make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2), "new_term_weight": 0.5})
+
+
+def test_time_limit_stops_with_a_checkpoint_and_the_same_call_finishes_identically(tmp_path):
+    """``run_limits(max_minutes)``: each call stops at the first step past the limit, mid-epoch included, with a
+    checkpoint; calling again continues; the final weights and log equal an uninterrupted run's."""
+    from deidkit.train.loop import run_limits
+
+    ref = make_run(tmp_path / "ref")
+    log_ref = ref.fit(make_loader, make_step(ref), epochs=3)
+    calls = 0
+    while True:
+        calls += 1
+        with run_limits(max_minutes=1e-9):  # spent at once: one step per call
+            run = make_run(tmp_path / "chunks")
+            log = run.fit(make_loader, make_step(run), epochs=3)
+        if not run.stopped:
+            break
+        ckpt = load_checkpoint(tmp_path / "chunks")
+        assert (ckpt["epoch"], ckpt["epoch_step"]) == divmod(ckpt["global_step"], 4)
+        assert calls < 20
+    assert calls == 12  # 3 epochs x 4 steps, one step per call
+    assert all(torch.equal(a, b) for a, b in zip(weights(ref).values(), weights(run).values()))
+    pd.testing.assert_frame_equal(log.drop(columns="wall_s"), log_ref.drop(columns="wall_s"))
+
+
+def test_checkpoints_inside_an_epoch_lose_at_most_n_steps_on_a_crash(tmp_path):
+    from deidkit.train.loop import RunLimits, run_limits
+
+    ref = make_run(tmp_path / "ref")
+    ref.fit(make_loader, make_step(ref), epochs=2)
+    with run_limits(checkpoint_every=2):
+        run = make_run(tmp_path / "crash")
+        with pytest.raises(Boom):  # fails at the 4th step of epoch 1 (global step 7)
+            run.fit(make_loader, make_step(run, fail_at_epoch=1, fail_at_batch=3), epochs=2)
+        ckpt = load_checkpoint(tmp_path / "crash")
+        assert (ckpt["epoch"], ckpt["epoch_step"], ckpt["global_step"]) == (1, 2, 6)
+        run = make_run(tmp_path / "crash")
+        run.fit(make_loader, make_step(run), epochs=2)
+    assert all(torch.equal(a, b) for a, b in zip(weights(ref).values(), weights(run).values()))
+    with pytest.raises(ValueError, match="max_minutes"):
+        RunLimits(max_minutes=0)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        RunLimits(checkpoint_every=0)
+
+
+def test_train_command_stops_at_max_minutes_and_continues_to_the_same_weights(tmp_path):
+    """``deidkit train live --profile tiny --max-minutes``: exit status 3 with a checkpoint until the run is done,
+    then 0; the weights equal an uninterrupted run of the same command."""
+    from deidkit.cli import EXIT_STOPPED, main
+
+    assert main(["train", "live", "--profile", "tiny", "--run-dir", str(tmp_path / "ref"), "--threads", "1"]) == 0
+    codes = []
+    while len(codes) < 12:
+        codes.append(main(["train", "live", "--profile", "tiny", "--run-dir", str(tmp_path / "chunks"),
+                           "--threads", "1", "--max-minutes", "1e-9"]))
+        if codes[-1] == 0:
+            break
+    assert codes[-1] == 0 and set(codes[:-1]) == {EXIT_STOPPED} and len(codes) >= 3
+    a, b = load_checkpoint(tmp_path / "ref")["modules"], load_checkpoint(tmp_path / "chunks")["modules"]
+    assert all(torch.equal(a[m][k], b[m][k]) for m in a for k in a[m])

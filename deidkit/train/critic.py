@@ -212,12 +212,17 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     # checkpoint each time, which restores exactly the state an uninterrupted fit() would have.
     for e in range(1, config.epochs + 1):
         log = run.fit(make_loader, step, epochs=e, desc=f"critic ({config.kind})")
+        if run.stopped:  # the time limit of deidkit.train.loop.run_limits: the next call continues
+            break
         if not any(int(r["epoch"]) == e for r in rows):
             rows.append({"epoch": e, "heldout_acc": heldout_acc(),
                          "train_loss": float(log.loc[log["epoch"] == e - 1, "loss"].mean())})
             pd.DataFrame(rows).to_csv(epochs_path, index=False)
     wall = time.perf_counter() - t0
     critic.freeze()
+    if run.stopped:
+        return CriticResult(run_dir, critic, data.identities, log, pd.DataFrame(rows),
+                            {"stopped": True, "epoch": run.epoch, "global_step": run.global_step})
     metrics = {
         "kind": config.kind,
         "profile": config.profile_name,

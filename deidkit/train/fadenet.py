@@ -57,7 +57,7 @@ from deidkit.train.critic import (
     resolve_device,
     train_critic,
 )
-from deidkit.train.loop import CHECKPOINT_NAME, TrainingRun, load_checkpoint
+from deidkit.train.loop import CHECKPOINT_NAME, TimeLimitReached, TrainingRun, load_checkpoint
 
 
 def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True
@@ -68,6 +68,9 @@ def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progre
         critic, ids, _ = load_critic(run_dir)
         return critic, ids, run_dir
     res = train_critic(config, data=data, run_dir=run_dir, progress=progress)
+    if res.metrics.get("stopped"):
+        raise TimeLimitReached(f"{run_dir}: the critic stopped at the time limit (epoch {res.metrics['epoch']}); "
+                               f"run again to continue it, then FaDeNet")
     return res.critic, res.identities, run_dir
 
 
@@ -190,6 +193,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     log = run.read_log()
     for e in range(1, config.epochs + 1):  # one epoch per fit() so the held-out split is evaluated in between
         log = run.fit(make_loader, step, epochs=e, desc="FaDeNet")
+        if run.stopped:  # the time limit of deidkit.train.loop.run_limits: the next call continues
+            break
         if not any(int(r["epoch"]) == e for r in rows):
             rep = heldout_report(unet, fast_critic, data, device, original_acc=original_acc)
             original_acc = rep.get("heldout_critic_acc_original")  # the critic is frozen: measure it once
@@ -201,6 +206,9 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             torch.save({"unet": unet.state_dict(), "epoch": e}, snap)
     wall = time.perf_counter() - t0
     unet.eval()
+    if run.stopped:
+        return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows),
+                             {"stopped": True, "epoch": run.epoch, "global_step": run.global_step})
     metrics: dict[str, Any] = {"profile": config.profile_name, "epochs": config.epochs, "lam": config.lam,
                                "train_images": int(len(data.train_images)), "critic_dir": critic_dir,
                                **({k: v for k, v in rows[-1].items() if k != "epoch"} if rows else {})}

@@ -78,7 +78,7 @@ from deidkit.losses.live import (
     sample_beta,
 )
 from deidkit.models.live import LiveDiscriminator, RecognizerFeatures
-from deidkit.train.loop import TrainingRun
+from deidkit.train.loop import TrainingRun, seed_everything
 
 
 def resolve_device(device: str) -> torch.device:
@@ -349,6 +349,7 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
         shutil.rmtree(run_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)  # identical initial generator and discriminator weights for a given seed
     trainer = LiveTrainer(cfg, features)
     if cfg.init_from:
         # a resumed run's checkpoint overwrites this in fit()

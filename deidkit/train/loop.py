@@ -13,6 +13,7 @@ shows on the progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -20,7 +21,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,53 @@ LOG_PREFIX = ("epoch", "step", "wall_s")
 
 class TrainingDiverged(RuntimeError):
     """A loss term became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+class TimeLimitReached(RuntimeError):
+    """A stage a recipe depends on (e.g. FaDeNet's critic) stopped at the time limit before it finished."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLimits:
+    """How long a run may train in this call and how often it checkpoints inside an epoch.
+
+    ``max_minutes``: stop cleanly (with a checkpoint) at the first step that ends after this much wall time; the
+    same call later continues where it stopped and ends with the same weights as an uninterrupted run.
+    ``checkpoint_every``: also checkpoint every this many steps inside an epoch (a crash loses at most that many)."""
+
+    max_minutes: float | None = None
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+
+
+_LIMITS = RunLimits()
+_DEADLINE: float | None = None
+
+
+@contextlib.contextmanager
+def run_limits(max_minutes: float | None = None, checkpoint_every: int | None = None) -> Iterator[RunLimits]:
+    """Limits for every :class:`TrainingRun` created inside the block (the ``deidkit train`` options
+    ``--max-minutes`` and ``--checkpoint-every``), so the training recipes need no extra parameters. The clock
+    starts when the block is entered."""
+    global _LIMITS, _DEADLINE
+    limits = RunLimits(max_minutes, checkpoint_every)
+    previous = _LIMITS, _DEADLINE
+    _LIMITS = limits
+    _DEADLINE = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
+    try:
+        yield limits
+    finally:
+        _LIMITS, _DEADLINE = previous
+
+
+def time_is_up() -> bool:
+    """Whether the current :func:`run_limits` block's time is spent."""
+    return _DEADLINE is not None and time.monotonic() >= _DEADLINE
 
 
 # --------------------------------------------------------------------------------------------- RNG state
@@ -141,6 +189,11 @@ class TrainingRun:
         self.extendable = tuple(extendable)
         self.epoch = 0  # epochs completed
         self.global_step = 0  # steps completed
+        self.epoch_step = 0  # steps completed inside the current (unfinished) epoch
+        self.stopped = False  # fit() returned early because the time limit was reached
+        self.limits = _LIMITS
+        self._resume_rng: Mapping[str, Any] | None = None
+        self._epoch_rng: Mapping[str, Any] | None = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_config()
 
@@ -190,12 +243,16 @@ class TrainingRun:
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
             "global_step": self.global_step,
+            "epoch_step": self.epoch_step,
             "seed": self.seed,
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
             "rng": rng_state(),
         }
+        if self.epoch_step:
+            # inside an epoch: also the states the epoch's loader was made with (a loader may shuffle from them)
+            ckpt["epoch_rng"] = self._epoch_rng
         _atomic_torch_save(ckpt, self.checkpoint_path)
 
     def resume(self) -> bool:
@@ -213,7 +270,12 @@ class TrainingRun:
                 obj.load_state_dict(saved[name])
         self.epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt["global_step"])
+        self.epoch_step = int(ckpt.get("epoch_step", 0))
         set_rng_state(ckpt["rng"])
+        # Inside an epoch: fit() replays the loader up to this step, then restores these states again, so the
+        # next batch is drawn exactly as in an uninterrupted run.
+        self._resume_rng = ckpt["rng"] if self.epoch_step else None
+        self._epoch_rng = ckpt.get("epoch_rng") if self.epoch_step else None
         self._truncate_log()
         return True
 
@@ -258,22 +320,38 @@ class TrainingRun:
         """
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
+        self.stopped = False
         if not self.resume():
             seed_everything(self.seed)
-            self.epoch = self.global_step = 0
+            self.epoch = self.global_step = self.epoch_step = 0
             if self.log_path.exists():
-                self.log_path.unlink()  # a log without a checkpoint is from a run that never finished an epoch
+                self.log_path.unlink()  # a log without a checkpoint is from a run that never saved a step
         columns: list[str] | None = None
         if self.log_path.is_file():
             with open(self.log_path, newline="") as f:
                 columns = next(csv.reader(f), None)
+        every = self.limits.checkpoint_every
         while self.epoch < epochs:
             epoch = self.epoch
+            if self.epoch_step and self._epoch_rng is not None:
+                set_rng_state(self._epoch_rng)  # the loader of the interrupted epoch, made as it was
+            else:
+                self._epoch_rng = rng_state()
             loader = make_loader(epoch)
             total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
+            batches = iter(loader)
+            if self.epoch_step:
+                # resuming inside this epoch: draw (and drop) the batches already trained on, then put the RNG
+                # states back to where the checkpoint left them
+                for _ in range(self.epoch_step):
+                    next(batches)
+                if self._resume_rng is not None:
+                    set_rng_state(self._resume_rng)
+                    self._resume_rng = None
             bar = tqdm(
-                loader,
+                batches,
                 total=total,
+                initial=self.epoch_step,
                 desc=f"{desc} {epoch + 1}/{epochs}",
                 disable=not self.show_progress,
                 leave=False,
@@ -297,12 +375,25 @@ class TrainingRun:
                     writer.writerow([epoch, self.global_step, f"{wall:.6f}", *(repr(v) for v in terms.values())])
                     logf.flush()
                     self.global_step += 1
+                    self.epoch_step += 1
                     if self.show_progress:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
+                    if total is None or self.epoch_step < total:
+                        if time_is_up():
+                            self.save_checkpoint()
+                            self.stopped = True
+                            break
+                        if every and self.epoch_step % every == 0:
+                            self.save_checkpoint()
                     t0 = time.perf_counter()
             bar.close()
-            self.epoch = epoch + 1
+            if self.stopped:
+                return self.read_log()
+            self.epoch, self.epoch_step = epoch + 1, 0
             self.save_checkpoint()
+            if time_is_up() and self.epoch < epochs:
+                self.stopped = True
+                return self.read_log()
         return self.read_log()
 
     def _check_terms(self, terms: Mapping[str, float], epoch: int) -> dict[str, float]:
@@ -325,5 +416,6 @@ class TrainingRun:
 
 
 # The checkpoint readers live in deidkit.checkpoints (inference reads runs without the training loop).
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "TrainingDiverged", "TrainingRun",
-           "load_checkpoint", "load_module_state", "rng_state", "seed_everything", "set_rng_state"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "RunLimits", "TimeLimitReached", "TrainingDiverged",
+           "TrainingRun", "load_checkpoint", "load_module_state", "rng_state", "run_limits", "seed_everything",
+           "set_rng_state", "time_is_up"]
