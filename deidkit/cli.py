@@ -55,7 +55,8 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
-#: Exit status of ``deidkit train`` when ``--max-minutes`` stopped the run before it finished.
+#: Exit status of ``deidkit train`` when ``--max-minutes`` stopped the run before it finished (one process; under
+#: torchrun, which reads any other status than 0 as a failure, the workers end with 0 and print that they stopped).
 EXIT_STOPPED = 3
 
 
@@ -65,8 +66,11 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from deidkit.checkpoints import load_checkpoint
+    from deidkit.train.distributed import setup
     from deidkit.train.loop import TimeLimitReached, run_limits
 
+    shard = setup()  # under torchrun: join the process group (DDP); otherwise one process
+    say = print if shard.is_main else (lambda *a, **k: None)
     overrides = _parse_overrides(args.overrides or [])
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -97,14 +101,15 @@ def _train(args: argparse.Namespace) -> int:
                 train_critic(cfg, run_dir=run_dir)
                 target = cfg.epochs
         except TimeLimitReached as exc:
-            print(f"deidkit train: stopped at the time limit: {exc}", file=sys.stderr)
-            return EXIT_STOPPED
+            say(f"deidkit train: stopped at the time limit: {exc}", file=sys.stderr)
+            return 0 if shard.active else EXIT_STOPPED
     ckpt = load_checkpoint(run_dir)
     if ckpt["epoch"] < target:
-        print(f"stopped {args.model} ({args.profile}) after {args.max_minutes:g} min at epoch {ckpt['epoch']} "
+        # torchrun reports any non-zero worker status as a failure: under it a stop is status 0 and this line
+        say(f"stopped {args.model} ({args.profile}) after {args.max_minutes:g} min at epoch {ckpt['epoch']} "
               f"(+{ckpt.get('epoch_step', 0)} steps) of {target}; run the same command to continue: {run_dir}")
-        return EXIT_STOPPED
-    print(f"trained {args.model} ({args.profile}): {run_dir}")
+        return 0 if shard.active else EXIT_STOPPED
+    say(f"trained {args.model} ({args.profile}) in {shard.world} process{'es' if shard.active else ''}: {run_dir}")
     return 0
 
 

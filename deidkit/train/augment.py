@@ -16,6 +16,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from deidkit.data.images import from_model_range, to_model_range
+from deidkit.train.distributed import Shard
 
 
 class RandomCropPad(v2.Transform):
@@ -81,7 +82,7 @@ class ArrayBatches:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
                  augment: bool = True, shuffle: bool = True, drop_last: bool = True,
-                 transform: v2.Transform | None = None) -> None:
+                 transform: v2.Transform | None = None, shard: Shard | None = None) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
         if len(labels) != len(images):
@@ -91,6 +92,8 @@ class ArrayBatches:
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
         self.batch_size, self.augment, self.drop_last = batch_size, augment, drop_last
+        # under torchrun: the global batch is drawn and augmented as in one process, this process keeps its share
+        self.shard = shard or Shard()
         self.transform = transform or fadenet_augmentation()
         n = len(images)
         if shuffle:
@@ -111,24 +114,27 @@ class ArrayBatches:
             x = self.images[idx]
             if self.augment:
                 x = augment_batch(x, self.transform)
-            yield to_model_range(x), self.labels[idx]
+            yield self.shard.take(to_model_range(x)), self.shard.take(self.labels[idx])
 
 
 def random_views(batch: torch.Tensor, scale: float = 0.08, shift: float = 0.05, rotate_deg: float = 6.0,
-                 resolutions: tuple[float, ...] = (1.0, 0.75, 0.5)) -> torch.Tensor:
+                 resolutions: tuple[float, ...] = (1.0, 0.75, 0.5), shard: Shard | None = None) -> torch.Tensor:
     """Differentiable random views of an (N, 3, H, W) batch: per image a random scale, shift and rotation, then
     the whole batch at a random lower resolution and back (area down, bilinear up).
 
     Used on FaDeNet's output before the critic (``critic_views`` in :class:`deidkit.train.fadenet.FaDeNetConfig`):
     averaging the critic's loss over such views (expectation over transformation) rewards changes of the face
     that survive resampling and misalignment, and stops rewarding thin pixel patterns that fool only the exact
-    critic at the exact alignment. Draws from torch's global RNG (seeded and checkpointed by the training loop).
+    critic at the exact alignment. Draws from torch's global RNG (seeded and checkpointed by the training loop);
+    with a ``shard`` the batch is this process's share and the draws are the global batch's (see distributed).
     """
+    shard = shard or Shard()
     n, _, h, w = batch.shape
     dev = batch.device
-    s = 1.0 + (torch.rand(n) * 2 - 1) * scale
-    a = torch.deg2rad((torch.rand(n) * 2 - 1) * rotate_deg)
-    t = (torch.rand(n, 2) * 2 - 1) * shift * 2  # affine_grid coordinates span 2 per side
+    g = n * shard.world
+    s = shard.take(1.0 + (torch.rand(g) * 2 - 1) * scale)
+    a = shard.take(torch.deg2rad((torch.rand(g) * 2 - 1) * rotate_deg))
+    t = shard.take((torch.rand(g, 2) * 2 - 1) * shift * 2)  # affine_grid coordinates span 2 per side
     cos, sin = torch.cos(a) / s, torch.sin(a) / s
     theta = torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1).to(dev)
     grid = torch.nn.functional.affine_grid(theta, [n, 3, h, w], align_corners=False)

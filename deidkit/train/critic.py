@@ -35,6 +35,8 @@ from deidkit.configs import CRITIC_KINDS, CriticConfig
 from deidkit.data.images import resize_crops, to_model_range
 from deidkit.models.critic import Critic, build_critic
 from deidkit.train.augment import ArrayBatches
+from deidkit.train.distributed import Shard, device_for, wrap
+from deidkit.train.distributed import current as current_shard
 from deidkit.train.loop import TrainingRun
 
 
@@ -180,8 +182,9 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     outputs) defaults to :func:`make_critic`. Held-out accuracy is evaluated after every epoch.
     """
     config.validate()
+    current_shard().check_batch(config.batch_size)  # under torchrun the batch is the global one
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.name
-    device = resolve_device(config.device)
+    device = device_for(resolve_device(config.device))
     if data is None:
         data = load_train_pool(config.image_size, config.max_identities, config.seed)
     elif data.train_images.shape[1] != config.image_size:
@@ -195,7 +198,8 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     run = TrainingRun(run_dir, {"critic": critic}, {"adam": optimizer}, seed=config.seed,
                       config={**config.to_dict(), "num_classes": data.num_classes}, show_progress=progress)
-    write_json(run_dir / "identities.json", data.identities)
+    if current_shard().is_main:
+        write_json(run_dir / "identities.json", data.identities)
 
     timings: dict[str, float] = {}
     if config.precompute_features:
@@ -240,7 +244,8 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     if wall > 1.0 and len(log):  # timings only when this call actually trained
         metrics.update(wall_s_this_call=wall, peak_rss_mb=peak_rss_mb(), device=str(device))
     old = read_json(run_dir / "metrics.json") or {}
-    write_json(run_dir / "metrics.json", {**old, **metrics})
+    if current_shard().is_main:
+        write_json(run_dir / "metrics.json", {**old, **metrics})
     return CriticResult(run_dir, critic, data.identities, log, pd.DataFrame(rows), {**old, **metrics})
 
 
@@ -248,19 +253,23 @@ def _image_training(critic: Critic, data: IdentityData, config: CriticConfig, op
                     device: torch.device) -> tuple:
     """Loader, step and held-out evaluation for end-to-end training on (augmented) images."""
 
+    shard = current_shard()
+    critic_ddp = wrap(critic)  # forward = logits; DistributedDataParallel when several processes train
+
     def make_loader(epoch: int) -> ArrayBatches:
         return ArrayBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
-                            augment=config.augment)
+                            augment=config.augment, shard=shard)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor], epoch: int, global_step: int) -> dict[str, float]:
         x, y = batch[0].to(device), batch[1].to(device)
         critic.train()
-        logits = critic.logits(x)
+        logits = critic_ddp(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item(), "n": float(len(x))}
+        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item(),
+                "n": float(len(x) * shard.world)}
 
     def heldout_acc() -> float:
         return accuracy(critic, data.heldout_images, data.heldout_labels, device)
@@ -268,21 +277,37 @@ def _image_training(critic: Critic, data: IdentityData, config: CriticConfig, op
     return make_loader, step, heldout_acc
 
 
-class _FeatureBatches:
-    """Shuffled mini-batches of precomputed features; the order depends only on ``(seed, epoch)``."""
+class _HeadOnFeatures(nn.Module):
+    """The critic's head as a module of its own (``forward`` = logits from features), for DDP."""
 
-    def __init__(self, feats: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, epoch: int) -> None:
+    def __init__(self, critic: Critic) -> None:
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.critic.logits_from_features(f)
+
+
+class _FeatureBatches:
+    """Shuffled mini-batches of precomputed features; the order depends only on ``(seed, epoch)``. Under torchrun
+    each process gets its share of every global batch."""
+
+    def __init__(self, feats: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int, epoch: int,
+                 shard: Shard | None = None) -> None:
         self.feats, self.labels, self.batch_size = feats, labels, batch_size
+        self.shard = shard or Shard()
         g = torch.Generator().manual_seed(int(seed) * 100_003 + int(epoch))
         self.order = torch.randperm(len(feats), generator=g)
 
     def __len__(self) -> int:
+        if self.shard.active and len(self.feats) >= self.batch_size:
+            return len(self.feats) // self.batch_size  # whole global batches only, so every process has a share
         return -(-len(self.feats) // self.batch_size)
 
     def __iter__(self):
         for b in range(len(self)):
             idx = self.order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self.feats[idx], self.labels[idx]
+            yield self.shard.take(self.feats[idx]), self.shard.take(self.labels[idx])
 
 
 @torch.no_grad()
@@ -331,18 +356,22 @@ def _feature_training(critic: Critic, data: IdentityData, config: CriticConfig,
     train_y = torch.as_tensor(np.tile(data.train_labels, copies), dtype=torch.int64)
     held_y = torch.as_tensor(data.heldout_labels, dtype=torch.int64)
 
+    shard = current_shard()
+    head = wrap(_HeadOnFeatures(critic))  # only the head trains here
+
     def make_loader(epoch: int) -> _FeatureBatches:
-        return _FeatureBatches(features("train"), train_y, config.batch_size, config.seed, epoch)
+        return _FeatureBatches(features("train"), train_y, config.batch_size, config.seed, epoch, shard)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor], epoch: int, global_step: int) -> dict[str, float]:
         f, y = batch[0].to(device), batch[1].to(device)
         critic.train()
-        logits = critic.logits_from_features(f)
+        logits = head(f)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item(), "n": float(len(f))}
+        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item(),
+                "n": float(len(f) * shard.world)}
 
     @torch.no_grad()
     def heldout_acc() -> float:

@@ -57,6 +57,8 @@ from deidkit.train.critic import (
     resolve_device,
     train_critic,
 )
+from deidkit.train.distributed import current as current_shard
+from deidkit.train.distributed import device_for, wrap
 from deidkit.train.loop import CHECKPOINT_NAME, TimeLimitReached, TrainingRun, load_checkpoint
 
 
@@ -94,7 +96,9 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     to report, after each epoch, the critic's accuracy on original and de-identified images.
     """
     config.validate()
-    device = resolve_device(config.device)
+    shard = current_shard()  # under torchrun: this process's share of every batch (see train.distributed)
+    shard.check_batch(config.batch_size)
+    device = device_for(resolve_device(config.device))
     run_dir = Path(run_dir) if run_dir is not None else runs_dir() / config.name
     critic_dir = ""
     t_start = time.perf_counter()
@@ -130,15 +134,18 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         modules["discriminator"], optimizers["adam_d"] = disc, opt_d
     run = TrainingRun(run_dir, modules, optimizers, seed=config.seed,
                       config={**config.to_dict(), "critic_dir": critic_dir}, show_progress=progress)
+    # DistributedDataParallel when several processes train (the checkpoint keeps the plain modules)
+    unet_ddp = wrap(unet)
+    disc_ddp = wrap(disc) if disc is not None else None
 
     def make_loader(epoch: int) -> ArrayBatches:
         return ArrayBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
-                            augment=config.augment)
+                            augment=config.augment, shard=shard)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor], epoch: int, global_step: int) -> dict[str, float]:
         x, y = batch[0].to(device), batch[1].to(device)
         unet.train()
-        fx = unet(x)
+        fx = unet_ddp(x)
         if config.feature_weight:
             maps = fast_critic.feature_maps(fx)
             feats = maps["features"]
@@ -148,7 +155,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         loss = fadenet_loss(x, fx, logits, y, lam=config.lam, ce_cap=config.ce_cap, edge_weight=config.edge_weight)
         total = loss.total
         # expectation over transformation: the critic terms over random views of the output (see augment)
-        view_feats = [fast_critic.features(random_views(fx)) for _ in range(config.critic_views)]
+        view_feats = [fast_critic.features(random_views(fx, shard=shard)) for _ in range(config.critic_views)]
         if view_feats:
             views = [fadenet_loss(x, fx, fast_critic.logits_from_features(f), y, lam=config.lam,
                                   ce_cap=config.ce_cap).l2 for f in view_feats]
@@ -171,7 +178,9 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             extra["feature_l1"] = float(feat.detach())
         if disc is not None:
             # LSGAN: the discriminator scores real crops 1 and FaDeNet's outputs 0; the U-Net wants 1
-            d_loss = ((disc(x) - 1) ** 2).mean() + (disc(fx.detach()) ** 2).mean()
+            # one forward pass over real and fake (DDP synchronises once per forward-backward)
+            d_real, d_fake = disc_ddp(torch.cat([x, fx.detach()])).split(len(x))
+            d_loss = ((d_real - 1) ** 2).mean() + (d_fake**2).mean()
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
@@ -184,7 +193,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         total.backward()
         optimizer.step()
         return {**loss.as_floats(), **extra, "critic_acc": (logits.argmax(1) == y).float().mean().item(),
-                "n": float(len(x))}
+                "n": float(len(x) * shard.world)}
 
     epochs_path = run_dir / "epochs.csv"
     rows = pd.read_csv(epochs_path).to_dict("records") if epochs_path.is_file() else []
@@ -196,14 +205,17 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         if run.stopped:  # the time limit of deidkit.train.loop.run_limits: the next call continues
             break
         if not any(int(r["epoch"]) == e for r in rows):
+            # every process evaluates (the same numbers); rank 0 writes
             rep = heldout_report(unet, fast_critic, data, device, original_acc=original_acc)
             original_acc = rep.get("heldout_critic_acc_original")  # the critic is frozen: measure it once
             rows.append({"epoch": e, **rep})
-            pd.DataFrame(rows).to_csv(epochs_path, index=False)
-            # every epoch's U-Net is kept (small) for the training curve of the frontier measure
-            snap = run_dir / "epochs" / f"epoch{e:03d}.pt"
-            snap.parent.mkdir(exist_ok=True)
-            torch.save({"unet": unet.state_dict(), "epoch": e}, snap)
+            if shard.is_main:
+                pd.DataFrame(rows).to_csv(epochs_path, index=False)
+                # every epoch's U-Net is kept (small) for the training curve of the frontier measure
+                snap = run_dir / "epochs" / f"epoch{e:03d}.pt"
+                snap.parent.mkdir(exist_ok=True)
+                torch.save({"unet": unet.state_dict(), "epoch": e}, snap)
+            shard.barrier()
     wall = time.perf_counter() - t0
     unet.eval()
     if run.stopped:
@@ -218,7 +230,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         metrics.update(wall_s_this_call=wall, critic_wall_s_this_call=critic_wall,
                        peak_rss_mb=peak_rss_mb(), device=str(device))
     old = read_json(run_dir / "metrics.json") or {}
-    write_json(run_dir / "metrics.json", {**old, **metrics})
+    if shard.is_main:
+        write_json(run_dir / "metrics.json", {**old, **metrics})
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
 
 

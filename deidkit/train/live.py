@@ -78,6 +78,8 @@ from deidkit.losses.live import (
     sample_beta,
 )
 from deidkit.models.live import LiveDiscriminator, RecognizerFeatures
+from deidkit.train.distributed import current as current_shard
+from deidkit.train.distributed import device_for, wrap
 from deidkit.train.loop import TrainingRun, seed_everything
 
 
@@ -227,12 +229,16 @@ class LiveTrainer:
     def __init__(self, cfg: LiveConfig, features: RecognizerFeatures | None = None,
                  device: torch.device | str | None = None) -> None:
         self.cfg = cfg
-        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.shard = current_shard()  # under torchrun: this process's share of each global batch
+        self.shard.check_batch(cfg.batch_size)
+        self.device = device_for(resolve_device(cfg.device) if device is None else torch.device(device))
         self.features = (features or build_features(cfg)).to(self.device)
         with torch.no_grad():
             dim = self.features(torch.zeros(1, 3, cfg.size, cfg.size, device=self.device))["embedding"].shape[1]
         self.G = build_generator(cfg, cond_dim=dim).to(self.device)
         self.D = build_discriminator(cfg).to(self.device)
+        # DistributedDataParallel when several processes train; the plain modules are checkpointed
+        self.G_ddp, self.D_ddp = wrap(self.G), wrap(self.D)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.weights = cfg.loss_weights()
@@ -265,21 +271,22 @@ class LiveTrainer:
             with torch.no_grad():
                 fx = self.features(x)  # the undistorted image: input anchor and identity target
             t = fx["embedding"]
-        raw, mask = self.G(x_in, t)
+        raw, mask = self.G_ddp(x_in, t)
         masked = blend(raw, mask, x_in)
 
-        # Discriminator: LSGAN with mixup; a mix's label is its share of real pixels.
-        beta_d = sample_beta(n, device=self.device)
+        # Discriminator: LSGAN with mixup; a mix's label is its share of real pixels. The coefficients are drawn
+        # for the global batch, each process keeping its share (see train.distributed).
+        beta_d = self.shard.take(sample_beta(n * self.shard.world, device=self.device))
         self.D.requires_grad_(True)
-        d_loss = lsgan_discriminator_loss(self.D(mixup(x, masked.detach(), beta_d)), beta_d)
+        d_loss = lsgan_discriminator_loss(self.D_ddp(mixup(x, masked.detach(), beta_d)), beta_d)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
 
         # Generator.
         self.D.requires_grad_(False)
-        beta_g = sample_beta(n, device=self.device)
-        d_mixed = self.D(mixup(x, masked, beta_g))
+        beta_g = self.shard.take(sample_beta(n * self.shard.world, device=self.device))
+        d_mixed = self.D(mixup(x, masked, beta_g))  # the frozen discriminator: no gradient synchronisation
         if warm:
             g_loss, terms = generator_loss(x, x_in, raw, mask, d_mixed, None, lam, self.weights)
             # same log columns in every phase (the loop refuses changing keys); 0 = not computed
@@ -354,6 +361,7 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     if cfg.init_from:
         # a resumed run's checkpoint overwrites this in fit()
         trainer.G.load_state_dict(init_state(cfg.init_from))
+    shard = trainer.shard
     imgs = load_training_images(cfg) if images is None else np.asarray(images)
     if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.dtype != np.uint8:
         raise ValueError(f"training images must be uint8 (N, C, C, 3), got {imgs.dtype} {imgs.shape}")
@@ -371,7 +379,8 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
             targets = torch.load(tpath, map_location="cpu", weights_only=True)
         if targets is None or targets.shape[0] != len(data):
             targets = target_representations(trainer.features, data, cfg, show_progress=show_progress)
-            _save_atomic(targets, tpath)
+            if shard.is_main:
+                _save_atomic(targets, tpath)
     # the last step of each lambda stage (a very short run may end several stages on one step)
     boundaries: dict[int, list[int]] = {}
     full = trainer.total_steps - trainer.warmup_steps
@@ -385,10 +394,11 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
 
     def step(idx: np.ndarray, epoch: int, global_step: int) -> dict[str, float]:
         index = torch.from_numpy(idx)
+        # the global batch is made as in one process; each process trains on its share
         x, x_in, flip = make_batch(images_to_float(data[index]).to(trainer.device), cfg)
-        t = None if targets is None else targets[index, flip.long()]
-        terms = trainer.step(x, x_in, global_step, t)
-        for k in boundaries.get(global_step, []):
+        t = None if targets is None else shard.take(targets[index, flip.long()])
+        terms = trainer.step(shard.take(x), shard.take(x_in), global_step, t)
+        for k in boundaries.get(global_step, []) if shard.is_main else []:
             _save_atomic({"state_dict": trainer.G.state_dict(), "stage": k,
                           "lambda": cfg.lambda_max * cfg.lambda_shape[k], "global_step": global_step},
                          run_dir / STAGES_DIR / f"stage{k}.pt")

@@ -38,6 +38,7 @@ from deidkit.checkpoints import (
     load_checkpoint,
     load_module_state,
 )
+from deidkit.train.distributed import current as current_shard
 
 LOG_NAME = "log.csv"
 #: Columns the loop adds to every log row; the step's own terms follow them.
@@ -192,6 +193,7 @@ class TrainingRun:
         self.epoch_step = 0  # steps completed inside the current (unfinished) epoch
         self.stopped = False  # fit() returned early because the time limit was reached
         self.limits = _LIMITS
+        self.shard = current_shard()  # under torchrun: this process's rank; rank 0 alone writes files
         self._resume_rng: Mapping[str, Any] | None = None
         self._epoch_rng: Mapping[str, Any] | None = None
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -225,9 +227,11 @@ class TrainingRun:
                     f"{self.config_path}: this run directory holds a run with a different configuration "
                     f"(differs in {diff}); use another run directory or delete this one to start afresh"
                 )
-        tmp = self.config_path.with_name(f".{CONFIG_NAME}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.config_path)
+        if self.shard.is_main:
+            tmp = self.config_path.with_name(f".{CONFIG_NAME}.tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, self.config_path)
+        self.shard.barrier()
 
     # -- checkpointing
     def save_checkpoint(self) -> None:
@@ -239,6 +243,12 @@ class TrainingRun:
                         f"module {name!r} has non-finite values in {pname!r} after epoch {self.epoch}; "
                         f"not checkpointing"
                     )
+        # every process's RNG states (a module with dropout draws from them per process)
+        rngs = self.shard.gather(rng_state())
+        epoch_rngs = self.shard.gather(self._epoch_rng) if self.epoch_step else None
+        if not self.shard.is_main:
+            self.shard.barrier()
+            return
         ckpt = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
@@ -248,12 +258,17 @@ class TrainingRun:
             "modules": {k: m.state_dict() for k, m in self.modules.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "stateful": {k: s.state_dict() for k, s in self.stateful.items()},
-            "rng": rng_state(),
+            "rng": rngs[0],
         }
-        if self.epoch_step:
+        if self.shard.active:
+            ckpt["rng_ranks"] = rngs
+        if epoch_rngs is not None:
             # inside an epoch: also the states the epoch's loader was made with (a loader may shuffle from them)
-            ckpt["epoch_rng"] = self._epoch_rng
+            ckpt["epoch_rng"] = epoch_rngs[0]
+            if self.shard.active:
+                ckpt["epoch_rng_ranks"] = epoch_rngs
         _atomic_torch_save(ckpt, self.checkpoint_path)
+        self.shard.barrier()
 
     def resume(self) -> bool:
         """Restore the last checkpoint if there is one; returns whether it did."""
@@ -271,12 +286,18 @@ class TrainingRun:
         self.epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt["global_step"])
         self.epoch_step = int(ckpt.get("epoch_step", 0))
-        set_rng_state(ckpt["rng"])
+        rng, epoch_rng = ckpt["rng"], ckpt.get("epoch_rng")
+        if len(ckpt.get("rng_ranks", [])) == self.shard.world:  # the same number of processes as before
+            rng = ckpt["rng_ranks"][self.shard.rank]
+            epoch_rng = ckpt.get("epoch_rng_ranks", [epoch_rng] * self.shard.world)[self.shard.rank]
+        set_rng_state(rng)
         # Inside an epoch: fit() replays the loader up to this step, then restores these states again, so the
         # next batch is drawn exactly as in an uninterrupted run.
-        self._resume_rng = ckpt["rng"] if self.epoch_step else None
-        self._epoch_rng = ckpt.get("epoch_rng") if self.epoch_step else None
-        self._truncate_log()
+        self._resume_rng = rng if self.epoch_step else None
+        self._epoch_rng = epoch_rng if self.epoch_step else None
+        if self.shard.is_main:
+            self._truncate_log()
+        self.shard.barrier()
         return True
 
     # -- the log
@@ -324,8 +345,9 @@ class TrainingRun:
         if not self.resume():
             seed_everything(self.seed)
             self.epoch = self.global_step = self.epoch_step = 0
-            if self.log_path.exists():
+            if self.shard.is_main and self.log_path.exists():
                 self.log_path.unlink()  # a log without a checkpoint is from a run that never saved a step
+            self.shard.barrier()
         columns: list[str] | None = None
         if self.log_path.is_file():
             with open(self.log_path, newline="") as f:
@@ -353,17 +375,18 @@ class TrainingRun:
                 total=total,
                 initial=self.epoch_step,
                 desc=f"{desc} {epoch + 1}/{epochs}",
-                disable=not self.show_progress,
+                disable=not self.show_progress or not self.shard.is_main,
                 leave=False,
                 dynamic_ncols=True,
             )
-            with open(self.log_path, "a", newline="") as logf:
+            # only rank 0 writes the log (the terms are averaged over the processes first)
+            with open(self.log_path if self.shard.is_main else os.devnull, "a", newline="") as logf:
                 writer = csv.writer(logf)
                 t0 = time.perf_counter()
                 for batch in bar:
                     terms = step(batch, epoch, self.global_step)
                     wall = time.perf_counter() - t0
-                    terms = self._check_terms(terms, epoch)
+                    terms = self.shard.mean(self._check_terms(terms, epoch))
                     if columns is None:
                         columns = [*LOG_PREFIX, *terms]
                         writer.writerow(columns)
@@ -379,7 +402,7 @@ class TrainingRun:
                     if self.show_progress:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
                     if total is None or self.epoch_step < total:
-                        if time_is_up():
+                        if self.shard.any(time_is_up()):
                             self.save_checkpoint()
                             self.stopped = True
                             break
@@ -388,10 +411,11 @@ class TrainingRun:
                     t0 = time.perf_counter()
             bar.close()
             if self.stopped:
+                self.shard.barrier()
                 return self.read_log()
             self.epoch, self.epoch_step = epoch + 1, 0
             self.save_checkpoint()
-            if time_is_up() and self.epoch < epochs:
+            if self.shard.any(time_is_up()) and self.epoch < epochs:
                 self.stopped = True
                 return self.read_log()
         return self.read_log()
