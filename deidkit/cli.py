@@ -113,6 +113,34 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_train(args: argparse.Namespace) -> int:
+    """Training images/s of each model named, on this machine; records merge into reports/metrics/train_speed.json
+    (one per model, profile, device and process count)."""
+    import json
+
+    from deidkit.reports import record_metrics, reports_dir
+    from deidkit.train.distributed import setup
+    from deidkit.train.speed import benchmark_training
+
+    shard = setup()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    new = [benchmark_training(m, args.profile, steps=args.steps, device=args.device) for m in args.models]
+    if not shard.is_main:
+        return 0
+    for r in new:
+        print(f"{r['model']:8s} {r['profile']:8s} {r['device']:6s} x{r['world_size']}: "
+              f"{r['images_per_s']:.1f} images/s (batch {r['batch_size']}, {r['steps']} steps)")
+    path = reports_dir(args.out) / "metrics" / "train_speed.json"
+    old = json.loads(path.read_text()) if path.is_file() else []
+    key = ("model", "profile", "device", "world_size")
+    kept = [r for r in old if all(tuple(r.get(k) for k in key) != tuple(n[k] for k in key) for n in new)]
+    record_metrics([{k: v for k, v in r.items() if k != "source"} for r in kept] + new, "train_speed", args.out)
+    return 0
+
+
 def _frontier(args: argparse.Namespace) -> int:
     """Measure de-identifiers against the naive frontier; records go to reports/metrics/<name>.json."""
     from deidkit.deidentifiers import load_deidentifier
@@ -347,6 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=None,
                    help="also checkpoint every N steps inside an epoch (a crash loses at most N steps)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("benchmark-train", help="training images/s of each model (train_speed records)")
+    p.add_argument("models", nargs="+", choices=["critic", "fadenet", "live"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--steps", type=int, default=10, help="steps to time (after two warm-up steps)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=_benchmark_train)
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
     p.add_argument("model", choices=["fadenet", "live"])

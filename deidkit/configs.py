@@ -39,6 +39,12 @@ class CriticConfig:
     max_identities: int | None = None  # None: every critic identity of the training pool
     seed: int = 0
     device: str = "auto"
+    # speed on a GPU (off = the exact float32 computation; the paper profiles turn them on): bf16 autocast where
+    # the device supports it, channels-last memory format, torch.compile; data-loader worker processes
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 0  # > 0: a torch DataLoader with this many workers (and pinned memory on CUDA) augments
     run_name: str = ""  # default: critic-<profile_name>
 
     @classmethod
@@ -55,7 +61,7 @@ class CriticConfig:
                           precompute_features=True, feature_copies=2),
             # The paper: Inception-v3 from scratch, batch 32, 40 epochs, Adam defaults (lr 1e-3), 224 px.
             "paper": dict(kind="inception", image_size=224, inception_input=224, epochs=40, batch_size=32,
-                          lr=1e-3),
+                          lr=1e-3, amp=True, channels_last=True, workers=4),
         }
         if name not in presets:
             raise ValueError(f"unknown critic profile {name!r}; choose from {sorted(presets)}")
@@ -117,6 +123,12 @@ class FaDeNetConfig:
     augment: bool = True
     seed: int = 0
     device: str = "auto"
+    # speed on a GPU (off = the exact float32 computation; the paper profiles turn them on): bf16 autocast where
+    # the device supports it, channels-last memory format, torch.compile; data-loader worker processes
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    workers: int = 0  # > 0: a torch DataLoader with this many workers (and pinned memory on CUDA) augments
     critic_profile: str = "quick"  # the CriticConfig profile of the critic to train against
     critic_run: str = ""  # run directory name of the critic (default: that profile's default name)
     run_name: str = ""  # default: fadenet-<profile_name>
@@ -144,7 +156,8 @@ class FaDeNetConfig:
                              lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1,
                              smooth_sigma=1.5, lr=1e-3, batch_size=8, epochs=8, critic_profile="quick"),
             "paper": dict(image_size=224, unet_width=64, unet_depth=4, residual=False, out_activation="none",
-                          lam=1e-3, lr=1e-5, batch_size=32, epochs=40, critic_profile="paper"),
+                          lam=1e-3, lr=1e-5, batch_size=32, epochs=40, critic_profile="paper", amp=True,
+                          channels_last=True, workers=4),
         }
         if name not in presets:
             raise ValueError(f"unknown FaDeNet profile {name!r}; choose from {sorted(presets)}")
@@ -232,6 +245,11 @@ class LiveConfig:
     betas: tuple[float, float] = (0.5, 0.99)
     seed: int = 0
     device: str = "auto"
+    # speed on a GPU (off = the exact float32 computation; the paper profiles turn them on): bf16 autocast where
+    # the device supports it, channels-last memory format, torch.compile; data-loader worker processes
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
     threads: int | None = None
     # fine-tuning: a generator file ({"state_dict": ...}, e.g. another run's stages/stage1.pt; relative paths are
     # inside the kit's cache) that initialises the generator of a fresh run (the discriminator starts fresh);
@@ -264,7 +282,7 @@ class LiveConfig:
                              epochs=4, lambda_max=2.5, lambda_shape=(1.0, 1.0, 1.0, 1.0),
                              init_from="runs/live-standard/stages/stage1.pt"),
             "paper": dict(size=128, stem_channels=32, enc_channels=(64, 128, 256, 512, 512), bottleneck=1024,
-                          dec_channels=512, disc_channels=64, epochs=40),
+                          dec_channels=512, disc_channels=64, epochs=40, amp=True, channels_last=True),
         }
         if name not in presets:
             raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")

@@ -227,3 +227,34 @@ def test_train_command_stops_at_max_minutes_and_continues_to_the_same_weights(tm
     assert codes[-1] == 0 and set(codes[:-1]) == {EXIT_STOPPED} and len(codes) >= 3
     a, b = load_checkpoint(tmp_path / "ref")["modules"], load_checkpoint(tmp_path / "chunks")["modules"]
     assert all(torch.equal(a[m][k], b[m][k]) for m in a for k in a[m])
+
+
+def test_step_budget_stops_like_the_time_limit(tmp_path):
+    from deidkit.train.loop import run_limits
+
+    with run_limits(max_steps=5):
+        run = make_run(tmp_path / "budget")
+        run.fit(make_loader, make_step(run), epochs=3)
+    assert run.stopped and load_checkpoint(tmp_path / "budget")["global_step"] == 5
+
+
+def test_speed_options_worker_loader_and_training_benchmark(tmp_path):
+    """The paper profiles' speed options: the worker loader gives every sample once per epoch, in an order fixed
+    by (seed, epoch), split between processes; autocast is a no-op on the CPU; the benchmark times real steps."""
+    from deidkit.configs import FaDeNetConfig
+    from deidkit.train.distributed import Shard
+    from deidkit.train.speed import WorkerBatches, autocast, benchmark_training
+
+    imgs = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(12)
+
+    def order(epoch, shard=None):
+        return [int(v) for _, y in WorkerBatches(imgs, labels, 4, 7, epoch, workers=1, shard=shard) for v in y]
+
+    assert sorted(order(0)) == list(range(12)) and order(0) == order(0) != order(1)
+    halves = order(0, Shard(0, 2)) + order(0, Shard(1, 2))
+    assert sorted(halves) == list(range(12))
+    assert isinstance(autocast(True, torch.device("cpu")), type(autocast(False, torch.device("cpu"))))
+    assert FaDeNetConfig.profile("paper").amp and not FaDeNetConfig.profile("quick").amp
+    rec = benchmark_training("fadenet", "tiny", steps=1, overrides={"workers": 1})
+    assert rec["kind"] == "train_speed" and rec["images_per_s"] > 0 and rec["world_size"] == 1

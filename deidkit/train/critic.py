@@ -38,6 +38,7 @@ from deidkit.train.augment import ArrayBatches
 from deidkit.train.distributed import Shard, device_for, wrap
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.loop import TrainingRun
+from deidkit.train.speed import WorkerBatches, autocast, prepare
 
 
 def resolve_device(device: str) -> torch.device:
@@ -254,17 +255,25 @@ def _image_training(critic: Critic, data: IdentityData, config: CriticConfig, op
     """Loader, step and held-out evaluation for end-to-end training on (augmented) images."""
 
     shard = current_shard()
-    critic_ddp = wrap(critic)  # forward = logits; DistributedDataParallel when several processes train
+    # forward = logits; DistributedDataParallel when several processes train; the paper profile's speed options
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
+    critic_ddp = prepare(wrap(prepare(critic, config.channels_last)), compile=config.compile)
 
-    def make_loader(epoch: int) -> ArrayBatches:
+    def make_loader(epoch: int) -> ArrayBatches | WorkerBatches:
+        if config.workers:
+            return WorkerBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
+                                 config.workers, augment=config.augment, shard=shard,
+                                 pin_memory=device.type == "cuda")
         return ArrayBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
                             augment=config.augment, shard=shard)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor], epoch: int, global_step: int) -> dict[str, float]:
-        x, y = batch[0].to(device), batch[1].to(device)
+        x = batch[0].to(device, non_blocking=True).to(memory_format=memory)
+        y = batch[1].to(device, non_blocking=True)
         critic.train()
-        logits = critic_ddp(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(config.amp, device):
+            logits = critic_ddp(x)
+            loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

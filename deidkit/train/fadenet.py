@@ -60,6 +60,7 @@ from deidkit.train.critic import (
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
 from deidkit.train.loop import CHECKPOINT_NAME, TimeLimitReached, TrainingRun, load_checkpoint
+from deidkit.train.speed import WorkerBatches, autocast, prepare
 
 
 def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True
@@ -134,16 +135,26 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         modules["discriminator"], optimizers["adam_d"] = disc, opt_d
     run = TrainingRun(run_dir, modules, optimizers, seed=config.seed,
                       config={**config.to_dict(), "critic_dir": critic_dir}, show_progress=progress)
-    # DistributedDataParallel when several processes train (the checkpoint keeps the plain modules)
-    unet_ddp = wrap(unet)
-    disc_ddp = wrap(disc) if disc is not None else None
+    # DistributedDataParallel when several processes train (the checkpoint keeps the plain modules); the speed
+    # options of the paper profile (channels-last, torch.compile, bf16 autocast) apply to the forward passes
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
+    unet_ddp = prepare(wrap(prepare(unet, config.channels_last)), compile=config.compile)
+    disc_ddp = wrap(prepare(disc, config.channels_last)) if disc is not None else None
 
-    def make_loader(epoch: int) -> ArrayBatches:
+    def make_loader(epoch: int) -> ArrayBatches | WorkerBatches:
+        if config.workers:
+            return WorkerBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
+                                 config.workers, augment=config.augment, shard=shard,
+                                 pin_memory=device.type == "cuda")
         return ArrayBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
                             augment=config.augment, shard=shard)
 
     def step(batch: tuple[torch.Tensor, torch.Tensor], epoch: int, global_step: int) -> dict[str, float]:
-        x, y = batch[0].to(device), batch[1].to(device)
+        with autocast(config.amp, device):
+            return train_step(batch[0].to(device, non_blocking=True).to(memory_format=memory),
+                              batch[1].to(device, non_blocking=True))
+
+    def train_step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         unet.train()
         fx = unet_ddp(x)
         if config.feature_weight:

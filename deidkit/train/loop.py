@@ -59,41 +59,53 @@ class RunLimits:
 
     ``max_minutes``: stop cleanly (with a checkpoint) at the first step that ends after this much wall time; the
     same call later continues where it stopped and ends with the same weights as an uninterrupted run.
-    ``checkpoint_every``: also checkpoint every this many steps inside an epoch (a crash loses at most that many)."""
+    ``checkpoint_every``: also checkpoint every this many steps inside an epoch (a crash loses at most that many).
+    ``max_steps``: stop the same way after this many steps (smoke runs, the training-speed benchmark)."""
 
     max_minutes: float | None = None
     checkpoint_every: int | None = None
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
 
 
 _LIMITS = RunLimits()
 _DEADLINE: float | None = None
+_STEPS_LEFT: int | None = None
 
 
 @contextlib.contextmanager
-def run_limits(max_minutes: float | None = None, checkpoint_every: int | None = None) -> Iterator[RunLimits]:
+def run_limits(max_minutes: float | None = None, checkpoint_every: int | None = None,
+               max_steps: int | None = None) -> Iterator[RunLimits]:
     """Limits for every :class:`TrainingRun` created inside the block (the ``deidkit train`` options
     ``--max-minutes`` and ``--checkpoint-every``), so the training recipes need no extra parameters. The clock
     starts when the block is entered."""
-    global _LIMITS, _DEADLINE
-    limits = RunLimits(max_minutes, checkpoint_every)
-    previous = _LIMITS, _DEADLINE
-    _LIMITS = limits
+    global _LIMITS, _DEADLINE, _STEPS_LEFT
+    limits = RunLimits(max_minutes, checkpoint_every, max_steps)
+    previous = _LIMITS, _DEADLINE, _STEPS_LEFT
+    _LIMITS, _STEPS_LEFT = limits, max_steps
     _DEADLINE = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     try:
         yield limits
     finally:
-        _LIMITS, _DEADLINE = previous
+        _LIMITS, _DEADLINE, _STEPS_LEFT = previous
 
 
 def time_is_up() -> bool:
-    """Whether the current :func:`run_limits` block's time is spent."""
-    return _DEADLINE is not None and time.monotonic() >= _DEADLINE
+    """Whether the current :func:`run_limits` block's time (or its step budget) is spent."""
+    return (_DEADLINE is not None and time.monotonic() >= _DEADLINE) or _STEPS_LEFT == 0
+
+
+def _count_step() -> None:
+    global _STEPS_LEFT
+    if _STEPS_LEFT is not None:
+        _STEPS_LEFT -= 1
 
 
 # --------------------------------------------------------------------------------------------- RNG state
@@ -401,6 +413,7 @@ class TrainingRun:
                     self.epoch_step += 1
                     if self.show_progress:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
+                    _count_step()
                     if total is None or self.epoch_step < total:
                         if self.shard.any(time_is_up()):
                             self.save_checkpoint()
