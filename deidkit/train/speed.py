@@ -98,6 +98,7 @@ def benchmark_training(model: str, profile: str, steps: int = 10, device: str = 
     from pathlib import Path
 
     from deidkit.configs import CriticConfig, FaDeNetConfig, LiveConfig
+    from deidkit.train.critic import peak_rss_mb
     from deidkit.train.distributed import current
     from deidkit.train.loop import run_limits
 
@@ -134,4 +135,5 @@ def benchmark_training(model: str, profile: str, steps: int = 10, device: str = 
                            ("cpu" if device == "auto" else device)))
     return {"kind": "train_speed", "model": model, "profile": profile, "device": dev, "world_size": shard.world,
             "images_per_s": images_per_second(log["wall_s"].tolist(), batch), "steps": int(len(log)),
-            "batch_size": batch, "amp": bool(cfg.amp), "threads": torch.get_num_threads(), "wall_s": wall}
+            "batch_size": batch, "amp": bool(cfg.amp), "threads": torch.get_num_threads(), "wall_s": wall,
+            "peak_rss_mb": peak_rss_mb()}  # of the whole process so far
