@@ -109,8 +109,26 @@ def _train(args: argparse.Namespace) -> int:
         say(f"stopped {args.model} ({args.profile}) after {args.max_minutes:g} min at epoch {ckpt['epoch']} "
               f"(+{ckpt.get('epoch_step', 0)} steps) of {target}; run the same command to continue: {run_dir}")
         return 0 if shard.active else EXIT_STOPPED
-    say(f"trained {args.model} ({args.profile}) in {shard.world} process{'es' if shard.active else ''}: {run_dir}")
+    say(f"trained {args.model} ({args.profile}) in {shard.world} process{'es' if shard.active else ''}: {run_dir}"
+        f"\n{_run_summary(Path(run_dir))}")
     return 0
+
+
+def _run_summary(run_dir: Path) -> str:
+    """One line of a finished run's metrics: its metrics.json (critic, FaDeNet) or its last epoch's mean terms."""
+    import json
+
+    import pandas as pd
+
+    path = run_dir / "metrics.json"
+    if path.is_file():
+        m = json.loads(path.read_text())
+        keep = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not k.startswith(("wall", "critic_wall"))}
+    else:
+        log = pd.read_csv(run_dir / "log.csv")
+        last = log[log["epoch"] == log["epoch"].max()].drop(columns=["epoch", "step", "wall_s"])
+        keep = {f"last_epoch_{k}": v for k, v in last.mean().items()}
+    return "metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in keep.items())
 
 
 def _benchmark_train(args: argparse.Namespace) -> int:
