@@ -159,6 +159,21 @@ def _benchmark_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack(args: argparse.Namespace) -> int:
+    """The plain and the adapted attacker against each de-identifier; records go to reports/metrics/<name>.json."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.eval.attack import adapted_attack_records, attack_split, attack_table
+    from deidkit.recognizers import get_recognizer
+    from deidkit.reports import record_metrics
+
+    methods = [load_deidentifier(n) for n in args.methods]
+    split = attack_split(args.protocol, max_images=args.train_images)
+    records = adapted_attack_records(methods, [get_recognizer(n) for n in args.recognizers], split)
+    print(attack_table(records).round(3).to_string(index=False))
+    print(f"records: {record_metrics(records, args.name, args.out)}")
+    return 0
+
+
 def _frontier(args: argparse.Namespace) -> int:
     """Measure de-identifiers against the naive frontier; records go to reports/metrics/<name>.json."""
     from deidkit.deidentifiers import load_deidentifier
@@ -435,6 +450,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maintainers: record the shipped models' results in deidkit/weights/manifest.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_frontier)
+
+    p = sub.add_parser("attack", help="an attacker that has learnt each de-identifier (a head on a frozen recogniser)")
+    p.add_argument("methods", nargs="+", help="de-identifier names (e.g. live fadenet blur_sigma8 pixelate_16px)")
+    p.add_argument("--recognizers", nargs="+", default=["dlib", "mobilefacenet_casia"])
+    p.add_argument("--protocol", default="lfw_57x8")
+    p.add_argument("--train-images", type=int, default=2000, help="training-pool images the attacker learns from")
+    p.add_argument("--name", default="attack", help="records file: reports/metrics/<name>.json")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=_attack)
 
     p = sub.add_parser("cache", help="what the kit's cache holds (info) or remove derived parts of it (clear)")
     p.add_argument("action", choices=["info", "clear"])

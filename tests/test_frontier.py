@@ -195,3 +195,42 @@ def test_landmark_records_measure_pose_change():
     rows = {r["deidentifier"]: r for r in landmark_records([Identity(), get_deidentifier("blur_sigma8")], n=4)}
     assert rows["identity"]["iod_mean"] == 0 and rows["identity"]["faces"] == 4
     assert 0 < rows["blur_sigma8"]["iod_mean"] < 0.5 and rows["blur_sigma8"]["kind"] == "landmarks"
+
+
+def test_adapted_attacker_sees_through_a_learnable_change_and_not_through_a_black_box(crops_small, protocol_small):
+    """The attacker's head undoes a fixed change of the embedding: against the identity de-identifier it keeps the
+    plain recogniser's near-perfect Rank-1, against a black box it stays at chance; its training identities never
+    meet the test protocol's."""
+    from deidkit.baselines import get_deidentifier
+    from deidkit.eval.attack import AttackSplit, adapted_attack_records, attack_split, attack_table, fit_adapted_head
+
+    rng = np.random.default_rng(0)
+    orig = rng.normal(size=(300, 16))
+    mix = rng.normal(size=(16, 16))
+    head = fit_adapted_head(orig @ mix, orig, ridge=1e-6)  # an invertible linear change is (nearly) undone
+    unit = orig / np.linalg.norm(orig, axis=1, keepdims=True)
+    assert (head(orig @ mix) * unit).sum(1).mean() > 0.95
+    assert (head(rng.normal(size=(300, 16))) * unit).sum(1).mean() < 0.2
+
+    split = attack_split()
+    assert not set(split.train_identities) & set(split.protocol["identity"])
+    with pytest.raises(ValueError, match="overlap"):
+        AttackSplit(["a.jpg"], [protocol_small["identity"][0]], protocol_small)
+
+    class Identity:
+        name = "identity"
+
+        def deidentify(self, batch):
+            return batch.copy()
+
+    from deidkit.recognizers import get_recognizer
+
+    small = AttackSplit(split.train_paths[:120],
+                        split.train_identities[:120], protocol_small, "small")
+    recs = adapted_attack_records([Identity(), get_deidentifier("blackbox")], [get_recognizer("mobilefacenet_ms1m")],
+                                  small)
+    t = attack_table(recs).set_index("deidentifier")
+    assert t.loc["identity", "rank1_none"] > 0.9 and t.loc["identity", "rank1_adapted"] > 0.9
+    chance = 1 / protocol_small["identity"].nunique()
+    assert t.loc["blackbox", "rank1_adapted"] <= 2 * chance
+    assert {r["attack"] for r in recs} == {"none", "adapted"} and all(r["kind"] == "attack" for r in recs)
