@@ -202,7 +202,13 @@ def test_adapted_attacker_sees_through_a_learnable_change_and_not_through_a_blac
     plain recogniser's near-perfect Rank-1, against a black box it stays at chance; its training identities never
     meet the test protocol's."""
     from deidkit.baselines import get_deidentifier
-    from deidkit.eval.attack import AttackSplit, adapted_attack_records, attack_split, attack_table, fit_adapted_head
+    from deidkit.eval.attack import (
+        AttackSplit,
+        adapted_attack_records,
+        attack_split,
+        attack_table,
+        fit_adapted_head,
+    )
 
     rng = np.random.default_rng(0)
     orig = rng.normal(size=(300, 16))
