@@ -160,7 +160,8 @@ def _benchmark_train(args: argparse.Namespace) -> int:
 
 
 def _attack(args: argparse.Namespace) -> int:
-    """The plain and the adapted attacker against each de-identifier; records go to reports/metrics/<name>.json."""
+    """The plain, the adapted (and with --reversal the reversal) attacker against each de-identifier; records go to
+    reports/metrics/<name>.json."""
     from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.attack import adapted_attack_records, attack_split, attack_table
     from deidkit.recognizers import get_recognizer
@@ -168,7 +169,12 @@ def _attack(args: argparse.Namespace) -> int:
 
     methods = [load_deidentifier(n) for n in args.methods]
     split = attack_split(args.protocol, max_images=args.train_images)
-    records = adapted_attack_records(methods, [get_recognizer(n) for n in args.recognizers], split)
+    recognizers = [get_recognizer(n) for n in args.recognizers]
+    records = adapted_attack_records(methods, recognizers, split)
+    if args.reversal:
+        from deidkit.eval.attack import ReversalConfig, reversal_attack_records
+
+        records += reversal_attack_records(methods, recognizers, split, ReversalConfig.profile(args.reversal))
     print(attack_table(records).round(3).to_string(index=False))
     print(f"records: {record_metrics(records, args.name, args.out)}")
     return 0
@@ -456,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recognizers", nargs="+", default=["dlib", "mobilefacenet_casia"])
     p.add_argument("--protocol", default="lfw_57x8")
     p.add_argument("--train-images", type=int, default=2000, help="training-pool images the attacker learns from")
+    p.add_argument("--reversal", default=None, choices=["tiny", "quick", "paper"],
+                   help="also train the reversal U-Net of this profile per de-identifier (cached, resumable)")
     p.add_argument("--name", default="attack", help="records file: reports/metrics/<name>.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_attack)

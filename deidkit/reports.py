@@ -262,6 +262,14 @@ def write_readme(out: Path, records: list[dict]) -> Path:
           "train_images_per_s", "peak_rss_mb", "wall_s_this_call", "device"]),
         ("The study form served by Voila, five participants in headless Chromium at once (tests/test_study_browser.py)",
          "study_browser", ["name", "value", "unit", "participants", "clicks"]),
+        ("An attacker that has learnt the de-identifier (`deidkit attack`): a ridge head from de-identified to original "
+         "embeddings of a frozen recogniser, fitted on training-pool identities; Rank-1 and median true rank within "
+         "the protocol's gallery of originals, plain (`none`) and adapted", "attack",
+         ["protocol", "deidentifier", "recognizer", "attack", "rank1", "rank1_std", "median_true_rank",
+          "train_images", "source"]),
+        ("Training speed (`deidkit benchmark-train`)", "train_speed",
+         ["model", "profile", "device", "world_size", "images_per_s", "batch_size", "steps", "threads",
+          "peak_rss_mb"]),
         ("Speed", "speed", ["name", "value", "unit"]),
         ("Run time and memory", "runtime memory", ["name", "value", "unit", "git_commit", "date", "kernel_peak_rss_mib"]),
     ]

@@ -240,3 +240,33 @@ def test_adapted_attacker_sees_through_a_learnable_change_and_not_through_a_blac
     chance = 1 / protocol_small["identity"].nunique()
     assert t.loc["blackbox", "rank1_adapted"] <= 2 * chance
     assert {r["attack"] for r in recs} == {"none", "adapted"} and all(r["kind"] == "attack" for r in recs)
+
+
+def test_reversal_attacker_learns_to_undo_an_invertible_change_and_resumes(tmp_path, crops_small):
+    """The reversal U-Net, trained on (changed, original) pairs, undoes a change it can learn (colour channels
+    swapped); its run is cached (a second call trains nothing)."""
+    from deidkit.data.images import resize_crops
+    from deidkit.eval.attack import ReversalConfig, reverse, train_reversal
+
+    class SwapChannels:
+        name = "swap_channels"
+
+        def deidentify(self, batch):
+            return np.ascontiguousarray(batch[..., ::-1])
+
+    swap = SwapChannels()
+    cfg = ReversalConfig.profile("tiny", epochs=20, unet_width=8, lr=1e-2)
+    crops = resize_crops(crops_small[:32], 64)
+    unet = train_reversal(swap, crops, cfg, run_dir=tmp_path / "rev", progress=False)
+    changed = swap.deidentify(crops)
+    back = reverse(unet, changed, cfg.image_size)
+
+    def err(a):
+        return np.abs(a.astype(float) - crops).mean()
+
+    assert back.shape == crops.shape and err(back) < 0.5 * err(changed)
+    log = (tmp_path / "rev" / "log.csv").read_text()
+    train_reversal(swap, crops, cfg, run_dir=tmp_path / "rev", progress=False)
+    assert (tmp_path / "rev" / "log.csv").read_text() == log
+    with pytest.raises(ValueError, match="reversal profile"):
+        ReversalConfig.profile("nosuch")
