@@ -39,7 +39,7 @@ from deidkit.assets import cache_dir
 CACHE_VERSION = 1
 #: Configuration fields that say *where* or *on what hardware* a model is trained, not *what* is trained; a
 #: model trained on a GPU is reused on a CPU, so they are left out of the hash.
-NON_TRAINING_FIELDS = frozenset({"device", "threads", "run_name", "critic_run"})
+NON_TRAINING_FIELDS = frozenset({"device", "threads", "run_name", "critic_run", "channels_last", "compile"})
 META_NAME = "ablation.json"
 MODELS = ("fadenet", "live")
 BASELINE_FAMILIES = ("original", "blur", "pixelate", "blackbox", "noise")
@@ -64,12 +64,15 @@ def _plain(obj: Any) -> Any:
 
 
 def config_payload(config: Any, drop: Iterable[str] = NON_TRAINING_FIELDS) -> dict[str, Any]:
-    """The part of a configuration (dataclass or dict) that decides the trained weights, as plain JSON data."""
+    """The part of a configuration (dataclass or dict) that decides the trained weights, as plain JSON data.
+
+    Fields that are off (None, False, 0, empty) are left out: an option added to a configuration later is off by
+    default, and a model trained before it existed is the same model, with the same hash."""
     plain = _plain(config)
     if not isinstance(plain, dict):
         raise TypeError(f"a configuration must be a dataclass or a dict, got {type(config).__name__}")
     drop = set(drop)
-    return {k: v for k, v in plain.items() if k not in drop}
+    return {k: v for k, v in plain.items() if k not in drop and v not in (None, False, 0, [], "")}
 
 
 def stable_json(obj: Any) -> str:

@@ -94,6 +94,9 @@ class CriticConfig:
 
 # ------------------------------------------------------------------------------------------------ FaDeNet
 
+#: The critic backbone's low-level maps that FaDeNet's feature term ties to the original's (``feature_layers=()``).
+DEFAULT_FEATURE_LAYERS = ("dw_conv", "stage1")
+
 
 @dataclass
 class FaDeNetConfig:
@@ -112,11 +115,11 @@ class FaDeNetConfig:
     adv_weight: float = 0.0  # 0: the paper; > 0: an LSGAN discriminator keeps the output a natural face
     smooth_sigma: float = 0.0  # 0: the paper; > 0: the U-Net's correction is Gaussian-smoothed (pixels)
     input_sigma: float = 0.0  # 0: the paper; > 0: the U-Net sees its input's face box Gaussian-blurred (pixels)
-    input_region: float = CANONICAL_ZOOM  # the blurred face box's side, a fraction of the crop (see models.unet)
+    input_region: float | None = None  # the blurred face box's side as a fraction of the crop; None: CANONICAL_ZOOM
     embed_weight: float = 0.0  # 0: the paper; > 0: the critic's embedding of the output is pushed off the input's
     embed_margin: float = 0.0  # cosine below which an image stops pushing (then only image quality pulls it)
     feature_weight: float = 0.0  # 0: the paper; > 0: the critic's low-level feature maps stay the original's
-    feature_layers: tuple[str, ...] = ("dw_conv", "stage1")  # which maps (an embedding critic's backbone stages)
+    feature_layers: tuple[str, ...] = ()  # which backbone stages; (): DEFAULT_FEATURE_LAYERS
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -188,6 +191,11 @@ class FaDeNetConfig:
     @property
     def name(self) -> str:
         return self.run_name or f"fadenet-{self.profile_name}"
+
+    @property
+    def face_region(self) -> float:
+        """The side of the face box the input blur covers, as a fraction of the crop."""
+        return CANONICAL_ZOOM if self.input_region is None else float(self.input_region)
 
     def critic_config(self) -> CriticConfig:
         overrides = {"run_name": self.critic_run} if self.critic_run else {}

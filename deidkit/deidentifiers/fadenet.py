@@ -22,7 +22,7 @@ from deidkit.models.unet import UNet
 def build_unet(config: FaDeNetConfig) -> UNet:
     return UNet(width=config.unet_width, depth=config.unet_depth, residual=config.residual,
                 out_activation=config.out_activation, smooth_sigma=config.smooth_sigma,
-                input_sigma=config.input_sigma, input_region=config.input_region)
+                input_sigma=config.input_sigma, input_region=config.face_region)
 
 
 class FaDeNetDeidentifier:
@@ -83,7 +83,7 @@ class FaDeNetDeidentifier:
                 y = F.interpolate(fx, size=(size, size), mode="bilinear", align_corners=False)
             y = from_model_range(y).permute(0, 2, 3, 1).cpu().numpy()
             if self.mode == "facebox":
-                x0, y0, x1, y1 = face_box(size, self.config.input_region)
+                x0, y0, x1, y1 = face_box(size, self.config.face_region)
                 y, inside = full.copy(), y
                 y[:, y0:y1, x0:x1] = inside[:, y0:y1, x0:x1]
             out[s:s + self.batch_size] = y

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from deidkit.checkpoints import read_json, runs_dir, write_json
-from deidkit.configs import CriticConfig, FaDeNetConfig
+from deidkit.configs import DEFAULT_FEATURE_LAYERS, CriticConfig, FaDeNetConfig
 from deidkit.data.images import from_model_range, to_model_range
 from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, load_fadenet_deidentifier
 from deidkit.losses.fadenet import embedding_similarity, fadenet_loss, unit_norm_distance
@@ -184,7 +184,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             # read as a new identity change these maps most, a changed face shape least
             with torch.no_grad():
                 ref_maps = fast_critic.feature_maps(x)
-            feat = sum((maps[k] - ref_maps[k]).abs().mean() for k in config.feature_layers)
+            feat = sum((maps[k] - ref_maps[k]).abs().mean() for k in config.feature_layers or DEFAULT_FEATURE_LAYERS)
             total = total + config.feature_weight * feat
             extra["feature_l1"] = float(feat.detach())
         if disc is not None:
