@@ -1,4 +1,6 @@
-"""What the kit keeps in its cache (``$DEIDKIT_CACHE`` or ``~/.cache/deidkit``), and clearing it.
+"""What the kit keeps in its cache (``$DEIDKIT_CACHE`` or ``~/.cache/deidkit``), clearing it, and the keys of what
+is cached by content: trained sweep models by their configuration's hash (here) and embeddings by the crop's pixels
+(:class:`EmbeddingCache`, used by :mod:`deidkit.eval.embeddings`).
 
 Sections: ``aligned`` (canonical LFW crops), ``embeddings`` (recogniser embeddings keyed by content or path),
 ``image_level`` (naive baselines' whole-photo outputs), ``runs`` (trained models: never cleared unless named),
@@ -7,8 +9,18 @@ Sections: ``aligned`` (canonical LFW crops), ``embeddings`` (recogniser embeddin
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
+import hashlib
+import json
+import math
+import os
 import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from deidkit.assets import cache_dir
 
@@ -58,3 +70,112 @@ def human(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
+
+
+# ---------------------------------------------------------------------------------------- the run cache
+# A model trained by a sweep is identified by its configuration: the stable JSON of the fields that decide the
+# weights is hashed, and the model lives in ``runs/<model>-<hash>``.
+
+#: Bump when the meaning of a cached sweep model changes (it is part of every hash).
+CACHE_VERSION = 1
+
+#: Configuration fields that say *where* or *on what hardware* a model is trained, not *what* is trained; a
+#: model trained on a GPU is reused on a CPU, so they are left out of the hash.
+NON_TRAINING_FIELDS = frozenset({"device", "threads", "run_name", "critic_run", "channels_last", "compile"})
+
+
+def _plain(obj: Any) -> Any:
+    """A JSON-ready copy: dataclasses to dicts, tuples to lists, numpy scalars to Python numbers."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"configuration value {obj} is not finite")
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"configuration value of type {type(obj).__name__} cannot be hashed: {obj!r}")
+
+
+def config_payload(config: Any, drop: Iterable[str] = NON_TRAINING_FIELDS) -> dict[str, Any]:
+    """The part of a configuration (dataclass or dict) that decides the trained weights, as plain JSON data.
+
+    Fields that are off (None, False, 0, empty) are left out: an option added to a configuration later is off by
+    default, and a model trained before it existed is the same model, with the same hash."""
+    plain = _plain(config)
+    if not isinstance(plain, dict):
+        raise TypeError(f"a configuration must be a dataclass or a dict, got {type(config).__name__}")
+    drop = set(drop)
+    return {k: v for k, v in plain.items() if k not in drop and v not in (None, False, 0, [], "")}
+
+
+def stable_json(obj: Any) -> str:
+    """Canonical JSON: sorted keys, no whitespace, floats by ``repr`` (so 0.1 and 0.10 are one value)."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_hash(payload: Mapping[str, Any], length: int = 12) -> str:
+    """Short sha256 of the stable JSON of ``payload`` (with :data:`CACHE_VERSION`)."""
+    text = stable_json({"cache_version": CACHE_VERSION, "payload": payload})
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def runs_root() -> Path:
+    """Where sweep models live: ``cache_dir()/runs`` (beside the critic and the notebooks' runs)."""
+    return cache_dir() / "runs"
+
+
+def run_dir_for(model: str, digest: str) -> Path:
+    return runs_root() / f"{model}-{digest}"
+
+
+def completed_epochs(run_dir: str | os.PathLike) -> int:
+    """Epochs finished by the run in ``run_dir`` according to its checkpoint (0 when there is none)."""
+    from deidkit.checkpoints import CHECKPOINT_NAME, load_checkpoint
+
+    if not (Path(run_dir) / CHECKPOINT_NAME).is_file():
+        return 0
+    return int(load_checkpoint(run_dir)["epoch"])
+
+
+# ---------------------------------------------------------------------------------- the embedding cache
+
+
+class EmbeddingCache:
+    """A sha256 -> embedding store for one recogniser and one alignment (``tag``)."""
+
+    def __init__(self, recognizer_name: str, tag: str, root: Path | None = None) -> None:
+        self.path = (root or cache_dir() / "embeddings") / f"{recognizer_name}--{tag}.npz"
+        self._data: dict[str, np.ndarray] = {}
+        if self.path.is_file():
+            with np.load(self.path, allow_pickle=False) as z:
+                self._data = dict(zip(z["sha256"].tolist(), z["emb"]))
+
+    def __contains__(self, sha: str) -> bool:
+        return sha in self._data
+
+    def get(self, shas: list[str]) -> np.ndarray:
+        return np.stack([self._data[s] for s in shas]).astype(np.float32)
+
+    def put(self, shas: list[str], emb: np.ndarray) -> None:
+        self._data.update(zip(shas, np.asarray(emb, dtype=np.float32)))
+
+    def save(self) -> None:
+        """Write atomically; under a file lock, entries another process saved meanwhile are merged in (so
+        notebooks running at the same time do not drop each other's embeddings)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.is_file():
+                with np.load(self.path, allow_pickle=False) as z:
+                    for k, v in zip(z["sha256"].tolist(), z["emb"]):
+                        self._data.setdefault(k, v)
+            tmp = self.path.with_name(self.path.stem + f".tmp{os.getpid()}.npz")
+            shas = sorted(self._data)
+            np.savez(tmp, sha256=np.array(shas),
+                     emb=np.stack([self._data[s] for s in shas]) if shas else np.zeros((0, 0)))
+            os.replace(tmp, self.path)

@@ -34,7 +34,9 @@ torch.set_num_threads(1)
 def runs(tmp_path, monkeypatch) -> Path:
     """Sweep models go to a temporary folder (the aligned-crop cache stays the user's)."""
     root = tmp_path / "runs"
-    monkeypatch.setattr(A, "runs_root", lambda: root)
+    import deidkit.cache
+
+    monkeypatch.setattr(deidkit.cache, "runs_root", lambda: root)
     return root
 
 

@@ -3,51 +3,13 @@ crop at all by its content (:func:`embed_cached`), so a rerun or another noteboo
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from deidkit.assets import cache_dir
-
-
-class EmbeddingCache:
-    """A sha256 -> embedding store for one recogniser and one alignment (``tag``)."""
-
-    def __init__(self, recognizer_name: str, tag: str, root: Path | None = None) -> None:
-        self.path = (root or cache_dir() / "embeddings") / f"{recognizer_name}--{tag}.npz"
-        self._data: dict[str, np.ndarray] = {}
-        if self.path.is_file():
-            with np.load(self.path, allow_pickle=False) as z:
-                self._data = dict(zip(z["sha256"].tolist(), z["emb"]))
-
-    def __contains__(self, sha: str) -> bool:
-        return sha in self._data
-
-    def get(self, shas: list[str]) -> np.ndarray:
-        return np.stack([self._data[s] for s in shas]).astype(np.float32)
-
-    def put(self, shas: list[str], emb: np.ndarray) -> None:
-        self._data.update(zip(shas, np.asarray(emb, dtype=np.float32)))
-
-    def save(self) -> None:
-        """Write atomically; under a file lock, entries another process saved meanwhile are merged in (so
-        notebooks running at the same time do not drop each other's embeddings)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.path.is_file():
-                with np.load(self.path, allow_pickle=False) as z:
-                    for k, v in zip(z["sha256"].tolist(), z["emb"]):
-                        self._data.setdefault(k, v)
-            tmp = self.path.with_name(self.path.stem + f".tmp{os.getpid()}.npz")
-            shas = sorted(self._data)
-            np.savez(tmp, sha256=np.array(shas),
-                     emb=np.stack([self._data[s] for s in shas]) if shas else np.zeros((0, 0)))
-            os.replace(tmp, self.path)
+from deidkit.cache import EmbeddingCache
 
 
 def embed_batched(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
