@@ -45,11 +45,15 @@ class AttackSplit:
 
 
 def attack_split(protocol: str = "lfw_57x8", train_manifest: str = "lfw_train_pool", max_images: int = 2000,
-                 seed: int = 0) -> AttackSplit:
-    """Up to ``max_images`` training-pool images (a seeded sample) for the attacker, and the test protocol."""
+                 seed: int = 0, n_identities: int | None = None) -> AttackSplit:
+    """Up to ``max_images`` training-pool images (a seeded sample) for the attacker, and the test protocol (its
+    first ``n_identities`` identities only, for quick checks)."""
     from deidkit.data.lfw import load_manifest
 
     test = load_manifest(protocol)
+    if n_identities is not None:
+        keep = sorted(test["identity"].unique())[:n_identities]
+        test = test[test["identity"].isin(keep)].reset_index(drop=True)
     pool = load_manifest(train_manifest)
     pool = pool[~pool["identity"].isin(set(test["identity"]))]
     if max_images < len(pool):
