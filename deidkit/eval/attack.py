@@ -2,8 +2,9 @@
 
 The kit is public, so an attacker can de-identify photos of people they know and learn to see through the change.
 The *adapted* attacker here keeps an off-the-shelf recogniser frozen and learns a small head on its embedding: a
-linear map (ridge regression, closed form) from the embedding of a de-identified face to the embedding of the same
-face's original, fitted on training-pool identities (never the test protocol's). At test time the attacker maps
+linear map (least squares regularised towards the identity map, closed form) from the embedding of a de-identified
+face to the embedding of the same face's original, fitted on training-pool identities (never the test protocol's),
+its regularisation chosen on a held-out part of those identities. At test time the attacker maps
 each de-identified probe with that head and searches a gallery of originals, as the plain (``none``) attacker does
 without it. A de-identifier whose change is a fixed, learnable distortion of the embedding (blur is the textbook
 case) gives identity back to such an attacker; one that replaces the identity does not.
@@ -72,15 +73,50 @@ class AdaptedHead:
         return l2_normalize(l2_normalize(emb) @ self.weight + self.bias)
 
 
-def fit_adapted_head(deidentified: np.ndarray, original: np.ndarray, ridge: float = 1e-2) -> AdaptedHead:
-    """Ridge regression from (normalised) de-identified to original embeddings, rows paired by image."""
+def fit_adapted_head(deidentified: np.ndarray, original: np.ndarray, ridge: float = 0.1) -> AdaptedHead:
+    """Least squares from (normalised) de-identified to original embeddings, rows paired by image, regularised
+    towards the identity map (``ridge`` times the number of pairs): with little data the head stays the plain
+    recogniser and only corrects what the pairs show consistently (a ridge towards zero would shrink every
+    embedding to the mean face and lose the identity it tries to recover)."""
     x, y = l2_normalize(deidentified, np.float64), l2_normalize(original, np.float64)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"{len(x)} de-identified but {len(y)} original embeddings")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"embedding sizes differ: {x.shape[1]} and {y.shape[1]}")
     xm, ym = x.mean(0), y.mean(0)
     xc, yc = x - xm, y - ym
-    w = np.linalg.solve(xc.T @ xc + ridge * len(x) * np.eye(x.shape[1]), xc.T @ yc)
+    reg = ridge * len(x) * np.eye(x.shape[1])
+    w = np.linalg.solve(xc.T @ xc + reg, xc.T @ yc + reg)
     return AdaptedHead(w.astype(np.float32), (ym - xm @ w).astype(np.float32))
+
+
+def choose_ridge(deidentified: np.ndarray, original: np.ndarray, identities: Sequence[str],
+                 ridges: Sequence[float] = (0.01, 0.1, 1.0, 10.0), holdout: float = 0.25, seed: int = 0) -> float:
+    """The attacker's own model selection, on its training identities only: fit on ``1 - holdout`` of them and
+    keep the ridge whose head best identifies the held-out ones (de-identified probes against one original per
+    identity)."""
+    ids = np.asarray(identities)
+    uniq = np.unique(ids)
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(uniq, size=max(2, int(len(uniq) * holdout)), replace=False))
+    test = np.array([i in held for i in ids])
+    # gallery: the first original of each held-out identity; probes: the other images of those identities
+    first = {}
+    for k in np.flatnonzero(test):
+        first.setdefault(ids[k], k)
+    gal = np.array(sorted(first.values()))
+    probes = np.array([k for k in np.flatnonzero(test) if k not in set(gal)])
+    if len(probes) == 0:
+        return float(ridges[len(ridges) // 2])
+    g = l2_normalize(original[gal])
+    best, best_acc = float(ridges[0]), -1.0
+    for r in ridges:
+        head = fit_adapted_head(deidentified[~test], original[~test], r)
+        sims = head(deidentified[probes]) @ g.T
+        acc = float((ids[gal][sims.argmax(1)] == ids[probes]).mean())
+        if acc > best_acc:
+            best, best_acc = float(r), acc
+    return best
 
 
 def _summary(protocol: pd.DataFrame, gallery: np.ndarray, probes: np.ndarray) -> dict[str, float]:
@@ -91,9 +127,10 @@ def _summary(protocol: pd.DataFrame, gallery: np.ndarray, probes: np.ndarray) ->
 
 
 def adapted_attack_records(deidentifiers: Sequence, recognizers: Sequence, split: AttackSplit | None = None,
-                           ridge: float = 1e-2, crop_size: int = 224) -> list[dict]:
+                           ridge: float | None = None, crop_size: int = 224) -> list[dict]:
     """``attack`` records of every de-identifier against every recogniser, plain and adapted, on the split's test
-    protocol (gallery: originals). Embeddings go through the kit's content-addressed cache."""
+    protocol (gallery: originals). ``ridge`` None: the attacker picks it on its own training identities
+    (:func:`choose_ridge`). Embeddings go through the kit's content-addressed cache."""
     from deidkit.data.lfw import aligned_crops
 
     split = split or attack_split()
@@ -105,11 +142,13 @@ def adapted_attack_records(deidentifiers: Sequence, recognizers: Sequence, split
         for r in recognizers:
             gallery = embed_cached(r, test)
             probes = embed_cached(r, test_out)
-            head = fit_adapted_head(embed_cached(r, train_out), embed_cached(r, train), ridge)
+            e_out, e_orig = embed_cached(r, train_out), embed_cached(r, train)
+            lam = choose_ridge(e_out, e_orig, split.train_identities) if ridge is None else ridge
+            head = fit_adapted_head(e_out, e_orig, lam)
             for attack, emb in (("none", probes), ("adapted", head(probes))):
                 rows.append({"kind": "attack", "attack": attack, "deidentifier": d.name, "recognizer": r.name,
                              **_summary(split.protocol, gallery, emb), "gallery": "protocol",
-                             "protocol": split.protocol_name, "train_images": len(train), "ridge": ridge})
+                             "protocol": split.protocol_name, "train_images": len(train), "ridge": lam})
     return rows
 
 
@@ -261,4 +300,5 @@ def reversal_attack_records(deidentifiers: Sequence, recognizers: Sequence, spli
 
 
 __all__ = ["AdaptedHead", "AttackSplit", "ReversalConfig", "adapted_attack_records", "attack_split",
-           "attack_table", "fit_adapted_head", "reversal_attack_records", "reverse", "train_reversal"]
+           "attack_table", "choose_ridge", "fit_adapted_head", "reversal_attack_records", "reverse",
+           "train_reversal"]
