@@ -343,7 +343,13 @@ def _select(args: argparse.Namespace) -> int:
             cands[f"epochs/{snap.name}"] = FaDeNetDeidentifier.from_network(cfg, unet, name=snap.stem)
     if not cands:
         raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
-    name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim)
+    detector = None
+    if args.min_detection is not None:
+        from deidkit.data.alignment import make_detector
+
+        detector = make_detector("yunet")
+    name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim,
+                                    detector=detector, min_detection=args.min_detection)
     print(table.round(4).to_string(index=False))
     print(f"selected: {name}")
     record_metrics([{"kind": "selection", "model": args.model, "run": run_dir.name, **r, "min_ssim": args.min_ssim,
@@ -437,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "finetune", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--min-ssim", type=float, required=True, help="image quality every candidate must keep")
+    p.add_argument("--min-detection", type=float, default=None,
+                   help="also the fraction of outputs in which YuNet still finds a face (e.g. 0.95)")
     p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_select)

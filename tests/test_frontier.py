@@ -181,6 +181,16 @@ def test_select_checkpoint_takes_the_strongest_that_keeps_quality():
     assert name == table.loc[table["ssim"].idxmax(), "candidate"]
     assert select_checkpoint(cands, MeanColour(), min_ssim=1.01, crops=crops)[0] is None
 
+    class Bright:  # a stand-in detector: "finds a face" in crops that are not dark
+        def detect(self, image):
+            return [1] if image[image.shape[0] // 4:-image.shape[0] // 4].mean() > 40 else []
+
+    name, table = select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops, detector=Bright(),
+                                    min_detection=0.95)
+    assert name == "weak" and table.set_index("candidate")["detection_rate"].to_dict() == {"weak": 1.0, "strong": 0.0}
+    with pytest.raises(ValueError, match="detector"):
+        select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops, min_detection=0.5)
+
 
 def test_landmark_records_measure_pose_change():
     from deidkit.baselines import get_deidentifier

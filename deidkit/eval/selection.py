@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from deidkit.data.lfw import aligned_crops, load_manifest
-from deidkit.eval.quality import ssim
+from deidkit.eval.quality import detection_rate, ssim
 
 
 def selection_paths(per_identity: int = 1) -> list[str]:
@@ -24,17 +24,22 @@ def selection_paths(per_identity: int = 1) -> list[str]:
 
 def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float,
                       crops: np.ndarray | None = None, landmarks: object | None = None,
-                      max_landmarks: float | None = None) -> tuple[str | None, pd.DataFrame]:
+                      max_landmarks: float | None = None, detector: object | None = None,
+                      min_detection: float | None = None) -> tuple[str | None, pd.DataFrame]:
     """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
     those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
 
     ``landmarks`` (a 68-point predictor such as :class:`deidkit.pipeline.faces.Dlib68`) adds the mean landmark
     displacement as a fraction of the eye-corner distance (``landmark_iod``, see
-    :func:`deidkit.eval.temporal.landmark_displacement`); ``max_landmarks`` then also bounds it.
+    :func:`deidkit.eval.temporal.landmark_displacement`); ``max_landmarks`` then also bounds it. ``detector``
+    (e.g. YuNet) adds the fraction of outputs in which it still finds a face (``detection_rate``);
+    ``min_detection`` then also bounds it from below.
     Returns (name, the table of every candidate)."""
     crops = aligned_crops(selection_paths()) if crops is None else crops
     if max_landmarks is not None and landmarks is None:
         raise ValueError("max_landmarks needs a landmark predictor (landmarks=...)")
+    if min_detection is not None and detector is None:
+        raise ValueError("min_detection needs a face detector (detector=...)")
     ref = recognizer.embed(crops)
     rows = []
     for name, deid in candidates.items():
@@ -46,10 +51,14 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
             from deidkit.eval.temporal import landmark_displacement
 
             row["landmark_iod"] = float(landmark_displacement(crops, out, landmarks)["iod"].mean())
+        if detector is not None:
+            row["detection_rate"] = detection_rate(out, detector)
         rows.append(row)
     table = pd.DataFrame(rows)
     ok = table["ssim"] >= min_ssim
     if max_landmarks is not None:
         ok &= table["landmark_iod"] <= max_landmarks
+    if min_detection is not None:
+        ok &= table["detection_rate"] >= min_detection
     ok = table[ok]
     return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
