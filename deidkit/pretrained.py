@@ -144,7 +144,10 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     if entry is None:
         raise PretrainedError(f"no shipped model {name!r}")
     checkpoint = entry.get("checkpoint", "final")
-    return entry["run"] if checkpoint == "final" else f"{entry['run']}@{Path(checkpoint).stem}"
+    # the run folder `deidkit train <kind> --profile <profile>` writes (the shipped run may have had another name)
+    profile = entry.get("config", {}).get("profile_name")
+    run = f"{entry['kind']}-{profile}" if profile else entry["run"]
+    return run if checkpoint == "final" else f"{run}@{Path(checkpoint).stem}"
 
 
 def update_metrics(name: str, metrics: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> None:

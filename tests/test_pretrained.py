@@ -83,11 +83,12 @@ def test_at_least_the_two_models_ship():
 
 
 def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
-    cfg = FaDeNetConfig.profile("tiny")
+    cfg = FaDeNetConfig.profile("standard", run_name="fadenet-standard-try3")  # shipped from a renamed run
     P.export_pretrained("fadenet", "fadenet", build_unet(cfg).state_dict(), cfg.to_dict(), training_time_s=1.0,
-                        extra={"run": "fadenet-standard", "checkpoint": "epochs/epoch002.pt"}, weights_dir=tmp_path)
-    P.export_pretrained("live", "live", build_unet(cfg).state_dict(), cfg.to_dict(), training_time_s=1.0,
-                        extra={"run": "live-finetune", "checkpoint": "final"}, weights_dir=tmp_path)
+                        extra={"run": "fadenet-standard-try3", "checkpoint": "epochs/epoch002.pt"},
+                        weights_dir=tmp_path)
+    P.export_pretrained("live", "live", build_unet(cfg).state_dict(), {"profile_name": "finetune"},
+                        training_time_s=1.0, extra={"run": "live-finetune", "checkpoint": "final"}, weights_dir=tmp_path)
     assert P.retrained_name("fadenet", tmp_path) == "fadenet-standard@epoch002"
     assert P.retrained_name("live", tmp_path) == "live-finetune"
     with pytest.raises(P.PretrainedError, match="nothing"):
