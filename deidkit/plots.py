@@ -104,11 +104,14 @@ def distance_scatter(distances: pd.DataFrame, recognizer: str, ax=None):
     return ax.figure
 
 
-def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], families: dict | None = None):
+def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], families: dict | None = None,
+                    attacks: list[dict] | None = None):
     """The privacy-utility frontier: one panel per (level, recogniser); each naive family as a line through its
     strengths (and the original at SSIM 1), every other de-identifier as a labelled marker with its repetition SD.
     A marker below the lower line is better than naive at its image quality. ``tables``: level -> frontier
-    table (see :mod:`deidkit.eval.frontier`)."""
+    table (see :mod:`deidkit.eval.frontier`). ``attacks`` (``kind="attack"`` records, :mod:`deidkit.eval.attack`):
+    on the crop-level panels, each adaptive attacker's Rank-1 as a hollow marker joined to the plain one (same SSIM:
+    the image is the same, the attacker is stronger)."""
     from deidkit.eval.frontier import NAIVE_FAMILIES, family_curve, family_of
 
     families = families or NAIVE_FAMILIES
@@ -130,6 +133,8 @@ def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], fam
                 ax.errorbar(row["ssim"], row["rank1_mean"], yerr=row["rank1_std"], fmt="o", ms=5, capsize=2)
                 ax.annotate(row["deidentifier"], (row["ssim"], row["rank1_mean"]), fontsize=6, xytext=(3, 3),
                             textcoords="offset points")
+            if level == "crop":
+                _attack_points(ax, table, rec, attacks or [])
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(f"SSIM ({'whole photo' if level == 'image' else 'canonical crop'})")
             ax.set_ylabel("Rank-1")
@@ -139,3 +144,22 @@ def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], fam
                 ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def _attack_points(ax, table: pd.DataFrame, recognizer: str, attacks: list[dict]) -> None:
+    markers = {"adapted": ("^", "tab:red"), "reversal": ("s", "tab:purple")}
+    shown = set()
+    for r in attacks:
+        if r.get("kind") != "attack" or r["recognizer"] != recognizer or r["attack"] not in markers:
+            continue
+        row = table[(table["recognizer"] == recognizer) & (table["deidentifier"] == r["deidentifier"])]
+        plain = [a for a in attacks if a.get("kind") == "attack" and a["attack"] == "none"
+                 and a["deidentifier"] == r["deidentifier"] and a["recognizer"] == recognizer]
+        if row.empty or not plain:
+            continue
+        x = float(row["ssim"].iloc[0])
+        marker, colour = markers[r["attack"]]
+        ax.plot([x, x], [plain[0]["rank1"], r["rank1"]], ":", color=colour, lw=0.8)
+        ax.plot(x, r["rank1"], marker, mfc="none", color=colour, ms=6,
+                label=None if r["attack"] in shown else f"{r['attack']} attacker")
+        shown.add(r["attack"])

@@ -280,3 +280,22 @@ def test_reversal_attacker_learns_to_undo_an_invertible_change_and_resumes(tmp_p
     assert (tmp_path / "rev" / "log.csv").read_text() == log
     with pytest.raises(ValueError, match="reversal profile"):
         ReversalConfig.profile("nosuch")
+
+
+def test_frontier_figure_shows_the_adaptive_attackers_above_the_plain_points():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deidkit.plots import frontier_figure
+
+    rows = [{"deidentifier": d, "recognizer": "dlib", "ssim": s, "rank1_mean": r, "rank1_std": 0.01}
+            for d, s, r in [("original", 1.0, 0.99), ("blur_sigma4", 0.87, 0.86), ("blur_sigma8", 0.79, 0.14),
+                            ("pixelate_8px", 0.85, 0.5), ("pixelate_16px", 0.78, 0.03), ("live", 0.88, 0.05)]]
+    attacks = [{"kind": "attack", "attack": a, "deidentifier": "live", "recognizer": "dlib", "rank1": r}
+               for a, r in [("none", 0.05), ("adapted", 0.16), ("reversal", 0.05)]]
+    fig = frontier_figure({"crop": pd.DataFrame(rows)}, ["dlib"], attacks=attacks)
+    ax = fig.axes[0]
+    labels = [ln.get_label() for ln in ax.get_lines()]
+    assert "adapted attacker" in labels and "reversal attacker" in labels
+    adapted = next(ln for ln in ax.get_lines() if ln.get_label() == "adapted attacker")
+    assert tuple(adapted.get_xydata()[0]) == (0.88, 0.16)
