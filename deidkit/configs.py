@@ -16,11 +16,22 @@ from deidkit.losses.live import LiveLossWeights
 
 # ------------------------------------------------------------------------------------------------- critic
 
+@dataclass
+class SpeedOptions:
+    """Speed on a GPU, shared by every experiment: bf16 autocast where the device supports it, the channels-last
+    memory format, torch.compile. Off (the exact float32 computation) in the CPU profiles; the paper profiles turn
+    them on (see :mod:`deidkit.train.speed`)."""
+
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
 CRITIC_KINDS = ("mobilefacenet", "inception")
 
 
 @dataclass
-class CriticConfig:
+class CriticConfig(SpeedOptions):
     """One critic experiment. Build with :meth:`profile` (``tiny``, ``quick``, ``paper``) plus overrides."""
 
     profile_name: str = "quick"
@@ -39,11 +50,6 @@ class CriticConfig:
     max_identities: int | None = None  # None: every critic identity of the training pool
     seed: int = 0
     device: str = "auto"
-    # speed on a GPU (off = the exact float32 computation; the paper profiles turn them on): bf16 autocast where
-    # the device supports it, channels-last memory format, torch.compile; data-loader worker processes
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
     workers: int = 0  # > 0: a torch DataLoader with this many workers (and pinned memory on CUDA) augments
     run_name: str = ""  # default: critic-<profile_name>
 
@@ -99,7 +105,7 @@ DEFAULT_FEATURE_LAYERS = ("dw_conv", "stage1")
 
 
 @dataclass
-class FaDeNetConfig:
+class FaDeNetConfig(SpeedOptions):
     """One FaDeNet experiment. Build with :meth:`profile` (``tiny``, ``quick``, ``paper``) plus overrides."""
 
     profile_name: str = "quick"
@@ -126,11 +132,6 @@ class FaDeNetConfig:
     augment: bool = True
     seed: int = 0
     device: str = "auto"
-    # speed on a GPU (off = the exact float32 computation; the paper profiles turn them on): bf16 autocast where
-    # the device supports it, channels-last memory format, torch.compile; data-loader worker processes
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
     workers: int = 0  # > 0: a torch DataLoader with this many workers (and pinned memory on CUDA) augments
     critic_profile: str = "quick"  # the CriticConfig profile of the critic to train against
     critic_run: str = ""  # run directory name of the critic (default: that profile's default name)
@@ -226,7 +227,7 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "paper")
 
 
 @dataclass
-class LiveConfig:
+class LiveConfig(SpeedOptions):
     """One experiment of the live network. Build with :meth:`profile` (``tiny``, ``quick``, ``paper``)."""
 
     profile_name: str = "quick"
@@ -262,11 +263,6 @@ class LiveConfig:
     betas: tuple[float, float] = (0.5, 0.99)
     seed: int = 0
     device: str = "auto"
-    # speed on a GPU (off = the exact float32 computation; the paper profiles turn them on): bf16 autocast where
-    # the device supports it, channels-last memory format, torch.compile; data-loader worker processes
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
     threads: int | None = None
     # fine-tuning: a generator file ({"state_dict": ...}, e.g. another run's stages/stage1.pt; relative paths are
     # inside the kit's cache) that initialises the generator of a fresh run (the discriminator starts fresh);
