@@ -131,6 +131,30 @@ def _run_summary(run_dir: Path) -> str:
     return "metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in keep.items())
 
 
+def _benchmark_video(args: argparse.Namespace) -> int:
+    """Frames/s of the whole video pipeline on this machine (360p, and 1080p with ~12 faces per frame);
+    records merge into reports/metrics/video_speed.json (one per case)."""
+    import json
+
+    import torch
+
+    from deidkit.pipeline.benchmark import benchmark_video
+    from deidkit.reports import record_metrics, reports_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    new = benchmark_video(args.cases, max_frames=args.frames)
+    for r in new:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms_per_frame"].items())
+        print(f"{r['name']}: {r['value']:.1f} frames/s ({r['resolution']}, {r['faces_per_frame']:.1f} faces/frame, "
+              f"{r['cpu_fps']:.1f} frames per CPU-second) [ms/frame: {stages}]")
+    path = reports_dir(args.out) / "metrics" / "video_speed.json"
+    old = json.loads(path.read_text()) if path.is_file() else []
+    kept = [r for r in old if r.get("name") not in {n["name"] for n in new}]
+    record_metrics([{k: v for k, v in r.items() if k != "source"} for r in kept] + new, "video_speed", args.out)
+    return 0
+
+
 def _benchmark_train(args: argparse.Namespace) -> int:
     """Training images/s of each model named, on this machine; records merge into reports/metrics/train_speed.json
     (one per model, profile, device and process count)."""
@@ -323,7 +347,21 @@ def _select(args: argparse.Namespace) -> int:
 
     if args.recognizer in JUDGES:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
-    if args.model == "live":
+    if args.landmark_locks and args.model != "live":
+        raise ValueError("--landmark-locks applies to the live model only")
+    if args.apply and not args.landmark_locks:
+        raise ValueError("--apply records a landmark lock in the manifest: give --landmark-locks")
+    if args.landmark_locks:
+        # one shipped generator, several amounts of landmark locking (an inference option)
+        from deidkit.pretrained import load_pretrained
+
+        run_dir = Path("shipped")
+        cands = {}
+        for lock in args.landmark_locks:
+            deid = load_pretrained("live")
+            deid.landmark_lock = lock
+            cands[f"landmark_lock={lock:g}"] = deid
+    elif args.model == "live":
         from deidkit.deidentifiers.live import default_run_dir, load_live_deidentifier
 
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
@@ -348,13 +386,33 @@ def _select(args: argparse.Namespace) -> int:
         from deidkit.data.alignment import make_detector
 
         detector = make_detector("yunet")
+    predictor = max_landmarks = None
+    if args.max_landmarks_vs:
+        from deidkit.deidentifiers import load_deidentifier
+        from deidkit.eval.selection import landmark_bound
+        from deidkit.pipeline.faces import Dlib68
+
+        predictor = Dlib68()
+        reference = load_deidentifier(args.max_landmarks_vs)
+        max_landmarks = landmark_bound(reference, predictor, ratio=args.landmarks_ratio)
+        print(f"landmark bound: {args.landmarks_ratio:g} x {args.max_landmarks_vs}'s displacement = {max_landmarks:.4f}")
     name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim,
-                                    detector=detector, min_detection=args.min_detection)
+                                    detector=detector, min_detection=args.min_detection, landmarks=predictor,
+                                    max_landmarks=max_landmarks)
     print(table.round(4).to_string(index=False))
     print(f"selected: {name}")
+    if args.apply:
+        if name is None:
+            raise ValueError("no landmark lock keeps the bounds; the manifest is unchanged")
+        from deidkit.pretrained import set_inference_options
+
+        lock = float(name.split("=", 1)[1])
+        set_inference_options("live", {"landmark_lock": lock} if lock else {})
+        print(f"deidkit/weights/manifest.json: live now loads with landmark_lock={lock:g}")
     record_metrics([{"kind": "selection", "model": args.model, "run": run_dir.name, **r, "min_ssim": args.min_ssim,
+                     "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
-                   f"selection_{args.model}", args.out)
+                   f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""), args.out)
     return 0
 
 
@@ -421,6 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every N steps inside an epoch (a crash loses at most N steps)")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("benchmark-video", help="frames/s of the video pipeline at 360p and 1080p (speed records)")
+    p.add_argument("--cases", nargs="+", default=None, help="video_360p_live_cpu video_1080p_live_cpu "
+                   "video_1080p_blur_cpu (default: all)")
+    p.add_argument("--frames", type=int, default=None, help="first N frames of each clip only")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=_benchmark_video)
+
     p = sub.add_parser("benchmark-train", help="training images/s of each model (train_speed records)")
     p.add_argument("models", nargs="+", choices=["critic", "fadenet", "live"])
     p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "paper"])
@@ -446,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-detection", type=float, default=None,
                    help="also the fraction of outputs in which YuNet still finds a face (e.g. 0.95)")
     p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
+    p.add_argument("--max-landmarks-vs", default=None, metavar="DEIDENTIFIER",
+                   help="also bound the dlib-68 landmark displacement by --landmarks-ratio times this "
+                        "de-identifier's on the selection set (e.g. blur_sigma8)")
+    p.add_argument("--landmarks-ratio", type=float, default=1.0)
+    p.add_argument("--landmark-locks", type=float, nargs="+", default=None,
+                   help="live: candidates are the shipped generator with these landmark locks (0-1)")
+    p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_select)
 

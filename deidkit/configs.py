@@ -126,6 +126,8 @@ class FaDeNetConfig(SpeedOptions):
     embed_margin: float = 0.0  # cosine below which an image stops pushing (then only image quality pulls it)
     feature_weight: float = 0.0  # 0: the paper; > 0: the critic's low-level feature maps stay the original's
     feature_layers: tuple[str, ...] = ()  # which backbone stages; (): DEFAULT_FEATURE_LAYERS
+    detect_weight: float = 0.0  # 0: the paper; > 0: MTCNN's ONet must still call the face box a face
+    chroma_weight: float = 0.0  # 0: the paper; > 0: the output's smoothed colour (Cb, Cr) stays the input's
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -190,11 +192,13 @@ class FaDeNetConfig(SpeedOptions):
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
         if not -1.0 <= self.embed_margin < 1.0:
             raise ValueError(f"embed_margin is a cosine in [-1, 1), got {self.embed_margin}")
-        if min(self.edge_weight, self.critic_views, self.adv_weight, self.embed_weight, self.input_sigma,
-               self.feature_weight) < 0:
-            raise ValueError(f"edge_weight, critic_views, adv_weight, embed_weight, input_sigma and feature_weight "
-                             f"must be >= 0, got {self.edge_weight}, {self.critic_views}, {self.adv_weight}, "
-                             f"{self.embed_weight}, {self.input_sigma}, {self.feature_weight}")
+        weights = dict(edge_weight=self.edge_weight, critic_views=self.critic_views, adv_weight=self.adv_weight,
+                       embed_weight=self.embed_weight, input_sigma=self.input_sigma,
+                       feature_weight=self.feature_weight, detect_weight=self.detect_weight,
+                       chroma_weight=self.chroma_weight)
+        negative = {k: v for k, v in weights.items() if v < 0}
+        if negative:
+            raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
 

@@ -86,7 +86,8 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
         feats = build_features(cfg)
         gen = build_generator(cfg, cond_dim=int(entry.get("cond_dim", 128)))
         gen.load_state_dict(state)
-        return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device)
+        # inference options chosen after training (e.g. the landmark lock, see deidkit.eval.selection)
+        return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device, **entry.get("inference", {}))
     if kind == "fadenet":
         from deidkit.configs import FaDeNetConfig
         from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
@@ -139,7 +140,8 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
 
 def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> str:
     """The de-identifier name of the snapshot a shipped model was exported from, in a retrained cache: the run
-    folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``)."""
+    folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``), then the shipped
+    inference options (``+lock0.6``: the landmark lock)."""
     entry = read_manifest(weights_dir)["models"].get(name)
     if entry is None:
         raise PretrainedError(f"no shipped model {name!r}")
@@ -147,7 +149,24 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     # the run folder `deidkit train <kind> --profile <profile>` writes (the shipped run may have had another name)
     profile = entry.get("config", {}).get("profile_name")
     run = f"{entry['kind']}-{profile}" if profile else entry["run"]
-    return run if checkpoint == "final" else f"{run}@{Path(checkpoint).stem}"
+    name = run if checkpoint == "final" else f"{run}@{Path(checkpoint).stem}"
+    lock = entry.get("inference", {}).get("landmark_lock")
+    return f"{name}+lock{lock:g}" if lock else name
+
+
+def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None
+                          ) -> None:
+    """Record the inference options a shipped model is loaded with (``{"landmark_lock": 0.6}``); the file and its
+    checksum are untouched. An empty dict removes them."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    manifest = read_manifest(weights_dir)
+    if name not in manifest["models"]:
+        raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r}")
+    if options:
+        manifest["models"][name]["inference"] = options
+    else:
+        manifest["models"][name].pop("inference", None)
+    (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def update_metrics(name: str, metrics: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> None:

@@ -76,3 +76,13 @@ def test_cache_info_and_clear_keep_trained_models(tmp_path, monkeypatch, capsys)
     assert not (tmp_path / "embeddings").exists() and (tmp_path / "runs" / "live-standard" / "checkpoint.pt").exists()
     assert main(["cache", "clear", "nonsense"]) == 2
     assert main(["cache", "clear", "runs"]) == 0 and not (tmp_path / "runs").exists()
+
+
+def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
+    """Selection never reads a judge; the landmark lock is the live model's; --apply needs candidates."""
+    assert main(["select", "live", "--min-ssim", "0.9", "--recognizer", "dlib"]) == 2
+    assert "judge" in capsys.readouterr().err
+    assert main(["select", "fadenet", "--min-ssim", "0.8", "--landmark-locks", "0", "0.5"]) == 2
+    assert "live model only" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
+    assert "--landmark-locks" in capsys.readouterr().err

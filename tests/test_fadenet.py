@@ -382,3 +382,42 @@ def test_facebox_mode_changes_only_the_face_box(crops_small):
     assert FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p").mode == "resize"
     with pytest.raises(ValueError, match="mode"):
         FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p", mode="nosuch")
+
+
+def test_detection_and_chroma_terms_on_known_tensors(tmp_path, crops_small):
+    """``detect_weight``: -log of ONet's face probability, zero once the face is confident; ``chroma_weight``:
+    blind to a brightness change, not to a colour band; both train and are logged."""
+    from deidkit.losses.fadenet import chroma_distance, detection_loss
+    from deidkit.recognizers import load_five_landmarks
+
+    p = torch.tensor([0.999, 0.99, 0.5, 0.0])
+    d = detection_loss(p)
+    assert d[0] == 0 and d[1] == pytest.approx(0.0, abs=1e-6)
+    assert d[2] == pytest.approx(math.log(0.99 / 0.5), rel=1e-5) and torch.isfinite(d[3]) and d[3] > d[2]
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 48, 48) * 1.6 - 0.8
+    brighter = x + 0.1  # the same amount on R, G and B: luminance only
+    band = x.clone()
+    band[:, 0, 20:28] += 0.3  # a red band across the face
+    band[:, 2, 20:28] -= 0.3
+    assert torch.allclose(chroma_distance(x, brighter), torch.zeros(2), atol=1e-6)
+    assert (chroma_distance(x, band) > 0.02).all()
+    # ONet calls real LFW face boxes faces and a flat grey square not
+    from deidkit.data.templates import CANONICAL_ZOOM
+
+    size = crops_small.shape[1]
+    side = int(round(CANONICAL_ZOOM * size))
+    top = (size - side) // 2
+    box = crops_small[:4, top:top + side, top:top + side].copy()
+    faces = torch.from_numpy(box).permute(0, 3, 1, 2).float() / 127.5 - 1
+    onet = load_five_landmarks()
+    assert (onet.face_probability(faces) > 0.9).all()
+    assert (onet.face_probability(torch.zeros(1, 3, side, side)) < 0.5).all()
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, detect_weight=0.5, chroma_weight=1.0)
+    res = train_fadenet(fcfg, data=toy_data(size=64), critic=EmbeddingCritic(MobileFaceNetMS1M(), 3),
+                        run_dir=tmp_path / "f", progress=False)
+    assert {"detect", "face_prob", "chroma"} <= set(res.log.columns)
+    assert res.log["face_prob"].between(0, 1).all() and (res.log["chroma"] >= 0).all()
+    for field in ("detect_weight", "chroma_weight"):
+        with pytest.raises(ValueError, match=field):
+            FaDeNetConfig.profile("tiny", **{field: -1.0})

@@ -381,3 +381,44 @@ def test_landmark_term_is_trained_and_logged(real_crops):
     assert 0 < terms["landmarks"] < 0.5
     off = T.LiveTrainer(T.LiveConfig.profile("tiny", device="cpu"), feats, device="cpu")
     assert off.landmarks is None and off.step(x, x_in, 0)["landmarks"] == 0.0
+
+
+def test_thin_plate_field_moves_landmarks_and_keeps_the_border():
+    import cv2
+
+    from deidkit.deidentifiers.geometry import thin_plate_field
+
+    size = 96
+    pts = np.array([[30.0, 40.0], [66.0, 40.0], [48.0, 56.0], [36.0, 70.0], [60.0, 70.0]])
+    mx, my = thin_plate_field(pts, pts, size)  # no move: the identity map
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    assert np.abs(mx - xx).max() < 0.05 and np.abs(my - yy).max() < 0.05
+    goal = pts + np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 2.0], [0.0, -2.0], [2.0, 2.0]])
+    img = np.zeros((size, size), np.float32)
+    img[40, 30] = 1.0  # a dot where the first landmark is now
+    mx, my = thin_plate_field(goal, pts, size)
+    warped = cv2.remap(cv2.GaussianBlur(img, (0, 0), 1.5), mx, my, cv2.INTER_LINEAR)
+    y, x = np.unravel_index(np.argmax(warped), warped.shape)
+    assert (x, y) == (33, 40)  # it moved to its goal
+    assert abs(mx[0, 0]) < 0.05 and abs(mx[-1, -1] - (size - 1)) < 0.05  # the corners stay
+
+
+def test_landmark_lock_moves_a_real_face_back_and_is_off_at_zero(crops_small):
+    """A live output shifted by 4 pixels: the lock at 1 brings ONet's landmarks back near the input's and at 0
+    changes nothing; out of range is refused."""
+    from deidkit.deidentifiers.geometry import LandmarkLock
+    from deidkit.recognizers import load_five_landmarks
+
+    crops = crops_small[:3]
+    shifted = np.roll(crops, 4, axis=2)  # a "generator" that moved every feature 4 px to the right
+    alpha = np.ones(crops.shape[:3], np.float32)
+    lock = LandmarkLock(load_five_landmarks(), 1.0)
+    raw, a = lock(crops, shifted, alpha)
+    before = np.linalg.norm(lock.points(shifted) - lock.points(crops), axis=2).mean()
+    after = np.linalg.norm(lock.points(raw) - lock.points(crops), axis=2).mean()
+    assert before > 3.0 and after < 0.5 * before
+    off = LandmarkLock(lock.landmarks, 0.0)
+    same, a0 = off(crops, shifted, alpha)
+    assert same is shifted and a0 is alpha
+    with pytest.raises(ValueError, match="landmark lock"):
+        LandmarkLock(lock.landmarks, 1.5)

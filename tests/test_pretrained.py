@@ -95,6 +95,20 @@ def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
         P.retrained_name("nothing", tmp_path)
     P.update_metrics("live", {"crop/dlib": {"rank1": 0.1}}, tmp_path)
     assert P.read_manifest(tmp_path)["models"]["live"]["metrics"] == {"crop/dlib": {"rank1": 0.1}}
+    # an inference option chosen after training travels with the retrained name, and can be removed
+    P.set_inference_options("live", {"landmark_lock": 0.6}, tmp_path)
+    assert P.retrained_name("live", tmp_path) == "live-finetune+lock0.6"
+    P.set_inference_options("live", {}, tmp_path)
+    assert P.retrained_name("live", tmp_path) == "live-finetune"
+    with pytest.raises(P.PretrainedError, match="nothing"):
+        P.set_inference_options("nothing", {"landmark_lock": 0.5}, tmp_path)
+
+
+def test_shipped_live_loads_with_its_manifest_landmark_lock():
+    from deidkit.deidentifiers import load_deidentifier
+
+    lock = P.read_manifest()["models"]["live"].get("inference", {}).get("landmark_lock", 0.0)
+    assert load_deidentifier("live").landmark_lock == lock
 
 
 def test_inference_never_imports_training_code():

@@ -336,3 +336,24 @@ def test_a_missed_detection_is_bridged_by_the_last_alignment(clip):
     assert sw.process(frames[0]).faces == 0  # detector call 12 finds nothing and nothing is carried
     with pytest.raises(ValueError, match="carry_frames"):
         FaceSwapper(get_deidentifier("blackbox"), hull="none", carry_frames=-1)
+
+
+def test_multiface_hd_benchmark_clip_and_record(tmp_path, monkeypatch):
+    """The 1080p benchmark clip holds many real faces (tiles of the shared clip); a benchmark case gives a speed
+    record with its per-stage times."""
+    from deidkit.pipeline.benchmark import benchmark_video, multiface_hd_clip
+    from deidkit.pipeline.faces import make_face_detector
+    from deidkit.pipeline.io import read_frames
+
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    clip = multiface_hd_clip(frames=3, progress=False)
+    assert multiface_hd_clip(frames=3, progress=False) == clip  # built once
+    frame = read_frames(clip, [0])[0]
+    assert frame.shape == (1080, 1920, 3)
+    assert len(make_face_detector("yunet").detect(frame)) >= 8
+    (rec,) = benchmark_video(["video_1080p_blur_cpu"], max_frames=2, progress=False, hd_frames=3)
+    assert rec["kind"] == "speed" and rec["unit"] == "frames/s" and rec["value"] > 0
+    assert rec["frames"] == 2 and rec["faces_per_frame"] >= 8 and rec["resolution"] == "1920x1080"
+    assert set(rec["stage_ms_per_frame"]) == {"decode", "detect", "align", "network", "blend", "encode"}
+    with pytest.raises(ValueError, match="unknown video benchmark"):
+        benchmark_video(["video_8k"])

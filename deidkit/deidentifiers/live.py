@@ -19,6 +19,7 @@ from deidkit.checkpoints import load_checkpoint
 from deidkit.configs import LiveConfig
 from deidkit.data.templates import ARCFACE_112, crop_to_template
 from deidkit.deidentifiers import register_trained
+from deidkit.deidentifiers.geometry import LandmarkLock
 from deidkit.models.live import LiveGenerator, RecognizerFeatures
 
 STAGES_DIR = "stages"
@@ -96,11 +97,16 @@ class LiveDeidentifier:
     blending mask equals the input's there: the network's output keeps the identity change but not a colour cast
     (the ``quick`` model tints faces yellow-orange on footage unlike LFW); skin tone and lighting stay the
     input's.
+
+    ``landmark_lock`` (default 0: off) moves the blended face's five landmarks that fraction of the way back to
+    the input's with a smooth warp of output and mask (:class:`deidkit.deidentifiers.geometry.LandmarkLock`):
+    expression and gaze stay where they were, at the price of some identity. The shipped model's value is in
+    its manifest (chosen on the selection set).
     """
 
     def __init__(self, generator: LiveGenerator, features: RecognizerFeatures, crop_fraction: float,
                  name: str = "live", strength: float = 1.0, device: torch.device | str = "cpu",
-                 colour_match: bool = True) -> None:
+                 colour_match: bool = True, landmark_lock: float = 0.0) -> None:
         if not name.startswith("live"):
             raise ValueError(f"live de-identifier names start with 'live', got {name!r}")
         self.device = torch.device(device)
@@ -111,6 +117,23 @@ class LiveDeidentifier:
         self._name = name
         self.strength = strength
         self.colour_match = colour_match
+        self._lock: LandmarkLock | None = None
+        self.landmark_lock = landmark_lock
+
+    @property
+    def landmark_lock(self) -> float:
+        return 0.0 if self._lock is None else self._lock.lock
+
+    @landmark_lock.setter
+    def landmark_lock(self, value: float) -> None:
+        if float(value) == 0.0:
+            self._lock = None
+        elif self._lock is None:
+            from deidkit.recognizers import load_five_landmarks
+
+            self._lock = LandmarkLock(load_five_landmarks().to(self.device), float(value))
+        else:
+            self._lock = LandmarkLock(self._lock.landmarks, float(value))
 
     @property
     def strength(self) -> float:
@@ -179,6 +202,8 @@ class LiveDeidentifier:
             region = a > 0
             out[i][region] = warped[region]
             alpha[i] = a * self._strength
+        if self._lock is not None:
+            out, alpha = self._lock(batch, out, alpha)
         return out, alpha
 
     def deidentify(self, batch: np.ndarray, targets: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
@@ -189,7 +214,8 @@ class LiveDeidentifier:
         return np.clip(np.rint(a * raw + (1.0 - a) * batch), 0, 255).astype(np.uint8)
 
     def __repr__(self) -> str:
-        return f"LiveDeidentifier(name={self.name!r}, size={self.size}, crop_fraction={self.crop_fraction})"
+        return (f"LiveDeidentifier(name={self.name!r}, size={self.size}, crop_fraction={self.crop_fraction}, "
+                f"landmark_lock={self.landmark_lock:g})")
 
 
 def match_colour(raw: torch.Tensor, reference: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -244,15 +270,16 @@ def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | 
     """``live`` (the given profile), ``live_<profile>``, ``live_<profile>_stage<k>``; ``_s<strength>`` may end
     any of them (e.g. ``live_quick_s0.5``). ``live-<run>`` names a run folder in the cache (e.g. a fine-tuning
     run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators (``_s<strength>`` may end them
-    too)."""
+    too), and ``+lock<fraction>`` before that a landmark lock (``live-finetune@stage0+lock0.6``)."""
     import re
 
-    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:_s([\d.]+))?", name)
+    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:\+lock([\d.]+))?(?:_s([\d.]+))?", name)
     if run is not None and run_dir is None:
         deid = load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
                                       else int(run.group(2)), device=device, name=name.rsplit("_s", 1)[0]
-                                      if run.group(3) else name)
-        deid.strength = 1.0 if run.group(3) is None else float(run.group(3))
+                                      if run.group(4) else name)
+        deid.landmark_lock = 0.0 if run.group(3) is None else float(run.group(3))
+        deid.strength = 1.0 if run.group(4) is None else float(run.group(4))
         return deid
     m = re.fullmatch(r"live(?:_(tiny|quick|standard|paper))?(?:_stage([0-3]))?(?:_s([\d.]+))?", name)
     if m is None:

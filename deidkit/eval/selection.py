@@ -22,6 +22,16 @@ def selection_paths(per_identity: int = 1) -> list[str]:
     return keep.groupby("identity", sort=True).head(per_identity)["path"].tolist()
 
 
+def landmark_bound(reference: object, predictor: object, ratio: float = 1.0, crops: np.ndarray | None = None
+                   ) -> float:
+    """``ratio`` times the mean dlib-68 landmark displacement (fraction of the eye-corner distance) that the
+    ``reference`` de-identifier (e.g. blur sigma 8, the issue's bar) causes on the selection set."""
+    from deidkit.eval.temporal import landmark_displacement
+
+    crops = aligned_crops(selection_paths()) if crops is None else crops
+    return ratio * float(landmark_displacement(crops, reference.deidentify(crops), predictor)["iod"].mean())
+
+
 def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float,
                       crops: np.ndarray | None = None, landmarks: object | None = None,
                       max_landmarks: float | None = None, detector: object | None = None,

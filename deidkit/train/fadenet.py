@@ -43,7 +43,13 @@ from deidkit.checkpoints import read_json, runs_dir, write_json
 from deidkit.configs import DEFAULT_FEATURE_LAYERS, CriticConfig, FaDeNetConfig
 from deidkit.data.images import from_model_range, to_model_range
 from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, load_fadenet_deidentifier
-from deidkit.losses.fadenet import embedding_similarity, fadenet_loss, unit_norm_distance
+from deidkit.losses.fadenet import (
+    chroma_distance,
+    detection_loss,
+    embedding_similarity,
+    fadenet_loss,
+    unit_norm_distance,
+)
 from deidkit.models.critic import Critic, fold_batchnorm
 from deidkit.models.unet import UNet
 from deidkit.train.augment import ArrayBatches, random_views
@@ -141,6 +147,15 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     unet_ddp = prepare(wrap(prepare(unet, config.channels_last)), compile=config.compile)
     disc_ddp = wrap(prepare(disc, config.channels_last)) if disc is not None else None
 
+    face_net = None
+    if config.detect_weight:
+        from deidkit.recognizers import load_five_landmarks
+
+        face_net = load_five_landmarks().to(device)
+    box = config.face_region
+    side = int(round(box * config.image_size))
+    top = (config.image_size - side) // 2
+
     def make_loader(epoch: int) -> ArrayBatches | WorkerBatches:
         if config.workers:
             return WorkerBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
@@ -187,6 +202,16 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             feat = sum((maps[k] - ref_maps[k]).abs().mean() for k in config.feature_layers or DEFAULT_FEATURE_LAYERS)
             total = total + config.feature_weight * feat
             extra["feature_l1"] = float(feat.detach())
+        if face_net is not None:
+            # MTCNN's ONet on the face box (the region a detector's box covers in the canonical crop)
+            prob = face_net.face_probability(fx[..., top:top + side, top:top + side])
+            det = detection_loss(prob).mean()
+            total = total + config.detect_weight * det
+            extra.update(detect=float(det.detach()), face_prob=float(prob.detach().mean()))
+        if config.chroma_weight:
+            chroma = chroma_distance(x, fx, sigma=config.image_size / 32).mean()
+            total = total + config.chroma_weight * chroma
+            extra["chroma"] = float(chroma.detach())
         if disc is not None:
             # LSGAN: the discriminator scores real crops 1 and FaDeNet's outputs 0; the U-Net wants 1
             # one forward pass over real and fake (DDP synchronises once per forward-backward)
