@@ -165,7 +165,13 @@ class FaDeNetConfig(SpeedOptions):
             # 0.097 at 0.809, epoch 3 0.072 at 0.807, epoch 7 0.032 at 0.803; YuNet still finds 99 % of epoch 3's
             # faces but 48 % of epoch 7's (coloured bands over the eyes grow with training). Without the margin and
             # the feature term (embed_weight 0.5 alone, the whole crop blurred) SSIM fell to 0.77 in 2 epochs.
-            # No selection on lfw_57x8 or the judges.
+            # Stop 20: a term that keeps ONet calling the face box a face (detect_weight 0.5, 10 epochs planned, stopped
+            # after 4) kept YuNet at 100 % but also kept the embedding where the blurred input alone leaves it
+            # (selection set cosine 0.129-0.136 at SSIM 0.808-0.812 after epochs 1-4; held-out critic cosine 0.15
+            # where this recipe reaches 0.064 at epoch 4); with a smoothed-chroma term as well (chroma_weight 2): the
+            # same (0.137-0.138). Restoring the input's blurred chroma at inference on this recipe's snapshots took the
+            # identity change back too (epoch 7: cosine 0.032 -> 0.076, YuNet 0.48 -> 0.85): the colour bands are what
+            # moves identity here. No selection on lfw_57x8 or the judges.
             "standard": dict(image_size=96, unet_width=24, unet_depth=3, residual=True, out_activation="tanh",
                              lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1,
                              smooth_sigma=1.5, input_sigma=3.0, embed_weight=0.5, embed_margin=0.1,

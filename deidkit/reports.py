@@ -140,6 +140,12 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, not {profile!r}")
     out = reports_dir(out)
+    from deidkit.assets import cache_dir
+
+    cache = cache_dir()
+    # cold: nothing cached yet (a fresh machine); warm: crops, embeddings or trained runs from an earlier run
+    state = "warm" if cache.is_dir() and any(cache.iterdir()) else "cold"
+    start = time.perf_counter()
     for nb in notebooks(only):
         dest = out / nb.name
         t0 = time.perf_counter()
@@ -155,6 +161,11 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
         compact_notebook(dest)
         if html:
             export_html(dest, out / "html")
+    if only is None:  # the whole of `make reproduce` after the set-up
+        record_metrics([{"kind": "runtime", "name": "reproduce_total", "cache": state,
+                         "value": time.perf_counter() - start, "unit": "s", "profile": profile, **git_state(),
+                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}],
+                       f"_runtime_total_{state}", out)
     refresh_summary(out, profile)
     return out
 
