@@ -282,7 +282,7 @@ def write_readme(out: Path, records: list[dict]) -> Path:
          ["model", "profile", "device", "world_size", "images_per_s", "batch_size", "steps", "threads",
           "peak_rss_mb"]),
         ("Speed", "speed", ["name", "value", "unit"]),
-        ("Run time and memory", "runtime memory", ["name", "value", "unit", "git_commit", "date", "kernel_peak_rss_mib"]),
+        ("Run time and memory", "runtime memory", ["name", "value", "unit", "cache", "git_commit", "date", "kernel_peak_rss_mib"]),
     ]
     for title, kinds, cols in sections:
         # the naive families' own frontier rows (their margin is ~0 by construction) stay in metrics.json only
