@@ -132,14 +132,12 @@ def _run_summary(run_dir: Path) -> str:
 
 
 def _benchmark_video(args: argparse.Namespace) -> int:
-    """Frames/s of the whole video pipeline on this machine (360p, and 1080p with ~12 faces per frame);
+    """Frames/s of the whole video pipeline on this machine (360p, and 1080p with ~11 faces per frame);
     records merge into reports/metrics/video_speed.json (one per case)."""
-    import json
-
     import torch
 
     from deidkit.pipeline.benchmark import benchmark_video
-    from deidkit.reports import record_metrics, reports_dir
+    from deidkit.reports import merge_metrics
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,19 +146,14 @@ def _benchmark_video(args: argparse.Namespace) -> int:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms_per_frame"].items())
         print(f"{r['name']}: {r['value']:.1f} frames/s ({r['resolution']}, {r['faces_per_frame']:.1f} faces/frame, "
               f"{r['cpu_fps']:.1f} frames per CPU-second) [ms/frame: {stages}]")
-    path = reports_dir(args.out) / "metrics" / "video_speed.json"
-    old = json.loads(path.read_text()) if path.is_file() else []
-    kept = [r for r in old if r.get("name") not in {n["name"] for n in new}]
-    record_metrics([{k: v for k, v in r.items() if k != "source"} for r in kept] + new, "video_speed", args.out)
+    merge_metrics(new, "video_speed", ("name",), args.out)
     return 0
 
 
 def _benchmark_train(args: argparse.Namespace) -> int:
     """Training images/s of each model named, on this machine; records merge into reports/metrics/train_speed.json
     (one per model, profile, device and process count)."""
-    import json
-
-    from deidkit.reports import record_metrics, reports_dir
+    from deidkit.reports import merge_metrics
     from deidkit.train.distributed import setup
     from deidkit.train.speed import benchmark_training
 
@@ -175,11 +168,7 @@ def _benchmark_train(args: argparse.Namespace) -> int:
     for r in new:
         print(f"{r['model']:8s} {r['profile']:8s} {r['device']:6s} x{r['world_size']}: "
               f"{r['images_per_s']:.1f} images/s (batch {r['batch_size']}, {r['steps']} steps)")
-    path = reports_dir(args.out) / "metrics" / "train_speed.json"
-    old = json.loads(path.read_text()) if path.is_file() else []
-    key = ("model", "profile", "device", "world_size")
-    kept = [r for r in old if all(tuple(r.get(k) for k in key) != tuple(n[k] for k in key) for n in new)]
-    record_metrics([{k: v for k, v in r.items() if k != "source"} for r in kept] + new, "train_speed", args.out)
+    merge_metrics(new, "train_speed", ("model", "profile", "device", "world_size"), args.out)
     return 0
 
 
@@ -386,6 +375,10 @@ def _select(args: argparse.Namespace) -> int:
         from deidkit.data.alignment import make_detector
 
         detector = make_detector("yunet")
+    from deidkit.data.lfw import aligned_crops
+    from deidkit.eval.selection import selection_paths
+
+    crops = aligned_crops(selection_paths())  # read once for the bound and the candidates
     predictor = max_landmarks = None
     if args.max_landmarks_vs:
         from deidkit.deidentifiers import load_deidentifier
@@ -394,9 +387,9 @@ def _select(args: argparse.Namespace) -> int:
 
         predictor = Dlib68()
         reference = load_deidentifier(args.max_landmarks_vs)
-        max_landmarks = landmark_bound(reference, predictor, ratio=args.landmarks_ratio)
+        max_landmarks = landmark_bound(reference, predictor, ratio=args.landmarks_ratio, crops=crops)
         print(f"landmark bound: {args.landmarks_ratio:g} x {args.max_landmarks_vs}'s displacement = {max_landmarks:.4f}")
-    name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim,
+    name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim, crops=crops,
                                     detector=detector, min_detection=args.min_detection, landmarks=predictor,
                                     max_landmarks=max_landmarks)
     print(table.round(4).to_string(index=False))

@@ -59,6 +59,16 @@ def record_metrics(records: list[dict], source: str, out: str | os.PathLike | No
     return path
 
 
+def merge_metrics(new: list[dict], source: str, key: tuple[str, ...], out: str | os.PathLike | None = None) -> Path:
+    """Add ``new`` records to ``reports/metrics/<source>.json``, replacing earlier ones with the same ``key`` fields
+    (benchmarks measured one case at a time keep the other cases' records)."""
+    path = reports_dir(out) / "metrics" / f"{source}.json"
+    old = json.loads(path.read_text()) if path.is_file() else []
+    fresh = {tuple(n.get(k) for k in key) for n in new}
+    kept = [{k: v for k, v in r.items() if k != "source"} for r in old if tuple(r.get(k) for k in key) not in fresh]
+    return record_metrics(kept + new, source, out)
+
+
 def _jsonable(x):
     import numpy as np
 

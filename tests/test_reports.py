@@ -92,3 +92,14 @@ def test_git_state_ignores_the_reports_a_run_rewrites(tmp_path, monkeypatch):
     assert R.git_state()["git_dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert R.git_state()["git_dirty"] is True
+
+
+def test_merge_metrics_replaces_only_the_same_case(tmp_path):
+    from deidkit.reports import merge_metrics
+
+    first = [{"kind": "speed", "name": "a", "value": 1.0}, {"kind": "speed", "name": "b", "value": 2.0}]
+    merge_metrics(first, "bench", ("name",), tmp_path)
+    merge_metrics([{"kind": "speed", "name": "b", "value": 3.0}], "bench", ("name",), tmp_path)
+    recs = json.loads((tmp_path / "metrics" / "bench.json").read_text())
+    assert sorted((r["name"], r["value"]) for r in recs) == [("a", 1.0), ("b", 3.0)]
+    assert all(r["source"] == "bench" for r in recs)
