@@ -86,3 +86,13 @@ def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
     assert "live model only" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
     assert "--landmark-locks" in capsys.readouterr().err
+
+
+def test_benchmark_train_keeps_one_record_per_case(tmp_path, capsys):
+    import json
+
+    for _ in range(2):
+        assert main(["benchmark-train", "critic", "--profile", "tiny", "--steps", "1", "--out", str(tmp_path)]) == 0
+    (rec,) = json.loads((tmp_path / "metrics" / "train_speed.json").read_text())
+    assert rec["kind"] == "train_speed" and rec["model"] == "critic" and rec["images_per_s"] > 0
+    assert "images/s" in capsys.readouterr().out
