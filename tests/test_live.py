@@ -417,6 +417,9 @@ def test_landmark_lock_moves_a_real_face_back_and_is_off_at_zero(crops_small):
     before = np.linalg.norm(lock.points(shifted) - lock.points(crops), axis=2).mean()
     after = np.linalg.norm(lock.points(raw) - lock.points(crops), axis=2).mean()
     assert before > 3.0 and after < 0.5 * before
+    far = np.roll(crops, int(0.2 * crops.shape[1]), axis=2)  # a move no generator makes: ONet misread, no warp
+    kept, _ = lock(crops, far, alpha)
+    assert np.array_equal(kept, far)
     off = LandmarkLock(lock.landmarks, 0.0)
     same, a0 = off(crops, shifted, alpha)
     assert same is shifted and a0 is alpha
