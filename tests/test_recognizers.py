@@ -190,3 +190,22 @@ def test_corrupt_weights_named_error(tmp_path) -> None:
     with pytest.raises(AssetError, match="not found") as exc:
         get_recognizer("mobilefacenet_casia", weights=missing)
     assert str(missing) in str(exc.value)
+
+
+def test_dlib_helper_processes_give_the_same_vectors(lfw_crops) -> None:
+    """A batch split between this process and a helper process gives exactly the one-process vectors."""
+    from deidkit.recognizers import DLIB_PARALLEL_MIN
+
+    crops, _ = lfw_crops
+    crops = np.ascontiguousarray(np.concatenate([crops, crops[:, :, ::-1], np.roll(crops, 3, axis=1)]))
+    assert len(crops) >= DLIB_PARALLEL_MIN
+    one = get_recognizer("dlib", workers=1).embed(crops)
+    two = get_recognizer("dlib", workers=2)
+    try:
+        got = two.embed(crops)
+        assert two._pool is not None  # the split path ran
+    finally:
+        two.close()
+    np.testing.assert_array_equal(one, got)
+    with pytest.raises(ValueError, match="workers"):
+        get_recognizer("dlib", workers=0)
