@@ -237,7 +237,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     t0 = time.perf_counter()
     log = run.read_log()
     for e in range(1, config.epochs + 1):  # one epoch per fit() so the held-out split is evaluated in between
-        log = run.fit(make_loader, step, epochs=e, desc="FaDeNet")
+        log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
         if run.stopped:  # the time limit of deidkit.train.loop.run_limits: the next call continues
             break
         if not any(int(r["epoch"]) == e for r in rows):

@@ -344,12 +344,14 @@ class TrainingRun:
         step: Callable[[Any, int, int], Mapping[str, float]],
         epochs: int,
         desc: str = "train",
+        total_epochs: int | None = None,
     ) -> pd.DataFrame:
         """Train until ``epochs`` epochs are complete, resuming from the checkpoint if there is one.
 
         ``make_loader(epoch)`` gives the batches of one epoch; ``step(batch, epoch, global_step)`` trains on
         one batch and returns its loss terms as floats. Returns the per-step log. Calling ``fit`` on a run
-        that already has ``epochs`` epochs just returns its log.
+        that already has ``epochs`` epochs just returns its log. ``total_epochs`` only labels the progress bar
+        (a recipe that calls ``fit`` one epoch at a time shows "3/8", not "3/3").
         """
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -386,7 +388,7 @@ class TrainingRun:
                 batches,
                 total=total,
                 initial=self.epoch_step,
-                desc=f"{desc} {epoch + 1}/{epochs}",
+                desc=f"{desc} {epoch + 1}/{total_epochs or epochs}",
                 disable=not self.show_progress or not self.shard.is_main,
                 leave=False,
                 dynamic_ncols=True,
