@@ -303,7 +303,16 @@ def _export(args: argparse.Namespace) -> int:
         state, epoch = ckpt["modules"][module], int(ckpt["epoch"])
     extra = {"run": run_dir.name, "checkpoint": args.checkpoint or "final", "steps_trained": int(len(log))}
     seconds = float(log["wall_s"].sum())
-    if config.get("init_from"):  # a fine-tuning run: its starting generator's training counts too
+    init_from = config.get("init_from") or ""
+    if init_from.startswith("pretrained:"):  # fine-tuned from a shipped model: its training counts too
+        from deidkit.pretrained import read_manifest
+
+        base = read_manifest()["models"][init_from.split(":", 1)[1]]
+        seconds += float(base.get("training_time_s", 0.0))
+        extra.update(fine_tuned_from=f"{init_from} (sha256 {base['sha256'][:12]}, run {base.get('run', '?')} "
+                                     f"{base.get('checkpoint', '')})".replace(" )", ")"),
+                     steps_trained=int(len(log) + base.get("steps_trained", 0)))
+    elif init_from:  # a fine-tuning run: its starting generator's training counts too
         from deidkit.assets import cache_dir
 
         init = Path(config["init_from"]).expanduser()

@@ -103,6 +103,9 @@ class CriticConfig(SpeedOptions):
 #: The critic backbone's low-level maps that FaDeNet's feature term ties to the original's (``feature_layers=()``).
 DEFAULT_FEATURE_LAYERS = ("dw_conv", "stage1")
 
+#: The critic backbone's mid-level maps that FaDeNet's push term moves off the original's (``push_layers=()``).
+DEFAULT_PUSH_LAYERS = ("stage2", "stage3")
+
 
 @dataclass
 class FaDeNetConfig(SpeedOptions):
@@ -126,6 +129,9 @@ class FaDeNetConfig(SpeedOptions):
     embed_margin: float = 0.0  # cosine below which an image stops pushing (then only image quality pulls it)
     feature_weight: float = 0.0  # 0: the paper; > 0: the critic's low-level feature maps stay the original's
     feature_layers: tuple[str, ...] = ()  # which backbone stages; (): DEFAULT_FEATURE_LAYERS
+    push_weight: float = 0.0  # 0: the paper; > 0: the critic's mid-level feature maps are pushed off the input's
+    push_layers: tuple[str, ...] = ()  # which backbone stages; (): DEFAULT_PUSH_LAYERS
+    push_margin: float = 0.0  # cosine of the flattened maps below which an image stops pushing
     detect_weight: float = 0.0  # 0: the paper; > 0: MTCNN's ONet must still call the face box a face
     chroma_weight: float = 0.0  # 0: the paper; > 0: the output's smoothed colour (Cb, Cr) stays the input's
     lr: float = 2e-3
@@ -138,6 +144,7 @@ class FaDeNetConfig(SpeedOptions):
     critic_profile: str = "quick"  # the CriticConfig profile of the critic to train against
     critic_run: str = ""  # run directory name of the critic (default: that profile's default name)
     run_name: str = ""  # default: fadenet-<profile_name>
+    init_from: str | None = None  # start from "pretrained:fadenet" (the shipped U-Net) or a run's epoch snapshot
 
     @classmethod
     def profile(cls, name: str = "quick", **overrides: Any) -> FaDeNetConfig:
@@ -200,12 +207,13 @@ class FaDeNetConfig(SpeedOptions):
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.ce_cap is not None and self.ce_cap <= 0:
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        if not -1.0 <= self.embed_margin < 1.0:
-            raise ValueError(f"embed_margin is a cosine in [-1, 1), got {self.embed_margin}")
+        for margin in ("embed_margin", "push_margin"):
+            if not -1.0 <= getattr(self, margin) < 1.0:
+                raise ValueError(f"{margin} is a cosine in [-1, 1), got {getattr(self, margin)}")
         weights = dict(edge_weight=self.edge_weight, critic_views=self.critic_views, adv_weight=self.adv_weight,
                        embed_weight=self.embed_weight, input_sigma=self.input_sigma,
                        feature_weight=self.feature_weight, detect_weight=self.detect_weight,
-                       chroma_weight=self.chroma_weight)
+                       chroma_weight=self.chroma_weight, push_weight=self.push_weight)
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")

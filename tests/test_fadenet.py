@@ -421,3 +421,40 @@ def test_detection_and_chroma_terms_on_known_tensors(tmp_path, crops_small):
     for field in ("detect_weight", "chroma_weight"):
         with pytest.raises(ValueError, match=field):
             FaDeNetConfig.profile("tiny", **{field: -1.0})
+
+
+def test_push_term_and_fine_tuning_from_a_snapshot(tmp_path):
+    """``push_weight``: the cosine of the critic's flattened mid-level maps (output vs original) above
+    ``push_margin`` is logged and starts near 1 (the residual U-Net starts as the identity); ``init_from`` starts a
+    run from another run's epoch snapshot (its U-Net exactly), and a missing file or bad margin is one clear error."""
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    data = toy_data(size=64)
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, push_weight=0.5,
+                                 push_layers=("stage2",))
+    res = train_fadenet(fcfg, data=data, critic=critic, run_dir=tmp_path / "a", progress=False)
+    assert "push_sim" in res.log.columns and res.log["push_sim"].iloc[0] > 0.9
+    assert res.log["push_sim"].between(0, 1 + 1e-5).all()
+    snap = tmp_path / "a" / "epochs" / "epoch001.pt"
+    from deidkit.train.fadenet import init_state
+
+    state = init_state(str(snap))
+    trained = torch.load(snap, weights_only=True)["unet"]
+    assert all(torch.equal(state[k], trained[k]) for k in trained)
+    # a zero-step run (epochs=0) started from the snapshot holds exactly its weights
+    ft = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=0, init_from=str(snap))
+    res2 = train_fadenet(ft, data=data, critic=critic, run_dir=tmp_path / "b", progress=False)
+    assert all(torch.equal(res2.unet.state_dict()[k], trained[k]) for k in trained)
+    with pytest.raises(FileNotFoundError, match="nosuch.pt"):
+        init_state(str(tmp_path / "nosuch.pt"))
+    # the shipped model as a starting point: float32, and it fits the U-Net of its own recorded configuration
+    from deidkit.pretrained import read_manifest
+
+    shipped = init_state("pretrained:fadenet")
+    cfg = read_manifest()["models"]["fadenet"]["config"]
+    unet = build_unet(FaDeNetConfig.profile("standard", unet_width=cfg["unet_width"], image_size=cfg["image_size"]))
+    unet.load_state_dict(shipped)
+    assert all(v.dtype == torch.float32 for v in shipped.values() if v.is_floating_point())
+    with pytest.raises(ValueError, match="push_margin"):
+        FaDeNetConfig.profile("tiny", push_margin=1.5)
+    with pytest.raises(ValueError, match="push_weight"):
+        FaDeNetConfig.profile("tiny", push_weight=-1.0)

@@ -39,8 +39,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from deidkit.assets import cache_dir
 from deidkit.checkpoints import read_json, runs_dir, write_json
-from deidkit.configs import DEFAULT_FEATURE_LAYERS, CriticConfig, FaDeNetConfig
+from deidkit.configs import DEFAULT_FEATURE_LAYERS, DEFAULT_PUSH_LAYERS, CriticConfig, FaDeNetConfig
 from deidkit.data.images import from_model_range, to_model_range
 from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, load_fadenet_deidentifier
 from deidkit.losses.fadenet import (
@@ -130,6 +131,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
 
     torch.manual_seed(config.seed)  # identical initial U-Net weights for a given seed
     unet = build_unet(config).to(device)
+    if config.init_from:  # fine-tuning; a resumed run's checkpoint overwrites this in fit()
+        unet.load_state_dict(init_state(config.init_from))
     optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
     modules, optimizers = {"unet": unet}, {"adam": optimizer}
     disc = opt_d = None
@@ -172,9 +175,11 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     def train_step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         unet.train()
         fx = unet_ddp(x)
-        if config.feature_weight:
+        if config.feature_weight or config.push_weight:
             maps = fast_critic.feature_maps(fx)
             feats = maps["features"]
+            with torch.no_grad():
+                ref_maps = fast_critic.feature_maps(x)
         else:
             feats = fast_critic.features(fx)
         logits = fast_critic.logits_from_features(feats)
@@ -197,11 +202,17 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         if config.feature_weight:
             # the live model's attraction of low-level appearance (Gafni et al.): textures the critic would
             # read as a new identity change these maps most, a changed face shape least
-            with torch.no_grad():
-                ref_maps = fast_critic.feature_maps(x)
             feat = sum((maps[k] - ref_maps[k]).abs().mean() for k in config.feature_layers or DEFAULT_FEATURE_LAYERS)
             total = total + config.feature_weight * feat
             extra["feature_l1"] = float(feat.detach())
+        if config.push_weight:
+            # mid-level maps are shared more widely between recognisers than one network's embedding is (the
+            # intermediate-feature attacks' observation): moving them off the original's should carry further
+            push = torch.stack([embedding_similarity(maps[k].flatten(1), ref_maps[k].flatten(1),
+                                                     config.push_margin).mean()
+                                for k in config.push_layers or DEFAULT_PUSH_LAYERS]).mean()
+            total = total + config.push_weight * push
+            extra["push_sim"] = float(push.detach())
         if face_net is not None:
             # MTCNN's ONet on the face box (the region a detector's box covers in the canonical crop)
             prob = face_net.face_probability(fx[..., top:top + side, top:top + side])
@@ -269,6 +280,26 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     if shard.is_main:
         write_json(run_dir / "metrics.json", {**old, **metrics})
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
+
+
+def init_state(init_from: str) -> dict[str, torch.Tensor]:
+    """The U-Net state ``init_from`` names, in float32: ``pretrained:<name>`` (a model shipped in
+    ``deidkit/weights``, checksum verified) or a run's epoch snapshot (``{"unet": ...}``; relative paths are inside
+    the kit's cache, e.g. ``runs/fadenet-standard/epochs/epoch004.pt``)."""
+    if init_from.startswith("pretrained:"):
+        from deidkit.pretrained import load_state
+
+        _, state = load_state(init_from.split(":", 1)[1])
+    else:
+        path = Path(init_from).expanduser()
+        path = path if path.is_absolute() else cache_dir() / path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: init_from U-Net file not found")
+        snap = torch.load(path, map_location="cpu", weights_only=True)
+        if "unet" not in snap:
+            raise ValueError(f"{path}: not a FaDeNet epoch snapshot (no 'unet' entry)")
+        state = snap["unet"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 @torch.no_grad()
