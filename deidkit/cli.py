@@ -347,6 +347,8 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
+    if args.strengths and args.model != "fadenet":
+        raise ValueError("--strengths applies to FaDeNet only (the live model: --landmark-locks)")
     if args.apply and not args.landmark_locks:
         raise ValueError("--apply records a landmark lock in the manifest: give --landmark-locks")
     if args.landmark_locks:
@@ -376,7 +378,10 @@ def _select(args: argparse.Namespace) -> int:
         for snap in sorted((run_dir / "epochs").glob("epoch*.pt")):
             unet = build_unet(cfg)
             unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
-            cands[f"epochs/{snap.name}"] = FaDeNetDeidentifier.from_network(cfg, unet, name=snap.stem)
+            for strength in args.strengths or [1.0]:
+                suffix = "" if strength == 1.0 else f"@s{strength:g}"
+                cands[f"epochs/{snap.name}{suffix}"] = FaDeNetDeidentifier.from_network(
+                    cfg, unet, name=snap.stem, strength=strength)
     if not cands:
         raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
     detector = None
@@ -520,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmarks-ratio", type=float, default=1.0)
     p.add_argument("--landmark-locks", type=float, nargs="+", default=None,
                    help="live: candidates are the shipped generator with these landmark locks (0-1)")
+    p.add_argument("--strengths", type=float, nargs="+", default=None,
+                   help="FaDeNet: every snapshot also at these strengths (0-2, an inference option; 1: its output)")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_select)

@@ -95,7 +95,7 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
         cfg = _config(FaDeNetConfig, entry["config"])
         unet = build_unet(cfg)
         unet.load_state_dict(state)
-        return FaDeNetDeidentifier.from_network(cfg, unet, name=name, device=device)
+        return FaDeNetDeidentifier.from_network(cfg, unet, name=name, device=device, **entry.get("inference", {}))
     raise PretrainedError(f"{name}: unknown kind {kind!r} in the manifest")
 
 
@@ -156,7 +156,8 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None
                           ) -> None:
-    """Record the inference options a shipped model is loaded with (``{"landmark_lock": 0.6}``); the file and its
+    """Record the inference options a shipped model is loaded with (live ``{"landmark_lock": 0.6}``, FaDeNet
+    ``{"strength": 0.9}``); the file and its
     checksum are untouched. An empty dict removes them."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     manifest = read_manifest(weights_dir)

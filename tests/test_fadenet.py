@@ -384,6 +384,32 @@ def test_facebox_mode_changes_only_the_face_box(crops_small):
         FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p", mode="nosuch")
 
 
+def test_strength_scales_the_change_and_names_the_model(crops_small):
+    """``strength``: 0 gives the crop back, 1 FaDeNet's output, 0.5 half its change, 1.5 the change amplified;
+    the name says the strength unless it is the one the model was loaded with; out of [0, 2] is an error."""
+    torch.manual_seed(0)
+    cfg = FaDeNetConfig.profile("tiny", input_sigma=2.0)
+    unet = build_unet(cfg)
+    crops = crops_small[:3]
+    full = FaDeNetDeidentifier.from_network(cfg, unet, name="fb")
+    out1 = full.deidentify(crops).astype(float)
+    assert full.name == "fb"
+    full.strength = 0.0
+    assert np.array_equal(full.deidentify(crops), crops) and full.name == "fb_s0"
+    full.strength = 0.5
+    half = full.deidentify(crops).astype(float)
+    assert np.abs(half - (crops + 0.5 * (out1 - crops))).max() <= 1.0  # rounding of the uint8 output
+    full.strength = 1.5
+    more = full.deidentify(crops).astype(float)
+    unclipped = crops + 1.5 * (out1 - crops)
+    ok = (unclipped > 1) & (unclipped < 254)
+    assert np.abs(more - unclipped)[ok].max() <= 1.5
+    shipped_like = FaDeNetDeidentifier.from_network(cfg, unet, name="fadenet", strength=0.9)
+    assert shipped_like.name == "fadenet"  # a manifest's inference option is part of that model
+    with pytest.raises(ValueError, match="strength"):
+        full.strength = 2.5
+
+
 def test_detection_and_chroma_terms_on_known_tensors(tmp_path, crops_small):
     """``detect_weight``: -log of ONet's face probability, zero once the face is confident; ``chroma_weight``:
     blind to a brightness change, not to a colour band; both train and are logged."""

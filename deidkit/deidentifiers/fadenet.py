@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,14 @@ class FaDeNetDeidentifier:
     networks that see their face box blurred, ``input_sigma > 0``) takes the network's output resized back inside
     the face box it was made to change (the square the critic's template crop covers, the region the blur baseline
     blurs) and keeps the crop outside it, as the naive baselines do.
+
+    ``strength`` scales the change the network makes (output = crop + strength x (FaDeNet's image - crop)): below 1
+    it trades privacy for image quality, above 1 (at most 2) the other way; 1 is FaDeNet's own output. Like the live
+    model's landmark lock it is an inference option, chosen on the selection set (``deidkit select --strengths``).
     """
 
     def __init__(self, run_dir: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 32, mode: str | None = None) -> None:
+                 batch_size: int = 32, mode: str | None = None, strength: float = 1.0) -> None:
         self.run_dir = Path(run_dir)
         cfg = read_json(self.run_dir / "config.json")
         if cfg is None:
@@ -49,18 +54,39 @@ class FaDeNetDeidentifier:
         self.config = FaDeNetConfig(**{k: v for k, v in cfg.items() if k in fields})
         self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, self.config)
         self.unet = load_module_state(self.run_dir, "unet", build_unet(self.config)).to(self.device).eval()
-        self.name = name or self.config.name
+        self._name = name or self.config.name
+        self.strength = self._base_strength = strength
 
     @classmethod
     def from_network(cls, config: FaDeNetConfig, unet: UNet, name: str, device: str | torch.device = "cpu",
-                     batch_size: int = 32, mode: str | None = None) -> FaDeNetDeidentifier:
+                     batch_size: int = 32, mode: str | None = None, strength: float = 1.0) -> FaDeNetDeidentifier:
         """A de-identifier from a configuration and a U-Net with its weights (e.g. the shipped model)."""
         self = cls.__new__(cls)
         self.run_dir, self.config = None, config
         self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, config)
         self.unet = unet.to(self.device).eval()
-        self.name = name
+        self._name = name
+        self.strength = self._base_strength = strength
         return self
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        if not 0.0 <= value <= 2.0:
+            raise ValueError(f"strength must lie in [0, 2], got {value}")
+        self._strength = float(value)
+
+    @property
+    def name(self) -> str:
+        # the strength a model was loaded with (a shipped model's manifest option) is part of that model
+        return self._name if self._strength == self._base_strength else f"{self._name}_s{self._strength:g}"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     @torch.no_grad()
     def deidentify(self, batch: np.ndarray) -> np.ndarray:
@@ -86,6 +112,9 @@ class FaDeNetDeidentifier:
                 x0, y0, x1, y1 = face_box(size, self.config.face_region)
                 y, inside = full.copy(), y
                 y[:, y0:y1, x0:x1] = inside[:, y0:y1, x0:x1]
+            if self._strength != 1.0:
+                y = full + self._strength * (y.astype(np.float32) - full)
+                y = np.clip(np.round(y), 0, 255).astype(np.uint8)
             out[s:s + self.batch_size] = y
         return out
 
@@ -100,7 +129,16 @@ def _mode(mode: str | None, config: FaDeNetConfig) -> str:
 def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> FaDeNetDeidentifier:
     """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists, else the run of
     ``profile`` (``fadenet-<profile>``). Registered with :mod:`deidkit.deidentifiers` under the prefix
-    ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``)."""
+    ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``);
+    a name ending in ``_s<strength>`` (``fadenet-standard@epoch002_s0.9``) sets the de-identifier's strength."""
+    m = re.fullmatch(r"(.+)_s([0-9]*\.?[0-9]+)", name)
+    if m:
+        from deidkit.pretrained import load_pretrained, shipped_models
+
+        base = m.group(1)
+        deid = load_pretrained(base) if base in shipped_models() else load_fadenet_deidentifier(base, profile)
+        deid.strength = float(m.group(2))
+        return deid
     if "@" in name:
         run, snap = name.split("@", 1)
         path = runs_dir() / run / "epochs" / f"{snap}.pt"
