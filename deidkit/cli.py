@@ -264,8 +264,64 @@ def _frontier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lineage(init_from: str) -> tuple[float, int, list[str]]:
+    """(training seconds, steps, [what it started from, what that started from, ...]) behind ``init_from``: a
+    shipped model (``pretrained:<name>``, its manifest's record) or a run's snapshot, followed back through the
+    runs' own ``init_from``."""
+    import json
+
+    import pandas as pd
+    import torch
+
+    if init_from.startswith("pretrained:"):
+        from deidkit.pretrained import read_manifest
+
+        base = read_manifest()["models"][init_from.split(":", 1)[1]]
+        desc = f"{init_from} (sha256 {base['sha256'][:12]}, run {base.get('run', '?')} {base.get('checkpoint', '')})"
+        return float(base.get("training_time_s", 0.0)), int(base.get("steps_trained", 0)), [desc]
+    from deidkit.assets import cache_dir
+
+    init = Path(init_from).expanduser()
+    init = init if init.is_absolute() else cache_dir() / init
+    base_run = init.parent.parent
+    snap = torch.load(init, map_location="cpu", weights_only=True)
+    base_log = pd.read_csv(base_run / "log.csv")
+    if snap.get("global_step") is not None:
+        base_log = base_log[base_log["step"] <= snap["global_step"]]
+    elif snap.get("epoch") is not None:
+        base_log = base_log[base_log["epoch"] < snap["epoch"]]  # the log counts epochs from 0, snapshots from 1
+    seconds, steps = float(base_log["wall_s"].sum()), int(len(base_log))
+    chain = [f"{base_run.name}/{init.relative_to(base_run).as_posix()}"]
+    base_cfg = json.loads((base_run / "config.json").read_text())
+    if base_cfg.get("init_from"):
+        more_s, more_n, more = _lineage(base_cfg["init_from"])
+        seconds, steps, chain = seconds + more_s, steps + more_n, chain + more
+    return seconds, steps, chain
+
+
+#: Fields that name a run rather than define its training (ignored when a run is shipped as a profile).
+_NAMING_FIELDS = {"profile_name", "run_name", "init_from", "critic_dir"}
+
+
+def _as_profile(model: str, config: dict, profile: str) -> dict:
+    """``config`` recorded as the named profile, so that ``make reproduce RETRAIN=1`` compares the shipped model
+    with that profile's run; refused unless the run trained with exactly that profile's settings (a run started
+    with ``--profile standard --overrides ...`` that matches ``profile`` field for field)."""
+    import dataclasses
+
+    from deidkit.configs import FaDeNetConfig, LiveConfig
+
+    cls = FaDeNetConfig if model == "fadenet" else LiveConfig
+    target = dataclasses.asdict(cls.profile(profile))
+    differ = sorted(k for k, v in target.items() if k not in _NAMING_FIELDS
+                    and (list(v) if isinstance(v, tuple) else v) != config.get(k))
+    if differ:
+        raise ValueError(f"the run differs from profile {profile!r} in {differ}; it cannot be shipped as that profile")
+    return {**config, "profile_name": profile, "trained_as": config.get("profile_name")}
+
+
 def _export(args: argparse.Namespace) -> int:
-    """Ship a trained run's generator (fp16) in deidkit/weights under the model's plain name."""
+    """Ship a trained run's generator (fp16 unless --dtype float32) in deidkit/weights under the model's name."""
     import json
 
     import pandas as pd
@@ -303,29 +359,18 @@ def _export(args: argparse.Namespace) -> int:
         state, epoch = ckpt["modules"][module], int(ckpt["epoch"])
     extra = {"run": run_dir.name, "checkpoint": args.checkpoint or "final", "steps_trained": int(len(log))}
     seconds = float(log["wall_s"].sum())
-    init_from = config.get("init_from") or ""
-    if init_from.startswith("pretrained:"):  # fine-tuned from a shipped model: its training counts too
-        from deidkit.pretrained import read_manifest
-
-        base = read_manifest()["models"][init_from.split(":", 1)[1]]
-        seconds += float(base.get("training_time_s", 0.0))
-        extra.update(fine_tuned_from=f"{init_from} (sha256 {base['sha256'][:12]}, run {base.get('run', '?')} "
-                                     f"{base.get('checkpoint', '')})".replace(" )", ")"),
-                     steps_trained=int(len(log) + base.get("steps_trained", 0)))
-    elif init_from:  # a fine-tuning run: its starting generator's training counts too
-        from deidkit.assets import cache_dir
-
-        init = Path(config["init_from"]).expanduser()
-        init = init if init.is_absolute() else cache_dir() / init
-        base_run = init.parent.parent
-        base_step = torch.load(init, map_location="cpu", weights_only=True).get("global_step")
-        base_log = pd.read_csv(base_run / "log.csv")
-        base_log = base_log if base_step is None else base_log[base_log["step"] <= base_step]
-        seconds += float(base_log["wall_s"].sum())
-        extra.update(fine_tuned_from=f"{base_run.name}/{init.relative_to(base_run).as_posix()}",
-                     steps_trained=int(len(log) + len(base_log)))
-        config = {**config, "init_from": f"runs/{extra['fine_tuned_from']}"}  # no machine path in the manifest
-    path = export_pretrained(args.model, args.model, state, config, training_time_s=seconds, extra=extra)
+    if config.get("init_from"):  # a fine-tuning run: the training of what it started from counts too
+        base_seconds, base_steps, chain = _lineage(config["init_from"])
+        seconds += base_seconds
+        extra.update(fine_tuned_from=" <- ".join(chain), steps_trained=int(len(log) + base_steps))
+        if not config["init_from"].startswith("pretrained:"):
+            config = {**config, "init_from": f"runs/{chain[0]}"}  # no machine path in the manifest
+    if args.as_profile:
+        config = _as_profile(args.model, config, args.as_profile)
+    if args.strength != 1.0:  # an inference option chosen on the selection set (deidkit select --strengths)
+        extra["inference"] = {"strength": args.strength}
+    path = export_pretrained(args.model, args.model, state, config, training_time_s=seconds, extra=extra,
+                             dtype=args.dtype)
     print(f"shipped {args.model} from {run_dir} as {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
@@ -474,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
     p.add_argument("model", choices=["critic", "fadenet", "live"])
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "finetune", "paper"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "push", "finetune", "paper"])
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
@@ -505,15 +550,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "finetune", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "
                    "or epochs/epoch005.pt (default: the final checkpoint)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="how the weights are stored")
+    p.add_argument("--as-profile", default=None,
+                   help="record the run as this profile (checked field by field), for make reproduce RETRAIN=1")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="FaDeNet: the strength it is loaded with (chosen by deidkit select --strengths)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "finetune", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--min-ssim", type=float, required=True, help="image quality every candidate must keep")
     p.add_argument("--min-detection", type=float, default=None,

@@ -114,14 +114,19 @@ def _git_commit() -> str:
 
 def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any],
                       training_time_s: float, metrics: dict[str, Any] | None = None,
-                      weights_dir: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``state_dict`` (a generator's) as fp16 into the weights folder and record it in the manifest."""
+                      weights_dir: str | os.PathLike | None = None, extra: dict[str, Any] | None = None,
+                      dtype: str = "float16") -> Path:
+    """Write ``state_dict`` (a generator's) as ``dtype`` (fp16 by default: half the size; float32 where the
+    rounding measurably moves results) into the weights folder and record it in the manifest."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     weights_dir.mkdir(parents=True, exist_ok=True)
     path = weights_dir / f"{name}.pt"
-    half = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu() for k, v in state_dict.items()}
+    cast = getattr(torch, dtype)
+    half = {k: v.detach().cpu().to(cast) if v.is_floating_point() else v.detach().cpu() for k, v in state_dict.items()}
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(half, tmp)
     if tmp.stat().st_size > MAX_BYTES:
@@ -131,7 +136,7 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
     manifest = read_manifest(weights_dir)
     manifest["models"][name] = {
         "kind": kind, "file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-        "dtype": "float16", "config": config, "commit": _git_commit(), "training_time_s": float(training_time_s),
+        "dtype": dtype, "config": config, "commit": _git_commit(), "training_time_s": float(training_time_s),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "metrics": metrics or {}, **(extra or {}),
     }
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
@@ -141,7 +146,7 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
 def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> str:
     """The de-identifier name of the snapshot a shipped model was exported from, in a retrained cache: the run
     folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``), then the shipped
-    inference options (``+lock0.6``: the landmark lock)."""
+    inference options (``+lock0.6``: the landmark lock; ``_s0.97``: FaDeNet's strength)."""
     entry = read_manifest(weights_dir)["models"].get(name)
     if entry is None:
         raise PretrainedError(f"no shipped model {name!r}")
@@ -151,14 +156,15 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     run = f"{entry['kind']}-{profile}" if profile else entry["run"]
     name = run if checkpoint == "final" else f"{run}@{Path(checkpoint).stem}"
     lock = entry.get("inference", {}).get("landmark_lock")
+    strength = entry.get("inference", {}).get("strength", 1.0)
+    name = f"{name}_s{strength:g}" if strength != 1.0 else name  # FaDeNet's strength (its loader's suffix)
     return f"{name}+lock{lock:g}" if lock else name
 
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None
                           ) -> None:
     """Record the inference options a shipped model is loaded with (live ``{"landmark_lock": 0.6}``, FaDeNet
-    ``{"strength": 0.9}``); the file and its
-    checksum are untouched. An empty dict removes them."""
+    ``{"strength": 0.9}``); the file and its checksum are untouched. An empty dict removes them."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     manifest = read_manifest(weights_dir)
     if name not in manifest["models"]:

@@ -102,6 +102,23 @@ def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
     assert P.retrained_name("live", tmp_path) == "live-finetune"
     with pytest.raises(P.PretrainedError, match="nothing"):
         P.set_inference_options("nothing", {"landmark_lock": 0.5}, tmp_path)
+    P.set_inference_options("fadenet", {"strength": 0.97}, tmp_path)
+    assert P.retrained_name("fadenet", tmp_path) == "fadenet-standard@epoch002_s0.97"
+    assert P.load_pretrained("fadenet", weights_dir=tmp_path).strength == 0.97
+
+
+def test_export_in_float32_keeps_the_weights_exactly(tmp_path):
+    cfg = FaDeNetConfig.profile("tiny")
+    torch.manual_seed(0)
+    unet = build_unet(cfg)
+    P.export_pretrained("fadenet", "fadenet", unet.state_dict(), cfg.to_dict(), training_time_s=1.0,
+                        weights_dir=tmp_path, dtype="float32")
+    assert P.read_manifest(tmp_path)["models"]["fadenet"]["dtype"] == "float32"
+    deid = P.load_pretrained("fadenet", weights_dir=tmp_path)
+    assert all(torch.equal(deid.unet.state_dict()[k], v) for k, v in unet.state_dict().items())
+    with pytest.raises(ValueError, match="dtype"):
+        P.export_pretrained("fadenet", "fadenet", unet.state_dict(), cfg.to_dict(), training_time_s=1.0,
+                            weights_dir=tmp_path, dtype="int8")
 
 
 def test_shipped_live_loads_with_its_manifest_landmark_lock():
