@@ -96,3 +96,37 @@ def test_benchmark_train_keeps_one_record_per_case(tmp_path, capsys):
     (rec,) = json.loads((tmp_path / "metrics" / "train_speed.json").read_text())
     assert rec["kind"] == "train_speed" and rec["model"] == "critic" and rec["images_per_s"] > 0
     assert "images/s" in capsys.readouterr().out
+
+
+def test_export_checks_the_profile_and_follows_the_training_lineage(tmp_path):
+    """``deidkit export --as-profile``: a run started as ``standard`` with overrides is recorded as ``push`` only
+    if every training field matches that profile; the training time of a fine-tune counts what it started from,
+    back through snapshots to a shipped model."""
+    import json
+
+    import pandas as pd
+    import pytest
+    import torch
+
+    from deidkit.cli import _as_profile, _lineage
+    from deidkit.configs import FaDeNetConfig
+    from deidkit.pretrained import read_manifest
+
+    push = FaDeNetConfig.profile("push")
+    fields = {k: v for k, v in push.to_dict().items() if k not in ("profile_name", "run_name", "init_from")}
+    run = FaDeNetConfig.profile("standard", **{**fields, "run_name": "mine", "init_from": "pretrained:fadenet"})
+    as_push = _as_profile("fadenet", json.loads(json.dumps(run.to_dict())), "push")
+    assert as_push["profile_name"] == "push" and as_push["trained_as"] == "standard"
+    with pytest.raises(ValueError, match="lr"):
+        _as_profile("fadenet", {**run.to_dict(), "lr": 1e-2}, "push")
+    # a run fine-tuned from the shipped model, then a run fine-tuned from that run's epoch 1
+    base = read_manifest()["models"]["fadenet"]
+    first = tmp_path / "first"
+    (first / "epochs").mkdir(parents=True)
+    (first / "config.json").write_text(json.dumps({"init_from": "pretrained:fadenet"}))
+    pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [0, 0, 1, 1], "wall_s": [1.0, 2.0, 4.0, 8.0]}).to_csv(
+        first / "log.csv", index=False)
+    torch.save({"unet": {}, "epoch": 1}, first / "epochs" / "epoch001.pt")
+    seconds, steps, chain = _lineage(str(first / "epochs" / "epoch001.pt"))
+    assert seconds == pytest.approx(3.0 + base["training_time_s"]) and steps == 2 + base["steps_trained"]
+    assert chain[0] == "first/epochs/epoch001.pt" and chain[1].startswith("pretrained:fadenet (sha256")
