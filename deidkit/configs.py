@@ -149,6 +149,11 @@ class FaDeNetConfig(SpeedOptions):
     @classmethod
     def profile(cls, name: str = "quick", **overrides: Any) -> FaDeNetConfig:
         """The named profile with ``overrides`` applied (papermill passes them as parameters)."""
+        # CPU hours (the shipped model's recipe): see the comments at "standard" below
+        standard = dict(image_size=96, unet_width=24, unet_depth=3, residual=True, out_activation="tanh",
+                        lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1, smooth_sigma=1.5,
+                        input_sigma=3.0, embed_weight=0.5, embed_margin=0.1, feature_weight=0.05, detect_weight=0.05,
+                        lr=1e-3, batch_size=8, epochs=8, critic_profile="quick")
         presets: dict[str, dict[str, Any]] = {
             "tiny": dict(image_size=64, unet_width=8, unet_depth=2, residual=True, out_activation="tanh",
                          lam=0.03, lr=2e-3, batch_size=8, epochs=1, critic_profile="tiny"),
@@ -182,11 +187,7 @@ class FaDeNetConfig(SpeedOptions):
             # thread, stopped after 5 of 8 epochs): selection set cosine 0.097 / 0.062 / 0.060 / 0.054 / 0.063 after
             # epochs 1-5 at SSIM 0.810-0.804, YuNet 0.975-0.994 (the recipe without it: 0.072 at epoch 3, the last
             # epoch YuNet kept at 95 %); epoch 4 ships. No selection on lfw_57x8 or the judges.
-            "standard": dict(image_size=96, unet_width=24, unet_depth=3, residual=True, out_activation="tanh",
-                             lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1,
-                             smooth_sigma=1.5, input_sigma=3.0, embed_weight=0.5, embed_margin=0.1,
-                             feature_weight=0.05, detect_weight=0.05, lr=1e-3, batch_size=8, epochs=8,
-                             critic_profile="quick"),
+            "standard": standard,
             # Stop 22, two fine-tuning steps from the standard run's epoch 4 (the model shipped at stop 21), each
             # adding a term that pushes the critic's stage-3 maps off the original's (push_weight 0.5: attacks on
             # intermediate features transfer to other networks further than attacks on one network's embedding):
@@ -194,18 +195,10 @@ class FaDeNetConfig(SpeedOptions):
             # it. Shipped: finetune's epoch 1 at strength 0.97 (an inference option), chosen with the strength among
             # every snapshot of five fine-tuning runs on the selection set (MS1M cosine 0.045 at SSIM 0.804, YuNet
             # 0.96; the stop-21 model 0.054 at 0.804). See the README's model card.
-            "push": dict(image_size=96, unet_width=24, unet_depth=3, residual=True, out_activation="tanh",
-                         lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1,
-                         smooth_sigma=1.5, input_sigma=3.0, embed_weight=0.5, embed_margin=0.1,
-                         feature_weight=0.05, detect_weight=0.05, push_weight=0.5, push_layers=("stage3",),
-                         lr=5e-4, batch_size=8, epochs=3, critic_profile="quick",
-                         init_from="runs/fadenet-standard/epochs/epoch004.pt"),
-            "finetune": dict(image_size=96, unet_width=24, unet_depth=3, residual=True, out_activation="tanh",
-                             lam=0.03, ce_cap=6.0, edge_weight=3.0, critic_views=2, adv_weight=0.1,
-                             smooth_sigma=1.5, input_sigma=3.0, embed_weight=0.5, embed_margin=0.1,
-                             feature_weight=0.05, detect_weight=0.05, push_weight=0.5, push_layers=("stage3",),
-                             lr=2.5e-4, batch_size=8, epochs=2, critic_profile="quick",
-                             init_from="runs/fadenet-push/epochs/epoch002.pt"),
+            "push": {**standard, "push_weight": 0.5, "push_layers": ("stage3",), "lr": 5e-4, "epochs": 3,
+                     "init_from": "runs/fadenet-standard/epochs/epoch004.pt"},
+            "finetune": {**standard, "push_weight": 0.5, "push_layers": ("stage3",), "lr": 2.5e-4, "epochs": 2,
+                         "init_from": "runs/fadenet-push/epochs/epoch002.pt"},
             "paper": dict(image_size=224, unet_width=64, unet_depth=4, residual=False, out_activation="none",
                           lam=1e-3, lr=1e-5, batch_size=32, epochs=40, critic_profile="paper", amp=True,
                           channels_last=True, workers=4),
