@@ -167,6 +167,12 @@ def test_config_recorded_and_mismatch_refused(tmp_path):
     # ...switched on, it is a different experiment.
     with pytest.raises(ValueError, match=r"\['new_term_weight'\]"):
         make_run(tmp_path, config={"lr": 0.01, "sizes": (1, 2), "new_term_weight": 0.5})
+    # an empty list or string added later (no extra layers, no starting point) is "off" too
+    other = make_run(tmp_path / "b", config={"lr": 0.01})
+    other.fit(make_loader, make_step(other), epochs=1)
+    make_run(tmp_path / "b", config={"lr": 0.01, "new_layers": (), "new_init": ""})
+    with pytest.raises(ValueError, match=r"\['new_layers'\]"):
+        make_run(tmp_path / "b", config={"lr": 0.01, "new_layers": ("stage3",), "new_init": ""})
 
 
 def test_time_limit_stops_with_a_checkpoint_and_the_same_call_finishes_identically(tmp_path):

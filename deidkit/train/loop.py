@@ -229,11 +229,11 @@ class TrainingRun:
             return
         if self.config_path.is_file() and self.checkpoint_path.is_file():
             saved = json.loads(self.config_path.read_text())
-            # A field added to a configuration after the run was saved, set to "off" (0, None, False), is the
-            # behaviour the run was trained with: not a difference.
+            # A field added to a configuration after the run was saved, set to "off" (0, None, False, an empty
+            # list or string), is the behaviour the run was trained with: not a difference.
             diff = sorted(k for k in set(saved) | set(self.config)
                           if saved.get(k) != self.config.get(k) and k not in self.extendable
-                          and not (k not in saved and self.config.get(k) in (None, 0, False)))
+                          and not (k not in saved and _is_off(self.config.get(k))))
             if diff:
                 raise ValueError(
                     f"{self.config_path}: this run directory holds a run with a different configuration "
@@ -458,3 +458,8 @@ class TrainingRun:
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "RunLimits", "TimeLimitReached", "TrainingDiverged",
            "TrainingRun", "load_checkpoint", "load_module_state", "rng_state", "run_limits", "seed_everything",
            "set_rng_state", "time_is_up"]
+
+
+def _is_off(value: Any) -> bool:
+    """Whether a configuration value means "this option is not used" (None, False, 0, "", [] or {})."""
+    return value is None or value is False or (isinstance(value, (int, float, str, list, dict)) and not value)
