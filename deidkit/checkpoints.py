@@ -60,3 +60,23 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def init_state(init_from: str, key: str) -> dict[str, torch.Tensor]:
+    """The network state a fine-tuning run starts from, in float32: ``pretrained:<name>`` (a model shipped in
+    ``deidkit/weights``, checksum verified) or a snapshot file holding ``{key: state}`` (relative paths are inside
+    the kit's cache, e.g. ``runs/fadenet-standard/epochs/epoch004.pt``)."""
+    if init_from.startswith("pretrained:"):
+        from deidkit.pretrained import load_state
+
+        _, state = load_state(init_from.split(":", 1)[1])
+    else:
+        path = Path(init_from).expanduser()
+        path = path if path.is_absolute() else cache_dir() / path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: init_from file not found")
+        snap = torch.load(path, map_location="cpu", weights_only=True)
+        if key not in snap:
+            raise ValueError(f"{path}: not a snapshot of this model (no {key!r} entry)")
+        state = snap[key]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

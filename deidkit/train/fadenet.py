@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from deidkit.assets import cache_dir
+from deidkit.checkpoints import init_state as checkpoint_init_state
 from deidkit.checkpoints import read_json, runs_dir, write_json
 from deidkit.configs import DEFAULT_FEATURE_LAYERS, DEFAULT_PUSH_LAYERS, CriticConfig, FaDeNetConfig
 from deidkit.data.images import from_model_range, to_model_range
@@ -283,23 +283,9 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
 
 
 def init_state(init_from: str) -> dict[str, torch.Tensor]:
-    """The U-Net state ``init_from`` names, in float32: ``pretrained:<name>`` (a model shipped in
-    ``deidkit/weights``, checksum verified) or a run's epoch snapshot (``{"unet": ...}``; relative paths are inside
-    the kit's cache, e.g. ``runs/fadenet-standard/epochs/epoch004.pt``)."""
-    if init_from.startswith("pretrained:"):
-        from deidkit.pretrained import load_state
-
-        _, state = load_state(init_from.split(":", 1)[1])
-    else:
-        path = Path(init_from).expanduser()
-        path = path if path.is_absolute() else cache_dir() / path
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: init_from U-Net file not found")
-        snap = torch.load(path, map_location="cpu", weights_only=True)
-        if "unet" not in snap:
-            raise ValueError(f"{path}: not a FaDeNet epoch snapshot (no 'unet' entry)")
-        state = snap["unet"]
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    """The U-Net state ``init_from`` names (see :func:`deidkit.checkpoints.init_state`): ``pretrained:fadenet`` or a
+    run's epoch snapshot (``{"unet": ...}``)."""
+    return checkpoint_init_state(init_from, "unet")
 
 
 @torch.no_grad()

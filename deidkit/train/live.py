@@ -51,7 +51,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from deidkit.assets import cache_dir
 from deidkit.configs import LAMBDA_SHAPE, PAPER_LAMBDA_STEPS, PROFILES, LiveConfig
 from deidkit.deidentifiers.live import (
     STAGES_DIR,
@@ -419,20 +418,11 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
 
 
 def init_state(init_from: str) -> dict[str, torch.Tensor]:
-    """The generator state ``init_from`` names: ``pretrained:<name>`` (a model shipped in ``deidkit/weights``,
-    stored as fp16), or a file holding ``{"state_dict": ...}`` (e.g. another run's ``stages/stage1.pt``; relative
-    paths are inside the kit's cache). Returned in float32."""
-    if init_from.startswith("pretrained:"):
-        from deidkit.pretrained import load_state
+    """The generator state ``init_from`` names (see :func:`deidkit.checkpoints.init_state`): ``pretrained:<name>``
+    or a file holding ``{"state_dict": ...}`` (e.g. another run's ``stages/stage1.pt``)."""
+    from deidkit.checkpoints import init_state as checkpoint_init_state
 
-        _, state = load_state(init_from.split(":", 1)[1])
-    else:
-        init = Path(init_from).expanduser()
-        init = init if init.is_absolute() else cache_dir() / init  # profiles name it inside the kit's cache
-        if not init.is_file():
-            raise FileNotFoundError(f"{init}: init_from generator file not found")
-        state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return checkpoint_init_state(init_from, "state_dict")
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
