@@ -132,6 +132,8 @@ class FaDeNetConfig(SpeedOptions):
     push_weight: float = 0.0  # 0: the paper; > 0: the critic's mid-level feature maps are pushed off the input's
     push_layers: tuple[str, ...] = ()  # which backbone stages; (): DEFAULT_PUSH_LAYERS
     push_margin: float = 0.0  # cosine of the flattened maps below which an image stops pushing
+    push_on_views: bool = False  # True: the push term also over the critic views (each paired with the same view
+    # of the input), so that only map changes that survive resampling and misalignment pay off
     detect_weight: float = 0.0  # 0: the paper; > 0: MTCNN's ONet must still call the face box a face
     chroma_weight: float = 0.0  # 0: the paper; > 0: the output's smoothed colour (Cb, Cr) stays the input's
     lr: float = 2e-3

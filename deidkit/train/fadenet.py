@@ -186,7 +186,17 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         loss = fadenet_loss(x, fx, logits, y, lam=config.lam, ce_cap=config.ce_cap, edge_weight=config.edge_weight)
         total = loss.total
         # expectation over transformation: the critic terms over random views of the output (see augment)
-        view_feats = [fast_critic.features(random_views(fx, shard=shard)) for _ in range(config.critic_views)]
+        view_pairs = []  # (maps of a view of the output, maps of the same view of the input) for the push term
+        if config.push_weight and config.push_on_views:
+            for _ in range(config.critic_views):
+                # one draw for both: the 6-channel stack is resampled by the same per-image transform
+                vfx, vx = random_views(torch.cat([fx, x], dim=1), shard=shard).split(3, dim=1)
+                with torch.no_grad():
+                    ref_view = fast_critic.feature_maps(vx)
+                view_pairs.append((fast_critic.feature_maps(vfx), ref_view))
+            view_feats = [m["features"] for m, _ in view_pairs]
+        else:
+            view_feats = [fast_critic.features(random_views(fx, shard=shard)) for _ in range(config.critic_views)]
         if view_feats:
             views = [fadenet_loss(x, fx, fast_critic.logits_from_features(f), y, lam=config.lam,
                                   ce_cap=config.ce_cap).l2 for f in view_feats]
@@ -208,8 +218,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         if config.push_weight:
             # mid-level maps are shared more widely between recognisers than one network's embedding is (the
             # intermediate-feature attacks' observation): moving them off the original's should carry further
-            push = torch.stack([embedding_similarity(maps[k].flatten(1), ref_maps[k].flatten(1),
-                                                     config.push_margin).mean()
+            push = torch.stack([embedding_similarity(m[k].flatten(1), r[k].flatten(1), config.push_margin).mean()
+                                for m, r in ((maps, ref_maps), *view_pairs)
                                 for k in config.push_layers or DEFAULT_PUSH_LAYERS]).mean()
             total = total + config.push_weight * push
             extra["push_sim"] = float(push.detach())
