@@ -435,9 +435,11 @@ def _select(args: argparse.Namespace) -> int:
 
         detector = make_detector("yunet")
     from deidkit.data.lfw import aligned_crops
-    from deidkit.eval.selection import selection_paths
+    from deidkit.eval.selection import selection_set
 
-    crops = aligned_crops(selection_paths())  # read once for the bound and the candidates
+    chosen = selection_set(args.per_identity)
+    crops = aligned_crops(chosen["path"].tolist())  # read once for the bound and the candidates
+    labels = chosen["identity"].to_numpy() if args.per_identity > 1 else None
     predictor = max_landmarks = None
     if args.max_landmarks_vs:
         from deidkit.deidentifiers import load_deidentifier
@@ -450,7 +452,7 @@ def _select(args: argparse.Namespace) -> int:
         print(f"landmark bound: {args.landmarks_ratio:g} x {args.max_landmarks_vs}'s displacement = {max_landmarks:.4f}")
     name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim, crops=crops,
                                     detector=detector, min_detection=args.min_detection, landmarks=predictor,
-                                    max_landmarks=max_landmarks)
+                                    max_landmarks=max_landmarks, labels=labels)
     print(table.round(4).to_string(index=False))
     print(f"selected: {name}")
     if args.apply:
@@ -462,6 +464,7 @@ def _select(args: argparse.Namespace) -> int:
         set_inference_options("live", {"landmark_lock": lock} if lock else {})
         print(f"deidkit/weights/manifest.json: live now loads with landmark_lock={lock:g}")
     record_metrics([{"kind": "selection", "model": args.model, "run": run_dir.name, **r, "min_ssim": args.min_ssim,
+                     "per_identity": args.per_identity,
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
                    f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""), args.out)
@@ -577,6 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live: candidates are the shipped generator with these landmark locks (0-1)")
     p.add_argument("--strengths", type=float, nargs="+", default=None,
                    help="FaDeNet: every snapshot also at these strengths (0-2, an inference option; 1: its output)")
+    p.add_argument("--per-identity", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
+                   help="selection-set images per identity (default 1: 160 faces); above 1 the table also gives the "
+                        "trained-against recogniser's leave-one-out Rank-1 (reported, not a criterion)")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_select)

@@ -162,6 +162,21 @@ def test_selection_set_avoids_test_and_training_identities():
     assert not ids & set(load_manifest("lfw_train_pool")["identity"])
 
 
+def test_selection_set_with_several_images_per_identity_and_its_rank1():
+    from deidkit.eval.selection import leave_one_out_rank1, selection_set
+
+    four = selection_set(4)
+    assert four["identity"].nunique() == 160 and (four.groupby("identity").size() == 4).all()
+    assert set(selection_set(1)["path"]) <= set(four["path"])
+    # two identities, two images each; probe 0 is nearest to image 1's original (same identity), probe 2 to image 0
+    original = np.eye(4)
+    deid = np.array([[0.0, 1.0, 0.0, 0.0], [0.9, 0.1, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+    labels = np.array(["a", "a", "b", "b"])
+    # probe 0 -> 1 (a: right), probe 1 -> 0 (a: right; its own original excluded), probe 2 -> 0 (a: wrong),
+    # probe 3 -> 2 (b: right)
+    assert leave_one_out_rank1(original, deid, labels) == 0.75
+
+
 def test_select_checkpoint_takes_the_strongest_that_keeps_quality():
     from deidkit.baselines import get_deidentifier
     from deidkit.eval.selection import select_checkpoint

@@ -14,12 +14,27 @@ from deidkit.data.lfw import aligned_crops, load_manifest
 from deidkit.eval.quality import detection_rate, ssim
 
 
-def selection_paths(per_identity: int = 1) -> list[str]:
-    """Images of the identities of ``lfw_217x8`` outside ``lfw_57x8`` and outside the training pool."""
+def selection_set(per_identity: int = 1) -> pd.DataFrame:
+    """Images (``path``, ``identity``) of the identities of ``lfw_217x8`` outside ``lfw_57x8`` and outside the
+    training pool, ``per_identity`` of each (at most 8)."""
     big, test = load_manifest("lfw_217x8"), load_manifest("lfw_57x8")
     train = set(load_manifest("lfw_train_pool")["identity"])
     keep = big[~big["identity"].isin(set(test["identity"]) | train)]
-    return keep.groupby("identity", sort=True).head(per_identity)["path"].tolist()
+    return keep.groupby("identity", sort=True).head(per_identity)[["path", "identity"]].reset_index(drop=True)
+
+
+def selection_paths(per_identity: int = 1) -> list[str]:
+    """The paths of :func:`selection_set`."""
+    return selection_set(per_identity)["path"].tolist()
+
+
+def leave_one_out_rank1(original: np.ndarray, deidentified: np.ndarray, labels: np.ndarray) -> float:
+    """Rank-1 of de-identified probes against the originals of every *other* image (L2-normalised embeddings):
+    the fraction of probes whose nearest other original is of the same identity."""
+    sims = np.asarray(deidentified) @ np.asarray(original).T
+    np.fill_diagonal(sims, -np.inf)  # a probe's own original is not in its gallery
+    labels = np.asarray(labels)
+    return float((labels[sims.argmax(1)] == labels).mean())
 
 
 def landmark_bound(reference: object, predictor: object, ratio: float = 1.0, crops: np.ndarray | None = None
@@ -35,7 +50,8 @@ def landmark_bound(reference: object, predictor: object, ratio: float = 1.0, cro
 def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float,
                       crops: np.ndarray | None = None, landmarks: object | None = None,
                       max_landmarks: float | None = None, detector: object | None = None,
-                      min_detection: float | None = None) -> tuple[str | None, pd.DataFrame]:
+                      min_detection: float | None = None, labels: np.ndarray | None = None
+                      ) -> tuple[str | None, pd.DataFrame]:
     """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
     those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
 
@@ -43,7 +59,8 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
     displacement as a fraction of the eye-corner distance (``landmark_iod``, see
     :func:`deidkit.eval.temporal.landmark_displacement`); ``max_landmarks`` then also bounds it. ``detector``
     (e.g. YuNet) adds the fraction of outputs in which it still finds a face (``detection_rate``);
-    ``min_detection`` then also bounds it from below.
+    ``min_detection`` then also bounds it from below. ``labels`` (the crops' identities, several images each) add
+    ``rank1``, the trained-against recogniser's :func:`leave_one_out_rank1` (reported, not a criterion).
     Returns (name, the table of every candidate)."""
     crops = aligned_crops(selection_paths()) if crops is None else crops
     if max_landmarks is not None and landmarks is None:
@@ -54,9 +71,12 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
     rows = []
     for name, deid in candidates.items():
         out = deid.deidentify(crops)
+        emb = recognizer.embed(out)
         row = {"candidate": name, "ssim": float(ssim(crops, out).mean()),
-               "cos_to_original": float((recognizer.embed(out) * ref).sum(1).mean()),
+               "cos_to_original": float((emb * ref).sum(1).mean()),
                "recognizer": recognizer.name, "faces": len(crops)}
+        if labels is not None:
+            row["rank1"] = leave_one_out_rank1(ref, emb, labels)
         if landmarks is not None:
             from deidkit.eval.temporal import landmark_displacement
 
