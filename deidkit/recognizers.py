@@ -451,7 +451,13 @@ def _dlib_descriptors(model: object, chips: list[np.ndarray], num_jitters: int) 
 
 def _dlib_worker_init() -> None:
     global _DLIB_WORKER_MODEL
+    import signal
+
     import dlib
+
+    # Ctrl-C (or a kernel interrupt) reaches the whole process group: the parent stops the pool, so a helper
+    # that also raised KeyboardInterrupt would only print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     _DLIB_WORKER_MODEL = dlib.face_recognition_model_v1(_dlib_model(DLIB_RESNET))
 

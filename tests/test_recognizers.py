@@ -204,6 +204,10 @@ def test_dlib_helper_processes_give_the_same_vectors(lfw_crops) -> None:
     try:
         got = two.embed(crops)
         assert two._pool is not None  # the split path ran
+        # a helper ignores Ctrl-C (the parent stops the pool; no second traceback from the helper)
+        import signal
+
+        assert two._pool.submit(signal.getsignal, signal.SIGINT).result() == signal.SIG_IGN
     finally:
         two.close()
     np.testing.assert_array_equal(one, got)
