@@ -136,6 +136,7 @@ class FaDeNetConfig(SpeedOptions):
     # of the input), so that only map changes that survive resampling and misalignment pay off
     detect_weight: float = 0.0  # 0: the paper; > 0: MTCNN's ONet must still call the face box a face
     chroma_weight: float = 0.0  # 0: the paper; > 0: the output's smoothed colour (Cb, Cr) stays the input's
+    ssim_weight: float = 0.0  # 0: the paper; > 0: (1 - SSIM) of output and input, the evaluation's quality measure
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -227,7 +228,8 @@ class FaDeNetConfig(SpeedOptions):
         weights = dict(edge_weight=self.edge_weight, critic_views=self.critic_views, adv_weight=self.adv_weight,
                        embed_weight=self.embed_weight, input_sigma=self.input_sigma,
                        feature_weight=self.feature_weight, detect_weight=self.detect_weight,
-                       chroma_weight=self.chroma_weight, push_weight=self.push_weight)
+                       chroma_weight=self.chroma_weight, push_weight=self.push_weight,
+                       ssim_weight=self.ssim_weight)
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")

@@ -500,3 +500,28 @@ def test_push_on_views_pairs_each_view_of_the_output_with_the_same_view_of_the_i
                                  push_layers=("stage2",), push_on_views=True)
     res = train_fadenet(fcfg, data=toy_data(size=64), critic=critic, run_dir=tmp_path / "v", progress=False)
     assert res.log["push_sim"].iloc[0] > 0.9 and res.log["push_sim"].between(0, 1 + 1e-5).all()
+
+
+def test_ssim_index_is_the_evaluations_ssim_and_the_ssim_term_trains(tmp_path):
+    """``ssim_index`` (torch, differentiable) gives scikit-image's SSIM as :func:`deidkit.eval.quality.ssim`
+    computes it on the same images in [-1, 1]; the ``ssim_weight`` term is logged as 1 - SSIM."""
+    from deidkit.data.images import to_model_range
+    from deidkit.eval.quality import ssim
+    from deidkit.losses.fadenet import ssim_index
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
+
+    def t(u):
+        return to_model_range(torch.from_numpy(u).permute(0, 3, 1, 2))
+
+    got = ssim_index(t(a).double(), t(b).double()).numpy()
+    np.testing.assert_allclose(got, ssim(a, b), atol=1e-6)
+    assert torch.allclose(ssim_index(t(a), t(a)), torch.ones(3))
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, ssim_weight=1.0)
+    res = train_fadenet(fcfg, data=toy_data(size=64), critic=critic, run_dir=tmp_path / "s", progress=False)
+    assert res.log["ssim_loss"].between(0, 2).all() and res.log["ssim_loss"].iloc[0] < 0.05
+    with pytest.raises(ValueError, match="ssim_weight"):
+        FaDeNetConfig.profile("tiny", ssim_weight=-1.0)

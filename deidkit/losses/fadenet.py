@@ -96,6 +96,32 @@ def chroma_distance(x: torch.Tensor, y: torch.Tensor, sigma: float = 3.0) -> tor
     return d.abs().flatten(1).mean(1)
 
 
+def ssim_index(x: torch.Tensor, y: torch.Tensor, win_size: int = 7) -> torch.Tensor:
+    """Per-image SSIM of two (N, C, H, W) batches in [-1, 1], differentiable, shape (N,): the kit's quality measure
+    (:func:`deidkit.eval.quality.ssim`, scikit-image's defaults: a uniform ``win_size`` window, sample covariances,
+    K1 0.01, K2 0.03, the border of half a window left out, the mean over channels) in torch.
+
+    Not in the paper: the ``ssim_weight`` term trains for the measure the evaluation holds quality to, so that the
+    image budget a recogniser-fooling change spends is the one that counts."""
+    if x.shape != y.shape:
+        raise ValueError(f"image shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    # SSIM's luminance term is not shift-invariant: measure on 0..1 as the evaluation does on 0..255
+    x, y = (x + 1) / 2, (y + 1) / 2
+    c1, c2 = 0.01**2, 0.03**2
+    n = win_size * win_size
+    cov_norm = n / (n - 1)
+
+    def mean(t: torch.Tensor) -> torch.Tensor:  # the uniform window over the valid region only
+        return F.avg_pool2d(t, win_size, stride=1)
+
+    ux, uy = mean(x), mean(y)
+    vx = cov_norm * (mean(x * x) - ux * ux)
+    vy = cov_norm * (mean(y * y) - uy * uy)
+    vxy = cov_norm * (mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1)
+
+
 def fadenet_loss(x: torch.Tensor, fx: torch.Tensor, critic_logits: torch.Tensor, labels: torch.Tensor,
                  lam: float = 1e-3, ce_cap: float | None = None, edge_weight: float = 0.0) -> FaDeNetLoss:
     """FaDeNet's ``L1 - lam * L2`` for images ``x``, their transforms ``fx``, the critic's logits on ``fx``

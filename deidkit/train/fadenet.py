@@ -49,6 +49,7 @@ from deidkit.losses.fadenet import (
     detection_loss,
     embedding_similarity,
     fadenet_loss,
+    ssim_index,
     unit_norm_distance,
 )
 from deidkit.models.critic import Critic, fold_batchnorm
@@ -229,6 +230,10 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             det = detection_loss(prob).mean()
             total = total + config.detect_weight * det
             extra.update(detect=float(det.detach()), face_prob=float(prob.detach().mean()))
+        if config.ssim_weight:
+            quality = 1.0 - ssim_index(x, fx).mean()
+            total = total + config.ssim_weight * quality
+            extra["ssim_loss"] = float(quality.detach())
         if config.chroma_weight:
             chroma = chroma_distance(x, fx, sigma=config.image_size / 32).mean()
             total = total + config.chroma_weight * chroma
