@@ -367,8 +367,10 @@ def _export(args: argparse.Namespace) -> int:
             config = {**config, "init_from": f"runs/{chain[0]}"}  # no machine path in the manifest
     if args.as_profile:
         config = _as_profile(args.model, config, args.as_profile)
-    if args.strength != 1.0:  # an inference option chosen on the selection set (deidkit select --strengths)
-        extra["inference"] = {"strength": args.strength}
+    # inference options chosen on the selection set (deidkit select --strengths --feathers)
+    options = {k: v for k, v, off in (("strength", args.strength, 1.0), ("feather", args.feather, 0.0)) if v != off}
+    if options:
+        extra["inference"] = options
     path = export_pretrained(args.model, args.model, state, config, training_time_s=seconds, extra=extra,
                              dtype=args.dtype)
     print(f"shipped {args.model} from {run_dir} as {path} ({path.stat().st_size / 2**20:.1f} MB)")
@@ -392,8 +394,8 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
-    if args.strengths and args.model != "fadenet":
-        raise ValueError("--strengths applies to FaDeNet only (the live model: --landmark-locks)")
+    if (args.strengths or args.feathers) and args.model != "fadenet":
+        raise ValueError("--strengths and --feathers apply to FaDeNet only (the live model: --landmark-locks)")
     if args.apply and not args.landmark_locks:
         raise ValueError("--apply records a landmark lock in the manifest: give --landmark-locks")
     if args.landmark_locks:
@@ -423,10 +425,11 @@ def _select(args: argparse.Namespace) -> int:
         for snap in sorted((run_dir / "epochs").glob("epoch*.pt")):
             unet = build_unet(cfg)
             unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
-            for strength in args.strengths or [1.0]:
-                suffix = "" if strength == 1.0 else f"@s{strength:g}"
-                cands[f"epochs/{snap.name}{suffix}"] = FaDeNetDeidentifier.from_network(
-                    cfg, unet, name=snap.stem, strength=strength)
+            for feather in args.feathers or [0.0]:
+                for strength in args.strengths or [1.0]:
+                    suffix = ("" if feather == 0.0 else f"@f{feather:g}") + ("" if strength == 1.0 else f"@s{strength:g}")
+                    cands[f"epochs/{snap.name}{suffix}"] = FaDeNetDeidentifier.from_network(
+                        cfg, unet, name=snap.stem, strength=strength, feather=feather)
     if not cands:
         raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
     detector = None
@@ -562,6 +565,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the run as this profile (checked field by field), for make reproduce RETRAIN=1")
     p.add_argument("--strength", type=float, default=1.0,
                    help="FaDeNet: the strength it is loaded with (chosen by deidkit select --strengths)")
+    p.add_argument("--feather", type=float, default=0.0,
+                   help="FaDeNet: the face box's feathered edge it is loaded with (chosen by deidkit select --feathers)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
@@ -580,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="live: candidates are the shipped generator with these landmark locks (0-1)")
     p.add_argument("--strengths", type=float, nargs="+", default=None,
                    help="FaDeNet: every snapshot also at these strengths (0-2, an inference option; 1: its output)")
+    p.add_argument("--feathers", type=float, nargs="+", default=None,
+                   help="FaDeNet: every snapshot (and strength) also with these feathered face box edges (fractions "
+                        "of the box side, an inference option; 0: a hard edge)")
     p.add_argument("--per-identity", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
                    help="selection-set images per identity (default 1: 160 faces); above 1 the table also gives the "
                         "trained-against recogniser's leave-one-out Rank-1 (reported, not a criterion)")

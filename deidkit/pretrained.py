@@ -146,7 +146,7 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
 def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> str:
     """The de-identifier name of the snapshot a shipped model was exported from, in a retrained cache: the run
     folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``), then the shipped
-    inference options (``+lock0.6``: the landmark lock; ``_s0.97``: FaDeNet's strength)."""
+    inference options (``+lock0.6``: the landmark lock; ``_f0.03``, ``_s0.97``: FaDeNet's feather and strength)."""
     entry = read_manifest(weights_dir)["models"].get(name)
     if entry is None:
         raise PretrainedError(f"no shipped model {name!r}")
@@ -157,14 +157,16 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     name = run if checkpoint == "final" else f"{run}@{Path(checkpoint).stem}"
     lock = entry.get("inference", {}).get("landmark_lock")
     strength = entry.get("inference", {}).get("strength", 1.0)
-    name = f"{name}_s{strength:g}" if strength != 1.0 else name  # FaDeNet's strength (its loader's suffix)
+    feather = entry.get("inference", {}).get("feather", 0.0)
+    name = f"{name}_f{feather:g}" if feather else name  # FaDeNet's feather and strength (its loader's suffixes)
+    name = f"{name}_s{strength:g}" if strength != 1.0 else name
     return f"{name}+lock{lock:g}" if lock else name
 
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None
                           ) -> None:
     """Record the inference options a shipped model is loaded with (live ``{"landmark_lock": 0.6}``, FaDeNet
-    ``{"strength": 0.9}``); the file and its checksum are untouched. An empty dict removes them."""
+    ``{"strength": 0.9, "feather": 0.03}``); the file and its checksum are untouched. An empty dict removes them."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     manifest = read_manifest(weights_dir)
     if name not in manifest["models"]:

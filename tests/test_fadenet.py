@@ -410,6 +410,46 @@ def test_strength_scales_the_change_and_names_the_model(crops_small):
         full.strength = 2.5
 
 
+def test_feather_ramps_the_face_box_edge_and_names_the_model(crops_small):
+    """``feather``: 0 is the hard box (the same pixels as before the option existed); above 0 the change ramps
+    linearly from the box's edge (outside: the crop, untouched) to all of it well inside; names carry ``_f``; a
+    loader name sets it; it needs the face box mode."""
+    from deidkit.deidentifiers.fadenet import face_box_mask, load_fadenet_deidentifier
+    from deidkit.eval.quality import face_box
+
+    m = face_box_mask(100, 0.6, 0.1)  # box 20..80, a 6-pixel ramp
+    assert m[:20].max() == 0 and m[:, 80:].max() == 0 and m[50, 50] == 1.0
+    assert np.allclose(m[50, 20:26], (np.arange(6) + 0.5) / 6) and np.allclose(m[50, 74:80], m[50, 20:26][::-1])
+    assert np.array_equal(face_box_mask(100, 0.6, 0.0) > 0, face_box_mask(100, 0.6, 0.0) == 1.0)
+    torch.manual_seed(0)
+    cfg = FaDeNetConfig.profile("tiny", input_sigma=2.0)
+    unet = build_unet(cfg)
+    crops = crops_small[:3]
+    deid = FaDeNetDeidentifier.from_network(cfg, unet, name="fb")
+    hard = deid.deidentify(crops)
+    deid.feather = 0.2
+    soft = deid.deidentify(crops)
+    assert deid.name == "fb_f0.2"
+    x0, y0, x1, y1 = face_box(crops.shape[1], cfg.face_region)
+    outside = np.ones(crops.shape[1:3], bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(soft[:, outside], crops[:, outside])  # nothing leaks past the box
+    c = crops.shape[1] // 2
+    assert np.array_equal(soft[:, c, c], hard[:, c, c])  # the centre: all of the change
+    edge = np.abs(soft[:, y0:y1, x0].astype(int) - crops[:, y0:y1, x0]).mean()
+    assert edge < np.abs(hard[:, y0:y1, x0].astype(int) - crops[:, y0:y1, x0]).mean()
+    deid.strength = 0.5
+    assert deid.name == "fb_f0.2_s0.5"
+    deid.feather = 0.0
+    assert deid.name == "fb_s0.5"
+    with pytest.raises(ValueError, match="feather"):
+        deid.feather = 0.5
+    with pytest.raises(ValueError, match="facebox"):
+        FaDeNetDeidentifier.from_network(cfg, unet, name="r", mode="resize", feather=0.1)
+    shipped = load_fadenet_deidentifier("fadenet_f0.03_s1")
+    assert (shipped.feather, shipped.strength) == (0.03, 1.0)
+
+
 def test_detection_and_chroma_terms_on_known_tensors(tmp_path, crops_small):
     """``detect_weight``: -log of ONet's face probability, zero once the face is confident; ``chroma_weight``:
     blind to a brightness change, not to a colour band; both train and are logged."""

@@ -105,6 +105,10 @@ def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
     P.set_inference_options("fadenet", {"strength": 0.97}, tmp_path)
     assert P.retrained_name("fadenet", tmp_path) == "fadenet-standard@epoch002_s0.97"
     assert P.load_pretrained("fadenet", weights_dir=tmp_path).strength == 0.97
+    P.set_inference_options("fadenet", {"strength": 1.0, "feather": 0.03}, tmp_path)
+    assert P.retrained_name("fadenet", tmp_path) == "fadenet-standard@epoch002_f0.03"
+    shipped = P.load_pretrained("fadenet", weights_dir=tmp_path)
+    assert (shipped.feather, shipped.strength, shipped.name) == (0.03, 1.0, "fadenet")
 
 
 def test_export_in_float32_keeps_the_weights_exactly(tmp_path):
