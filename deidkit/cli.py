@@ -310,11 +310,14 @@ def _as_profile(model: str, config: dict, profile: str) -> dict:
     import dataclasses
 
     from deidkit.configs import FaDeNetConfig, LiveConfig
+    from deidkit.train.loop import option_is_off
 
     cls = FaDeNetConfig if model == "fadenet" else LiveConfig
     target = dataclasses.asdict(cls.profile(profile))
+    # an option added after the run was trained and left off in the profile is what the run trained with
     differ = sorted(k for k, v in target.items() if k not in _NAMING_FIELDS
-                    and (list(v) if isinstance(v, tuple) else v) != config.get(k))
+                    and (list(v) if isinstance(v, tuple) else v) != config.get(k)
+                    and not (k not in config and option_is_off(v)))
     if differ:
         raise ValueError(f"the run differs from profile {profile!r} in {differ}; it cannot be shipped as that profile")
     return {**config, "profile_name": profile, "trained_as": config.get("profile_name")}
@@ -525,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
     p.add_argument("model", choices=["critic", "fadenet", "live"])
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "push", "finetune", "paper"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "paper"])
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
@@ -556,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "
                    "or epochs/epoch005.pt (default: the final checkpoint)")
@@ -571,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--min-ssim", type=float, required=True, help="image quality every candidate must keep")
     p.add_argument("--min-detection", type=float, default=None,

@@ -233,7 +233,7 @@ class TrainingRun:
             # list or string), is the behaviour the run was trained with: not a difference.
             diff = sorted(k for k in set(saved) | set(self.config)
                           if saved.get(k) != self.config.get(k) and k not in self.extendable
-                          and not (k not in saved and _is_off(self.config.get(k))))
+                          and not (k not in saved and option_is_off(self.config.get(k))))
             if diff:
                 raise ValueError(
                     f"{self.config_path}: this run directory holds a run with a different configuration "
@@ -457,9 +457,9 @@ class TrainingRun:
 # The checkpoint readers live in deidkit.checkpoints (inference reads runs without the training loop).
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "RunLimits", "TimeLimitReached", "TrainingDiverged",
            "TrainingRun", "load_checkpoint", "load_module_state", "rng_state", "run_limits", "seed_everything",
-           "set_rng_state", "time_is_up"]
+           "option_is_off", "set_rng_state", "time_is_up"]
 
 
-def _is_off(value: Any) -> bool:
+def option_is_off(value: Any) -> bool:
     """Whether a configuration value means "this option is not used" (None, False, 0, "", [] or {})."""
     return value is None or value is False or (isinstance(value, (int, float, str, list, dict)) and not value)
