@@ -119,6 +119,11 @@ def test_export_checks_the_profile_and_follows_the_training_lineage(tmp_path):
     assert as_push["profile_name"] == "push" and as_push["trained_as"] == "standard"
     with pytest.raises(ValueError, match="lr"):
         _as_profile("fadenet", {**run.to_dict(), "lr": 1e-2}, "push")
+    # a run saved before an option existed (no ssim_weight key) trained with it off, as the profile has it
+    older = {k: v for k, v in json.loads(json.dumps(run.to_dict())).items() if k != "ssim_weight"}
+    assert _as_profile("fadenet", older, "push")["profile_name"] == "push"
+    with pytest.raises(ValueError, match="ssim_weight"):
+        _as_profile("fadenet", {**older, "ssim_weight": 0.5}, "push")
     # a run fine-tuned from the shipped model, then a run fine-tuned from that run's epoch 1
     base = read_manifest()["models"]["fadenet"]
     first = tmp_path / "first"
