@@ -132,16 +132,10 @@ class FaDeNetDeidentifier:
             else:
                 y = F.interpolate(fx, size=(size, size), mode="bilinear", align_corners=False)
             y = from_model_range(y).permute(0, 2, 3, 1).cpu().numpy()
-            if self.mode == "facebox" and self._feather:
-                change = face_box_mask(size, self.config.face_region, self._feather)[None, :, :, None]
-                y = full + (self._strength * change) * (y.astype(np.float32) - full)
-                out[s:s + self.batch_size] = np.clip(np.round(y), 0, 255).astype(np.uint8)
-                continue
-            if self.mode == "facebox":
-                x0, y0, x1, y1 = face_box(size, self.config.face_region)
-                y, inside = full.copy(), y
-                y[:, y0:y1, x0:x1] = inside[:, y0:y1, x0:x1]
-            if self._strength != 1.0:
+            if self.mode == "facebox":  # the change inside the face box only (a hard edge at feather 0)
+                change = self._strength * face_box_mask(size, self.config.face_region, self._feather)[None, ..., None]
+                y = np.clip(np.round(full + change * (y.astype(np.float32) - full)), 0, 255).astype(np.uint8)
+            elif self._strength != 1.0:
                 y = full + self._strength * (y.astype(np.float32) - full)
                 y = np.clip(np.round(y), 0, 255).astype(np.uint8)
             out[s:s + self.batch_size] = y
