@@ -459,6 +459,18 @@ def _select(args: argparse.Namespace) -> int:
     name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim, crops=crops,
                                     detector=detector, min_detection=args.min_detection, landmarks=predictor,
                                     max_landmarks=max_landmarks, labels=labels)
+    if args.by_frontier:
+        # the measure on the selection protocol: among the candidates within the bounds, the one furthest
+        # beyond the naive frontier at its worse level (crop or whole photo), trained-against recogniser only
+        from deidkit.eval.selection import frontier_margins, within_bounds
+
+        ok = table[within_bounds(table, args.min_ssim, max_landmarks, args.min_detection)]["candidate"].tolist()
+        name = None
+        if ok:
+            margins = frontier_margins({k: cands[k] for k in ok}, get_recognizer(args.recognizer),
+                                       levels=tuple(args.by_frontier))
+            table = table.merge(margins, on="candidate", how="left")
+            name = str(margins.loc[margins["min_margin_sd"].idxmax(), "candidate"])
     print(table.round(4).to_string(index=False))
     print(f"selected: {name}")
     if args.apply:
@@ -470,7 +482,7 @@ def _select(args: argparse.Namespace) -> int:
         set_inference_options("live", {"landmark_lock": lock} if lock else {})
         print(f"deidkit/weights/manifest.json: live now loads with landmark_lock={lock:g}")
     record_metrics([{"kind": "selection", "model": args.model, "run": run_dir.name, **r, "min_ssim": args.min_ssim,
-                     "per_identity": args.per_identity,
+                     "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
                    f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""), args.out)
@@ -594,6 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-identity", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
                    help="selection-set images per identity (default 1: 160 faces); above 1 the table also gives the "
                         "trained-against recogniser's leave-one-out Rank-1 (reported, not a criterion)")
+    p.add_argument("--by-frontier", nargs="+", choices=["crop", "image"], default=None, metavar="LEVEL",
+                   help="choose, among the candidates within the bounds, the one furthest beyond the naive frontier "
+                        "(blur, pixelation at the same SSIM; worst of these levels, e.g. crop image) on the "
+                        "lfw_select_160x8 protocol with the trained-against recogniser, instead of the lowest cosine")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_select)

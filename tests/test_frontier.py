@@ -207,6 +207,40 @@ def test_select_checkpoint_takes_the_strongest_that_keeps_quality():
         select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops, min_detection=0.5)
 
 
+def test_selection_protocol_is_the_rest_of_lfw_217x8():
+    from deidkit.data.lfw import load_manifest
+    from deidkit.data.prep import check_manifests
+    from deidkit.eval.selection import SELECTION_PROTOCOL, selection_set
+
+    select, test, big = load_manifest(SELECTION_PROTOCOL), load_manifest("lfw_57x8"), load_manifest("lfw_217x8")
+    assert select["identity"].nunique() == 160 and len(select) == 160 * 8
+    assert not set(select["identity"]) & set(test["identity"])
+    assert set(select["path"]) | set(test["path"]) == set(big["path"])
+    assert set(selection_set(8)["path"]) == set(select["path"])
+    assert not check_manifests()
+
+
+@pytest.mark.slow
+def test_frontier_margins_rank_candidates_by_the_naive_frontier_on_the_selection_protocol():
+    """A blur between two of the family's strengths lies on the frontier (margin about 0); every level is
+    reported, and the worse level is the candidate's score."""
+    from deidkit.baselines import get_deidentifier
+    from deidkit.eval.selection import frontier_margins, within_bounds
+    from deidkit.recognizers import get_recognizer
+
+    cands = {"mid blur": get_deidentifier("blur_sigma5"), "box": get_deidentifier("blackbox")}
+    table = frontier_margins(cands, get_recognizer("mobilefacenet_ms1m"), levels=("crop",), n_identities=2)
+    assert table["candidate"].tolist() == ["mid blur", "box"]
+    mid = table.set_index("candidate").loc["mid blur"]
+    assert abs(mid["crop_margin_sd"]) < 3 and mid["min_margin_sd"] == mid["crop_margin_sd"]
+    assert 0 <= mid["crop_frontier_rank1"] <= 1 and 0.7 < mid["crop_ssim"] < 0.9
+    with pytest.raises(ValueError, match="share the de-identifier name"):
+        frontier_margins({"a": cands["box"], "b": get_deidentifier("blackbox")}, None, levels=("crop",))
+    bounds = pd.DataFrame({"ssim": [0.9, 0.7], "detection_rate": [0.9, 1.0]})
+    assert within_bounds(bounds, 0.8).tolist() == [True, False]
+    assert within_bounds(bounds, 0.6, min_detection=0.95).tolist() == [False, True]
+
+
 def test_landmark_records_measure_pose_change():
     from deidkit.baselines import get_deidentifier
     from deidkit.eval.temporal import landmark_records

@@ -264,3 +264,35 @@ def test_speed_options_worker_loader_and_training_benchmark(tmp_path):
     assert FaDeNetConfig.profile("paper").amp and not FaDeNetConfig.profile("quick").amp
     rec = benchmark_training("fadenet", "tiny", steps=1, overrides={"workers": 1})
     assert rec["kind"] == "train_speed" and rec["images_per_s"] > 0 and rec["world_size"] == 1
+
+
+def test_a_second_process_training_the_same_run_waits_and_resumes_from_it(tmp_path, capfd):
+    """Two trainers of one run folder (two notebooks, a notebook and a test): the second waits for the first's
+    lock, then resumes from its finished checkpoint instead of training over it."""
+    import threading
+    import time
+
+    first, second = make_run(tmp_path / "r"), make_run(tmp_path / "r")
+    started, release = threading.Event(), threading.Event()
+    first_step = make_step(first)
+
+    def slow_step(batch, epoch, global_step):
+        started.set()
+        release.wait(10)
+        return first_step(batch, epoch, global_step)
+
+    a = threading.Thread(target=first.fit, args=(make_loader, slow_step, 2))
+    a.start()
+    assert started.wait(10)
+    logs = []
+    b = threading.Thread(target=lambda: logs.append(second.fit(make_loader, make_step(second), epochs=2)))
+    b.start()
+    time.sleep(0.5)
+    assert b.is_alive()  # waiting for the first trainer, not training
+    release.set()
+    a.join(10)
+    b.join(10)
+    (log,) = logs
+    assert log["step"].tolist() == list(range(8))  # every step once: the second trained none
+    assert all(torch.equal(w1, w2) for w1, w2 in zip(weights(first).values(), weights(second).values()))
+    assert "another process is training this run" in capfd.readouterr().err

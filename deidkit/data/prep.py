@@ -14,7 +14,7 @@ from deidkit.assets import using_cache
 from deidkit.data.lfw import align_lfw, lfw_root, load_manifest, verify_files
 from deidkit.data.protocols import build_lfw_manifests, parse_pairs
 
-PROTOCOLS = ("lfw_57x8", "lfw_217x8", "lfw_train_pool", "lfw_all_identities", "lfw_pairs", "lfw_no_face")
+PROTOCOLS = ("lfw_57x8", "lfw_217x8", "lfw_select_160x8", "lfw_train_pool", "lfw_all_identities", "lfw_pairs", "lfw_no_face")
 
 
 @dataclass
@@ -84,6 +84,11 @@ def check_manifests() -> list[str]:
         problems.append("lfw_train_pool shares identities with lfw_217x8")
     if not set(p57["path"]) <= set(p217["path"]):
         problems.append("lfw_57x8 is not a subset of lfw_217x8")
+    select = load_manifest("lfw_select_160x8")
+    if set(select["identity"]) & set(p57["identity"]):
+        problems.append("lfw_select_160x8 shares identities with lfw_57x8")
+    if set(select["path"]) | set(p57["path"]) != set(p217["path"]):
+        problems.append("lfw_select_160x8 and lfw_57x8 do not make up lfw_217x8")
     probes = set(p57.loc[p57["rep0"] == "probe", "path"])
     if probes & set(gallery["path"]):
         problems.append("lfw_all_identities contains lfw_57x8 rep0 probes")

@@ -6,6 +6,8 @@
 - ``lfw_train_pool``: every identity with fewer than 8 images, hence disjoint from both test protocols; the critic
   uses those with >= 4 images (one held out per identity), the generators use every image (labels unused).
 - ``lfw_all_identities``: a gallery template set over all 5,749 identities for "rank of the true identity".
+- ``lfw_select_160x8``: the other 160 identities of ``lfw_217x8`` (not in ``lfw_57x8``), same images and splits:
+  where shipped models are *selected* (with the trained-against recogniser only), never where they are judged.
 - ``lfw_pairs``: the official View-2 verification pairs.
 """
 
@@ -193,13 +195,14 @@ def build_lfw_manifests(alignment: pd.DataFrame, out_dir: Path = MANIFEST_DIR) -
     usable = files[~files["path"].isin(bad["path"])]
     p217 = identification_protocol(usable, None, seed=PROTOCOL_SEEDS["lfw_217x8"])
     p57 = protocol_subset(p217, 57, seed=PROTOCOL_SEEDS["lfw_57x8"])
+    select = p217[~p217["identity"].isin(set(p57["identity"]))]
     test_ids = set(p217["identity"])
     pool = train_pool(usable, test_ids | set(files.groupby("identity").size().loc[lambda s: s >= 8].index),
                       seed=PROTOCOL_SEEDS["lfw_train_pool"])
     probes57 = set(p57.loc[p57["rep0"] == "probe", "path"])
     gallery_all = all_identities_gallery(usable, probes57, seed=PROTOCOL_SEEDS["lfw_all_identities"])
     pairs = parse_pairs(lfw_root() / "pairs.txt").to_frame()
-    out = {"lfw_217x8": p217, "lfw_57x8": p57, "lfw_train_pool": pool, "lfw_all_identities": gallery_all,
+    out = {"lfw_217x8": p217, "lfw_57x8": p57, "lfw_select_160x8": select, "lfw_train_pool": pool, "lfw_all_identities": gallery_all,
            "lfw_pairs": pairs, "lfw_no_face": bad.assign(status=bad["path"].map(status))}
     for name, df in out.items():
         df.to_csv(out_dir / f"{name}.csv", index=False)
@@ -212,6 +215,8 @@ def build_lfw_manifests(alignment: pd.DataFrame, out_dir: Path = MANIFEST_DIR) -
                           "images_per_identity": 8, "gallery": 4, "probe": 4, "repetitions": N_REPS},
             "lfw_57x8": {"seed": PROTOCOL_SEEDS["lfw_57x8"], "subset_of": "lfw_217x8",
                          "identities": int(p57.identity.nunique())},
+            "lfw_select_160x8": {"subset_of": "lfw_217x8", "identities": int(select.identity.nunique()),
+                                 "rule": "lfw_217x8 without lfw_57x8: model selection only"},
             "lfw_train_pool": {"seed": PROTOCOL_SEEDS["lfw_train_pool"], "identities": int(pool.identity.nunique()),
                                "images": len(pool),
                                "critic_identities": int(pool.loc[pool.critic_split != "none", "identity"].nunique()),

@@ -1,8 +1,9 @@
 """Model selection without the test identities: which checkpoint of a training run to ship.
 
-The selection set is one image of each of the 160 identities of ``lfw_217x8`` that are not in ``lfw_57x8`` (the
-test protocol) and not in ``lfw_train_pool`` (the training data). Only the trained-against recogniser and image
-quality are read; the judges (dlib, MobileFaceNet-CASIA) never are.
+The selection set is made of the 160 identities of ``lfw_217x8`` that are not in ``lfw_57x8`` (the test
+protocol), hence not in ``lfw_train_pool`` (the training data) either: the manifest ``lfw_select_160x8``, with the
+same 4 gallery + 4 probe splits. Only the trained-against recogniser and image quality are read; the judges (dlib,
+MobileFaceNet-CASIA) never are.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import pandas as pd
 from deidkit.data.lfw import aligned_crops, load_manifest
 from deidkit.eval.quality import detection_rate, ssim
 
+#: The identification protocol of model selection (never the test protocol ``lfw_57x8``).
+SELECTION_PROTOCOL = "lfw_select_160x8"
+
 
 def selection_set(per_identity: int = 1) -> pd.DataFrame:
-    """Images (``path``, ``identity``) of the identities of ``lfw_217x8`` outside ``lfw_57x8`` and outside the
-    training pool, ``per_identity`` of each (at most 8)."""
-    big, test = load_manifest("lfw_217x8"), load_manifest("lfw_57x8")
-    train = set(load_manifest("lfw_train_pool")["identity"])
-    keep = big[~big["identity"].isin(set(test["identity"]) | train)]
+    """Images (``path``, ``identity``) of :data:`SELECTION_PROTOCOL`, ``per_identity`` of each identity (at most
+    8)."""
+    keep = load_manifest(SELECTION_PROTOCOL)
     return keep.groupby("identity", sort=True).head(per_identity)[["path", "identity"]].reset_index(drop=True)
 
 
@@ -85,10 +87,45 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
             row["detection_rate"] = detection_rate(out, detector)
         rows.append(row)
     table = pd.DataFrame(rows)
+    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection)]
+    return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
+
+
+def within_bounds(table: pd.DataFrame, min_ssim: float, max_landmarks: float | None = None,
+                  min_detection: float | None = None) -> pd.Series:
+    """Which rows of a :func:`select_checkpoint` table keep the quality bounds (bool per row)."""
     ok = table["ssim"] >= min_ssim
     if max_landmarks is not None:
         ok &= table["landmark_iod"] <= max_landmarks
     if min_detection is not None:
         ok &= table["detection_rate"] >= min_detection
-    ok = table[ok]
-    return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
+    return ok
+
+
+def frontier_margins(candidates: dict[str, object], recognizer, levels: tuple[str, ...] = ("crop", "image"),
+                     n_identities: int | None = None) -> pd.DataFrame:
+    """Each candidate's margin beyond the naive frontier (:func:`deidkit.eval.frontier.measure_frontier`) on the
+    selection protocol, with the trained-against ``recognizer``: the issue's own measure, on identities that are
+    never tested. One row per candidate: ``<level>_ssim``, ``<level>_rank1``, ``<level>_frontier_rank1``,
+    ``<level>_margin_sd`` for each level, and ``min_margin_sd`` (the worse level)."""
+    from deidkit.eval.frontier import measure_frontier
+
+    by_name: dict[str, str] = {}
+    for key, deid in candidates.items():
+        name = str(deid.name)
+        if name in by_name:
+            raise ValueError(f"candidates {by_name[name]!r} and {key!r} share the de-identifier name {name!r}")
+        by_name[name] = key
+    _, records = measure_frontier(list(candidates.values()), [recognizer], protocol_name=SELECTION_PROTOCOL,
+                                  levels=levels, n_identities=n_identities, rank_gallery=None)
+    rows: dict[str, dict] = {}
+    for r in records:
+        key = by_name.get(r["deidentifier"])
+        if key is None:  # a naive family member
+            continue
+        row = rows.setdefault(key, {"candidate": key})
+        for field in ("ssim", "rank1", "frontier_rank1", "margin_sd"):
+            row[f"{r['level']}_{field}"] = r[field]
+    table = pd.DataFrame([rows[k] for k in candidates])
+    table["min_margin_sd"] = table[[f"{level}_margin_sd" for level in levels]].min(axis=1)
+    return table

@@ -41,6 +41,7 @@ from deidkit.checkpoints import (
 from deidkit.train.distributed import current as current_shard
 
 LOG_NAME = "log.csv"
+LOCK_NAME = ".train.lock"  # held while a process trains the run (see TrainingRun._exclusive)
 #: Columns the loop adds to every log row; the step's own terms follow them.
 LOG_PREFIX = ("epoch", "step", "wall_s")
 
@@ -355,6 +356,30 @@ class TrainingRun:
         """
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {epochs}")
+        with self._exclusive():
+            return self._fit(make_loader, step, epochs, desc, total_epochs)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the run folder's lock while training: a second process training the same run (two notebooks, a
+        notebook and a test) waits, then resumes from the first one's checkpoint instead of writing over it.
+        Only rank 0 of a multi-process run takes it (its other processes train the same run with it)."""
+        if not self.shard.is_main:
+            yield
+            return
+        import fcntl
+        import sys
+
+        with open(self.run_dir / LOCK_NAME, "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"{self.run_dir}: another process is training this run; waiting for it", file=sys.stderr)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _fit(self, make_loader: Callable[[int], Iterable], step: Callable[[Any, int, int], Mapping[str, float]],
+             epochs: int, desc: str, total_epochs: int | None) -> pd.DataFrame:
         self.stopped = False
         if not self.resume():
             seed_everything(self.seed)
