@@ -397,8 +397,9 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
-    if (args.strengths or args.feathers) and args.model != "fadenet":
-        raise ValueError("--strengths and --feathers apply to FaDeNet only (the live model: --landmark-locks)")
+    if (args.strengths or args.feathers or args.epochs) and args.model != "fadenet":
+        raise ValueError("--strengths, --feathers and --epochs apply to FaDeNet only (the live model: "
+                         "--landmark-locks)")
     if args.apply and not args.landmark_locks:
         raise ValueError("--apply records a landmark lock in the manifest: give --landmark-locks")
     if args.landmark_locks:
@@ -414,7 +415,9 @@ def _select(args: argparse.Namespace) -> int:
     elif args.model == "live":
         from deidkit.deidentifiers.live import default_run_dir, load_live_deidentifier
 
-        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.profile)
+        if args.run_dir and len(args.run_dir) > 1:
+            raise ValueError("--run-dir: the live model selects within one run")
+        run_dir = Path(args.run_dir[0]) if args.run_dir else default_run_dir(args.profile)
         cands = {f"stages/stage{k}.pt": load_live_deidentifier(run_dir, args.profile, stage=k)
                  for k in range(4) if (run_dir / "stages" / f"stage{k}.pt").is_file()}
     else:
@@ -422,17 +425,27 @@ def _select(args: argparse.Namespace) -> int:
         from deidkit.configs import FaDeNetConfig
         from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
 
-        run_dir = Path(args.run_dir) if args.run_dir else runs_dir() / FaDeNetConfig.profile(args.profile).name
-        cfg = FaDeNetDeidentifier(run_dir).config  # the run's own configuration (its network's geometry)
+        run_dirs = [Path(d) for d in args.run_dir] if args.run_dir else [
+            runs_dir() / FaDeNetConfig.profile(args.profile).name]
+        run_dir = run_dirs[0]
         cands = {}
-        for snap in sorted((run_dir / "epochs").glob("epoch*.pt")):
-            unet = build_unet(cfg)
-            unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
-            for feather in args.feathers or [0.0]:
-                for strength in args.strengths or [1.0]:
-                    suffix = ("" if feather == 0.0 else f"@f{feather:g}") + ("" if strength == 1.0 else f"@s{strength:g}")
-                    cands[f"epochs/{snap.name}{suffix}"] = FaDeNetDeidentifier.from_network(
-                        cfg, unet, name=snap.stem, strength=strength, feather=feather)
+        for rd in run_dirs:
+            cfg = FaDeNetDeidentifier(rd).config  # the run's own configuration (its network's geometry)
+            # several runs: candidates (and de-identifier names) carry the run's folder name
+            prefix = f"{rd.name}/" if len(run_dirs) > 1 else ""
+            for snap in sorted((rd / "epochs").glob("epoch*.pt")):
+                if args.epochs and int(snap.stem.removeprefix("epoch")) not in args.epochs:
+                    continue
+                unet = build_unet(cfg)
+                unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
+                for feather in args.feathers or [0.0]:
+                    for strength in args.strengths or [1.0]:
+                        suffix = (("" if feather == 0.0 else f"@f{feather:g}")
+                                  + ("" if strength == 1.0 else f"@s{strength:g}"))
+                        # the options are the loaded model's own here, so the name spells them out
+                        deid_name = (f"{prefix.replace('/', '@')}{snap.stem}" + suffix.replace("@", "_"))
+                        cands[f"{prefix}epochs/{snap.name}{suffix}"] = FaDeNetDeidentifier.from_network(
+                            cfg, unet, name=deid_name, strength=strength, feather=feather)
     if not cands:
         raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
     detector = None
@@ -481,7 +494,9 @@ def _select(args: argparse.Namespace) -> int:
         lock = float(name.split("=", 1)[1])
         set_inference_options("live", {"landmark_lock": lock} if lock else {})
         print(f"deidkit/weights/manifest.json: live now loads with landmark_lock={lock:g}")
-    record_metrics([{"kind": "selection", "model": args.model, "run": run_dir.name, **r, "min_ssim": args.min_ssim,
+    several = args.model == "fadenet" and args.run_dir is not None and len(args.run_dir) > 1
+    record_metrics([{"kind": "selection", "model": args.model,
+                     "run": r["candidate"].split("/", 1)[0] if several else run_dir.name, **r, "min_ssim": args.min_ssim,
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
@@ -587,7 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
     p.add_argument("model", choices=["fadenet", "live"])
     p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "paper"])
-    p.add_argument("--run-dir", default=None)
+    p.add_argument("--run-dir", nargs="+", default=None,
+                   help="the run folder (FaDeNet: one or more; candidates are named <run>/epochs/<snapshot>)")
+    p.add_argument("--epochs", type=int, nargs="+", default=None,
+                   help="FaDeNet: only these epoch snapshots of each run (default: every one)")
     p.add_argument("--min-ssim", type=float, required=True, help="image quality every candidate must keep")
     p.add_argument("--min-detection", type=float, default=None,
                    help="also the fraction of outputs in which YuNet still finds a face (e.g. 0.95)")

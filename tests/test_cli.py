@@ -86,6 +86,10 @@ def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
     assert "live model only" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
     assert "--landmark-locks" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--epochs", "2"]) == 2
+    assert "FaDeNet only" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--run-dir", "a", "b"]) == 2
+    assert "within one run" in capsys.readouterr().err
 
 
 def test_benchmark_train_keeps_one_record_per_case(tmp_path, capsys):
