@@ -17,27 +17,7 @@ pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")
-def nbval_run(tmp_path_factory):
-    """nbval executing each notebook (parameters set to the tiny profile) in a fresh kernel, started at once so
-    that it runs beside the papermill run of :func:`tiny_reports` on the second core. Output goes to files (a
-    full pipe would stall it). Both share the kit's cache: its writes are atomic and a run being trained is locked."""
-    tmp = tmp_path_factory.mktemp("nbval")
-    for nb in notebooks():
-        pm.execute_notebook(str(nb), str(tmp / nb.name), prepare_only=True,
-                            parameters={"profile": "tiny", "reports_dir": str(tmp / "reports")})
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    with open(tmp / "stdout.txt", "w") as out, open(tmp / "stderr.txt", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
-                                 "--nbval-current-env", str(tmp)], cwd=NOTEBOOK_DIR, env=env, stdout=out, stderr=err,
-                                text=True)
-    yield proc, tmp
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.fixture(scope="module")
-def tiny_reports(tmp_path_factory, nbval_run):
+def tiny_reports(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
     run_reports(profile="tiny", out=out, html=True)
     return out
@@ -93,13 +73,13 @@ def test_reports_tiny(tiny_reports):
     assert any((tiny_reports / "figures").glob("04_*.png"))
 
 
-def test_nbval_lax(nbval_run):
+def test_nbval_lax(tmp_path):
     """nbval executes each notebook (parameters set to the tiny profile) in a fresh kernel."""
-    proc, tmp = nbval_run
-    try:
-        proc.wait(timeout=1800)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    out, err = (tmp / "stdout.txt").read_text(), (tmp / "stderr.txt").read_text()
-    assert proc.returncode == 0, out[-4000:] + err[-2000:]  # 0: cells collected and none failed
+    for nb in notebooks():
+        pm.execute_notebook(str(nb), str(tmp_path / nb.name), prepare_only=True,
+                            parameters={"profile": "tiny", "reports_dir": str(tmp_path / "reports")})
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                           "--nbval-current-env", str(tmp_path)], cwd=NOTEBOOK_DIR, env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
