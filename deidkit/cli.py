@@ -387,7 +387,6 @@ JUDGES = ("dlib", "mobilefacenet_casia")
 def _select(args: argparse.Namespace) -> int:
     """Pick the checkpoint to ship: the strongest (trained-against recogniser) that keeps ``--min-ssim`` on the
     selection set (identities outside the test protocol and the training data)."""
-    import torch
 
     from deidkit.eval.selection import select_checkpoint
     from deidkit.recognizers import get_recognizer
@@ -423,29 +422,13 @@ def _select(args: argparse.Namespace) -> int:
     else:
         from deidkit.checkpoints import runs_dir
         from deidkit.configs import FaDeNetConfig
-        from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
+        from deidkit.eval.selection import fadenet_snapshot_candidates
 
         run_dirs = [Path(d) for d in args.run_dir] if args.run_dir else [
             runs_dir() / FaDeNetConfig.profile(args.profile).name]
         run_dir = run_dirs[0]
-        cands = {}
-        for rd in run_dirs:
-            cfg = FaDeNetDeidentifier(rd).config  # the run's own configuration (its network's geometry)
-            # several runs: candidates (and de-identifier names) carry the run's folder name
-            prefix = f"{rd.name}/" if len(run_dirs) > 1 else ""
-            for snap in sorted((rd / "epochs").glob("epoch*.pt")):
-                if args.epochs and int(snap.stem.removeprefix("epoch")) not in args.epochs:
-                    continue
-                unet = build_unet(cfg)
-                unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
-                for feather in args.feathers or [0.0]:
-                    for strength in args.strengths or [1.0]:
-                        suffix = (("" if feather == 0.0 else f"@f{feather:g}")
-                                  + ("" if strength == 1.0 else f"@s{strength:g}"))
-                        # the options are the loaded model's own here, so the name spells them out
-                        deid_name = (f"{prefix.replace('/', '@')}{snap.stem}" + suffix.replace("@", "_"))
-                        cands[f"{prefix}epochs/{snap.name}{suffix}"] = FaDeNetDeidentifier.from_network(
-                            cfg, unet, name=deid_name, strength=strength, feather=feather)
+        cands = fadenet_snapshot_candidates(run_dirs, epochs=args.epochs, feathers=args.feathers,
+                                            strengths=args.strengths)
     if not cands:
         raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
     detector = None
@@ -483,7 +466,9 @@ def _select(args: argparse.Namespace) -> int:
             margins = frontier_margins({k: cands[k] for k in ok}, get_recognizer(args.recognizer),
                                        levels=tuple(args.by_frontier))
             table = table.merge(margins, on="candidate", how="left")
-            name = str(margins.loc[margins["min_margin_sd"].idxmax(), "candidate"])
+            defined = margins.dropna(subset=["min_margin_sd"])  # undefined: SSIM beyond every naive strength
+            if len(defined):
+                name = str(defined.loc[defined["min_margin_sd"].idxmax(), "candidate"])
     print(table.round(4).to_string(index=False))
     print(f"selected: {name}")
     if args.apply:

@@ -565,3 +565,34 @@ def test_ssim_index_is_the_evaluations_ssim_and_the_ssim_term_trains(tmp_path):
     assert res.log["ssim_loss"].between(0, 2).all() and res.log["ssim_loss"].iloc[0] < 0.05
     with pytest.raises(ValueError, match="ssim_weight"):
         FaDeNetConfig.profile("tiny", ssim_weight=-1.0)
+
+
+def test_snapshot_candidates_load_again_by_their_names(tmp_path, monkeypatch):
+    """``deidkit select``'s candidates: one per snapshot x feather x strength, keyed by snapshot and options, and
+    each one's name loads the same de-identifier through ``load_deidentifier``."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.eval.selection import fadenet_snapshot_candidates
+    from deidkit.train.critic import runs_dir
+
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    cfg = FaDeNetConfig.profile("tiny", batch_size=6, epochs=2, input_sigma=1.0, lr=1e-2)
+    train_fadenet(cfg, data=toy_data(), critic=EmbeddingCritic(MobileFaceNetMS1M(), 3),
+                  run_dir=runs_dir() / "fadenet-a", progress=False)
+    cands = fadenet_snapshot_candidates([runs_dir() / "fadenet-a"], feathers=[0.0, 0.05], strengths=[1.0, 0.9])
+    assert sorted(cands) == sorted(f"epochs/epoch{e:03d}.pt{o}" for e in (1, 2)
+                                   for o in ("", "@s0.9", "@f0.05", "@f0.05@s0.9"))
+    crops = random_faces(2, 64, seed=5)
+    one = cands["epochs/epoch002.pt@f0.05@s0.9"]
+    assert (one.name, one.feather, one.strength) == ("epoch002_f0.05_s0.9", 0.05, 0.9)
+    again = load_deidentifier("fadenet-a@" + one.name)  # a single run: the caller adds the run (the CLI's records do)
+    assert (again.feather, again.strength) == (0.05, 0.9)
+    assert np.array_equal(again.deidentify(crops), one.deidentify(crops))
+    first, last = cands["epochs/epoch001.pt"], cands["epochs/epoch002.pt"]
+    assert not np.array_equal(first.deidentify(crops), last.deidentify(crops))
+    # several runs: keys and names carry the run; only the epochs asked for
+    (runs_dir() / "fadenet-b").symlink_to(runs_dir() / "fadenet-a")
+    two = fadenet_snapshot_candidates([runs_dir() / "fadenet-a", runs_dir() / "fadenet-b"], epochs=[2], feathers=[0.05])
+    assert sorted(two) == ["fadenet-a/epochs/epoch002.pt@f0.05", "fadenet-b/epochs/epoch002.pt@f0.05"]
+    b = two["fadenet-b/epochs/epoch002.pt@f0.05"]
+    assert b.name == "fadenet-b@epoch002_f0.05"
+    assert np.array_equal(load_deidentifier(b.name).deidentify(crops), b.deidentify(crops))

@@ -8,8 +8,12 @@ MobileFaceNet-CASIA) never are.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import torch
 
 from deidkit.data.lfw import aligned_crops, load_manifest
 from deidkit.eval.quality import detection_rate, ssim
@@ -28,6 +32,39 @@ def selection_set(per_identity: int = 1) -> pd.DataFrame:
 def selection_paths(per_identity: int = 1) -> list[str]:
     """The paths of :func:`selection_set`."""
     return selection_set(per_identity)["path"].tolist()
+
+
+def fadenet_snapshot_candidates(run_dirs: Sequence[str | Path], epochs: Iterable[int] | None = None,
+                                feathers: Iterable[float] | None = None, strengths: Iterable[float] | None = None
+                                ) -> dict:
+    """Every epoch snapshot (``<run>/epochs/epochNNN.pt``) of the FaDeNet runs ``run_dirs`` (only ``epochs`` if
+    given) at every feather x strength, as de-identifiers keyed by ``[<run>/]epochs/epochNNN.pt[@f<x>][@s<y>]``
+    (the run's folder name only with several runs). Each de-identifier's name is what
+    :func:`deidkit.deidentifiers.load_deidentifier` loads the same candidate by (``[<run>@]epochNNN[_f<x>][_s<y>]``,
+    with the run's folder under the kit's runs folder)."""
+    from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
+
+    run_dirs = [Path(d) for d in run_dirs]
+    wanted = set(epochs) if epochs else None
+    cands: dict[str, FaDeNetDeidentifier] = {}
+    for rd in run_dirs:
+        cfg = FaDeNetDeidentifier(rd).config  # the run's own configuration (its network's geometry)
+        prefix = f"{rd.name}/" if len(run_dirs) > 1 else ""
+        for snap in sorted((rd / "epochs").glob("epoch*.pt")):
+            if wanted is not None and int(snap.stem.removeprefix("epoch")) not in wanted:
+                continue
+            unet = build_unet(cfg)
+            unet.load_state_dict(torch.load(snap, map_location="cpu", weights_only=True)["unet"])
+            base_name = f"{prefix.replace('/', '@')}{snap.stem}"
+            for feather in feathers or [0.0]:
+                for strength in strengths or [1.0]:
+                    # loaded with the default options, then set, so that the name spells the options out; the
+                    # key is derived from the name (one spelling of the options)
+                    deid = FaDeNetDeidentifier.from_network(cfg, unet, name=base_name)
+                    deid.feather, deid.strength = feather, strength
+                    options = deid.name.removeprefix(base_name).replace("_", "@")
+                    cands[f"{prefix}epochs/{snap.name}{options}"] = deid
+    return cands
 
 
 def leave_one_out_rank1(original: np.ndarray, deidentified: np.ndarray, labels: np.ndarray) -> float:
