@@ -3,7 +3,8 @@ is cached by content: trained sweep models by their configuration's hash (here) 
 (:class:`EmbeddingCache`, used by :mod:`deidkit.eval.embeddings`).
 
 Sections: ``aligned`` (canonical LFW crops), ``embeddings`` (recogniser embeddings keyed by content or path),
-``image_level`` (naive baselines' whole-photo outputs), ``runs`` (trained models: never cleared unless named),
+``image_level`` (naive baselines' whole-photo outputs), ``quality`` (SSIM/PSNR/detection of a set of outputs,
+keyed by the pixels of inputs and outputs: :func:`cached_quality`), ``runs`` (trained models: never cleared unless named),
 ``videos``, and small files at the top (thresholds). Everything except ``runs`` is recomputed when missing.
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 from deidkit.assets import cache_dir
 
 #: sections ``clear`` removes when asked for ``all``; ``runs`` holds trained models and must be named
-DERIVED = ("aligned", "embeddings", "image_level", "videos", "audit_thresholds.json")
+DERIVED = ("aligned", "embeddings", "image_level", "quality", "videos", "audit_thresholds.json")
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -179,3 +180,34 @@ class EmbeddingCache:
             np.savez(tmp, sha256=np.array(shas),
                      emb=np.stack([self._data[s] for s in shas]) if shas else np.zeros((0, 0)))
             os.replace(tmp, self.path)
+
+
+# ------------------------------------------------------------------------------------ the quality cache
+
+
+def content_digest(*arrays: np.ndarray, extra: str = "") -> str:
+    """sha256 of arrays' shapes, types and pixels (and ``extra``): the key of something computed from them."""
+    h = hashlib.sha256(extra.encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def cached_quality(key: str, compute: Any, root: Path | None = None) -> dict[str, float]:
+    """The dict of numbers ``compute()`` returns, kept under ``key`` (a :func:`content_digest` of the inputs and
+    outputs it measures, so that the same pixels are measured once: the naive baselines' SSIM, PSNR and detection
+    rate are the same in every frontier run). Written atomically."""
+    path = (root or cache_dir() / "quality") / f"{key}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:  # a torn file from before atomic writes: recompute
+            pass
+    value = {k: float(v) for k, v in compute().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(value, sort_keys=True))
+    os.replace(tmp, path)
+    return value

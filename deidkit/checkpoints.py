@@ -62,14 +62,32 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def init_state(init_from: str, key: str) -> dict[str, torch.Tensor]:
+#: In a run folder that started from a shipped model: which file that was (its manifest record at the time).
+INIT_RECORD = "init_from.json"
+_INIT_FIELDS = ("sha256", "run", "checkpoint", "training_time_s", "steps_trained", "fine_tuned_from", "exported")
+
+
+def init_record(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The record :func:`init_state` kept of the shipped model a run started from (None: not kept)."""
+    return read_json(Path(run_dir) / INIT_RECORD)
+
+
+def init_state(init_from: str, key: str, run_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The network state a fine-tuning run starts from, in float32: ``pretrained:<name>`` (a model shipped in
     ``deidkit/weights``, checksum verified) or a snapshot file holding ``{key: state}`` (relative paths are inside
-    the kit's cache, e.g. ``runs/fadenet-standard/epochs/epoch004.pt``)."""
+    the kit's cache, e.g. ``runs/fadenet-standard/epochs/epoch004.pt``).
+
+    ``pretrained:<name>`` means whatever is shipped when the run starts, and a later release replaces it; so the
+    run folder ``run_dir`` keeps that model's manifest record in :data:`INIT_RECORD` (written once: a resumed run
+    keeps the record of what it started from), which is how the lineage of an exported model is traced."""
     if init_from.startswith("pretrained:"):
         from deidkit.pretrained import load_state
 
-        _, state = load_state(init_from.split(":", 1)[1])
+        entry, state = load_state(init_from.split(":", 1)[1])
+        if run_dir is not None and not (Path(run_dir) / INIT_RECORD).is_file():
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            write_json(Path(run_dir) / INIT_RECORD,
+                       {"init_from": init_from, **{k: entry[k] for k in _INIT_FIELDS if k in entry}})
     else:
         path = Path(init_from).expanduser()
         path = path if path.is_absolute() else cache_dir() / path

@@ -264,20 +264,26 @@ def _frontier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lineage(init_from: str) -> tuple[float, int, list[str]]:
-    """(training seconds, steps, [what it started from, what that started from, ...]) behind ``init_from``: a
-    shipped model (``pretrained:<name>``, its manifest's record) or a run's snapshot, followed back through the
-    runs' own ``init_from``."""
+def _lineage(init_from: str, run_dir: Path) -> tuple[float, int, list[str]]:
+    """(training seconds, steps, [what it started from, what that started from, ...]) behind ``init_from``, the
+    starting point of the run ``run_dir``: a shipped model (``pretrained:<name>``: the manifest record the run kept
+    when it started, else today's manifest, marked so) or a run's snapshot, followed back through the runs' own
+    ``init_from``."""
     import json
 
     import pandas as pd
     import torch
 
     if init_from.startswith("pretrained:"):
+        from deidkit.checkpoints import init_record
         from deidkit.pretrained import read_manifest
 
-        base = read_manifest()["models"][init_from.split(":", 1)[1]]
-        desc = f"{init_from} (sha256 {base['sha256'][:12]}, run {base.get('run', '?')} {base.get('checkpoint', '')})"
+        base = init_record(run_dir)
+        kept = base is not None and base.get("init_from") == init_from
+        if not kept:  # a run from before the record was kept: the shipped file may have changed since
+            base = read_manifest()["models"][init_from.split(":", 1)[1]]
+        desc = (f"{init_from} (sha256 {base['sha256'][:12]}, run {base.get('run', '?')} {base.get('checkpoint', '')}"
+                + ("" if kept else "; as shipped at export, the run kept no record") + ")")
         return float(base.get("training_time_s", 0.0)), int(base.get("steps_trained", 0)), [desc]
     from deidkit.assets import cache_dir
 
@@ -294,7 +300,7 @@ def _lineage(init_from: str) -> tuple[float, int, list[str]]:
     chain = [f"{base_run.name}/{init.relative_to(base_run).as_posix()}"]
     base_cfg = json.loads((base_run / "config.json").read_text())
     if base_cfg.get("init_from"):
-        more_s, more_n, more = _lineage(base_cfg["init_from"])
+        more_s, more_n, more = _lineage(base_cfg["init_from"], base_run)
         seconds, steps, chain = seconds + more_s, steps + more_n, chain + more
     return seconds, steps, chain
 
@@ -363,7 +369,7 @@ def _export(args: argparse.Namespace) -> int:
     extra = {"run": run_dir.name, "checkpoint": args.checkpoint or "final", "steps_trained": int(len(log))}
     seconds = float(log["wall_s"].sum())
     if config.get("init_from"):  # a fine-tuning run: the training of what it started from counts too
-        base_seconds, base_steps, chain = _lineage(config["init_from"])
+        base_seconds, base_steps, chain = _lineage(config["init_from"], run_dir)
         seconds += base_seconds
         extra.update(fine_tuned_from=" <- ".join(chain), steps_trained=int(len(log) + base_steps))
         if not config["init_from"].startswith("pretrained:"):

@@ -136,6 +136,19 @@ def test_export_checks_the_profile_and_follows_the_training_lineage(tmp_path):
     pd.DataFrame({"step": [1, 2, 3, 4], "epoch": [0, 0, 1, 1], "wall_s": [1.0, 2.0, 4.0, 8.0]}).to_csv(
         first / "log.csv", index=False)
     torch.save({"unet": {}, "epoch": 1}, first / "epochs" / "epoch001.pt")
-    seconds, steps, chain = _lineage(str(first / "epochs" / "epoch001.pt"))
+    seconds, steps, chain = _lineage(str(first / "epochs" / "epoch001.pt"), tmp_path / "second")
     assert seconds == pytest.approx(3.0 + base["training_time_s"]) and steps == 2 + base["steps_trained"]
     assert chain[0] == "first/epochs/epoch001.pt" and chain[1].startswith("pretrained:fadenet (sha256")
+    assert "the run kept no record" in chain[1]  # the first run predates the record: today's manifest, marked
+    # a run that started from the shipped model keeps that model's record (a later release replaces the file)
+    from deidkit.checkpoints import INIT_RECORD, init_record, init_state
+
+    init_state("pretrained:fadenet", "unet", run_dir=first)
+    kept = init_record(first)
+    assert kept["sha256"] == base["sha256"] and kept["init_from"] == "pretrained:fadenet"
+    (first / INIT_RECORD).write_text(json.dumps({**kept, "sha256": "ab" * 32, "training_time_s": 5.0,
+                                                 "steps_trained": 7}))  # as if an older model had been shipped
+    init_state("pretrained:fadenet", "unet", run_dir=first)  # resuming does not overwrite the record
+    seconds, steps, chain = _lineage(str(first / "epochs" / "epoch001.pt"), tmp_path / "second")
+    assert (seconds, steps) == (pytest.approx(8.0), 9)
+    assert chain[1].startswith("pretrained:fadenet (sha256 abababababab") and "no record" not in chain[1]

@@ -66,3 +66,30 @@ def test_originals_are_saved_chunk_by_chunk(tmp_path, monkeypatch):
     rec.seen = 0
     embed_originals(rec, shas, lambda idx: crops[idx], "t")
     assert rec.seen == 600 - 512  # only the unfinished chunk is embedded again
+
+
+def test_quality_is_measured_once_per_content(tmp_path):
+    """The content-keyed quality cache: the same pixels are measured once; other pixels, another detector or
+    another subset are measured anew."""
+    from deidkit.cache import cached_quality, content_digest
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    out = crops.copy()
+    calls = []
+
+    def measure(value: float = 0.5):
+        calls.append(value)
+        return {"ssim": value}
+
+    key = content_digest(crops, out, extra="yunet")
+    assert cached_quality(key, measure, root=tmp_path) == {"ssim": 0.5}
+    assert cached_quality(key, lambda: measure(0.9), root=tmp_path) == {"ssim": 0.5}  # kept, not recomputed
+    assert calls == [0.5]
+    changed = out.copy()
+    changed[0, 0, 0, 0] ^= 1
+    others = {content_digest(crops, changed, extra="yunet"), content_digest(crops, out, extra="mtcnn"),
+              content_digest(crops, out.reshape(3, 8, 24), extra="yunet"), content_digest(crops, extra="yunet")}
+    assert key not in others and len(others) == 4
+    (tmp_path / f"{key}.json").write_text("{")  # a torn file is recomputed, not trusted
+    assert cached_quality(key, lambda: measure(0.7), root=tmp_path) == {"ssim": 0.7}

@@ -133,7 +133,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     torch.manual_seed(config.seed)  # identical initial U-Net weights for a given seed
     unet = build_unet(config).to(device)
     if config.init_from:  # fine-tuning; a resumed run's checkpoint overwrites this in fit()
-        unet.load_state_dict(init_state(config.init_from))
+        unet.load_state_dict(init_state(config.init_from, run_dir))
     optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
     modules, optimizers = {"unet": unet}, {"adam": optimizer}
     disc = opt_d = None
@@ -297,10 +297,10 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
 
 
-def init_state(init_from: str) -> dict[str, torch.Tensor]:
+def init_state(init_from: str, run_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The U-Net state ``init_from`` names (see :func:`deidkit.checkpoints.init_state`): ``pretrained:fadenet`` or a
     run's epoch snapshot (``{"unet": ...}``)."""
-    return checkpoint_init_state(init_from, "unet")
+    return checkpoint_init_state(init_from, "unet", run_dir)
 
 
 @torch.no_grad()

@@ -367,7 +367,7 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     trainer = LiveTrainer(cfg, features)
     if cfg.init_from:
         # a resumed run's checkpoint overwrites this in fit()
-        trainer.G.load_state_dict(init_state(cfg.init_from))
+        trainer.G.load_state_dict(init_state(cfg.init_from, run_dir))
     shard = trainer.shard
     imgs = load_training_images(cfg) if images is None else np.asarray(images)
     if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.dtype != np.uint8:
@@ -417,12 +417,12 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     return trainer, log
 
 
-def init_state(init_from: str) -> dict[str, torch.Tensor]:
+def init_state(init_from: str, run_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The generator state ``init_from`` names (see :func:`deidkit.checkpoints.init_state`): ``pretrained:<name>``
     or a file holding ``{"state_dict": ...}`` (e.g. another run's ``stages/stage1.pt``)."""
     from deidkit.checkpoints import init_state as checkpoint_init_state
 
-    return checkpoint_init_state(init_from, "state_dict")
+    return checkpoint_init_state(init_from, "state_dict", run_dir)
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
