@@ -267,7 +267,7 @@ def evaluate_sweep(config: AblationConfig, trained: list[TrainedModel], recogniz
     from deidkit.baselines import Identity, baseline_deidentifiers, get_deidentifier
     from deidkit.data.lfw import aligned_crops, load_manifest
     from deidkit.eval.benchmark import deidentify_in_batches, protocol_subset, run_benchmark
-    from deidkit.eval.temporal import landmark_displacement
+    from deidkit.eval.temporal import landmark_summary
     from deidkit.pipeline.faces import Dlib68
     from deidkit.recognizers import get_recognizer
 
@@ -309,9 +309,9 @@ def evaluate_sweep(config: AblationConfig, trained: list[TrainedModel], recogniz
         # Deterministic de-identifiers give the same output as inside the benchmark; the noise baseline draws
         # new (equally distributed) noise.
         samples[d.name] = d.deidentify(crops[s_idx])
-        disp = landmark_displacement(crops[l_idx], deidentify_in_batches(d, crops[l_idx]), predictor)
-        landmarks[d.name] = {"landmark_px": float(disp["px"].mean()), "landmark_iod": float(disp["iod"].mean()),
-                             "landmark_images": int(len(disp))}
+        lm = landmark_summary(crops[l_idx], deidentify_in_batches(d, crops[l_idx]), predictor)
+        landmarks[d.name] = {"landmark_px": lm["px_mean"], "landmark_iod": lm["iod_mean"],
+                             "landmark_images": lm["faces"]}
 
     records = build_records(bench.records, info, landmarks, config.independent, config.profile_name)
     for t in trained:
