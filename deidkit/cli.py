@@ -491,7 +491,8 @@ def _select(args: argparse.Namespace) -> int:
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
-                   f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""), args.out)
+                   args.name or f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""),
+                   args.out)
     return 0
 
 
@@ -620,6 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(blur, pixelation at the same SSIM; worst of these levels, e.g. crop image) on the "
                         "lfw_select_160x8 protocol with the trained-against recogniser, instead of the lowest cosine")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")
+    p.add_argument("--name", default=None, help="records file: reports/metrics/<name>.json (default: "
+                   "selection_<model>[_landmark_lock]; a second selection with the default replaces the first's)")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_select)
 
