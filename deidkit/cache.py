@@ -203,7 +203,7 @@ def cached_quality(key: str, compute: Any, root: Path | None = None) -> dict[str
     if path.is_file():
         try:
             return json.loads(path.read_text())
-        except json.JSONDecodeError:  # a torn file from before atomic writes: recompute
+        except json.JSONDecodeError:  # a corrupt file (e.g. edited by hand): recompute
             pass
     value = {k: float(v) for k, v in compute().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
