@@ -136,6 +136,7 @@ class FaDeNetConfig(SpeedOptions):
     # of the input), so that only map changes that survive resampling and misalignment pay off
     detect_weight: float = 0.0  # 0: the paper; > 0: MTCNN's ONet must still call the face box a face
     chroma_weight: float = 0.0  # 0: the paper; > 0: the output's smoothed colour (Cb, Cr) stays the input's
+    luma_only: bool = False  # False: the paper; True: the U-Net changes luminance only (the input's chroma is kept)
     ssim_weight: float = 0.0  # 0: the paper; > 0: (1 - SSIM) of output and input, the evaluation's quality measure
     lr: float = 2e-3
     batch_size: int = 8

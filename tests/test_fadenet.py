@@ -596,3 +596,26 @@ def test_snapshot_candidates_load_again_by_their_names(tmp_path, monkeypatch):
     b = two["fadenet-b/epochs/epoch002.pt@f0.05"]
     assert b.name == "fadenet-b@epoch002_f0.05"
     assert np.array_equal(load_deidentifier(b.name).deidentify(crops), b.deidentify(crops))
+
+
+def test_luma_only_unet_changes_brightness_not_colour():
+    from deidkit.models.unet import UNet
+
+    torch.manual_seed(0)
+    u = UNet(width=4, depth=2, residual=True, out_activation="tanh", luma_only=True)
+    with torch.no_grad():
+        u.head.weight.normal_(0, 0.5)  # a trained-looking, strong correction
+        u.head.bias.fill_(0.2)
+    x = torch.rand(2, 3, 32, 32) * 1.2 - 0.6  # away from the clipping range
+    with torch.no_grad():
+        y = u(x)
+    to_cbcr = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    chroma = lambda z: torch.einsum("kc,nchw->nkhw", to_cbcr, z)  # noqa: E731
+    assert (y - x).abs().mean() > 0.05  # the luminance moved
+    assert (chroma(y) - chroma(x)).abs().max() < 1e-5  # the colour did not
+    # gradients reach the network through the grey correction
+    u(x).sum().backward()
+    assert u.head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="luma_only"):
+        UNet(width=4, depth=2, residual=False, luma_only=True)
+    assert build_unet(FaDeNetConfig.profile("tiny", luma_only=True)).luma_only

@@ -155,3 +155,36 @@ def test_inference_never_imports_training_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_shipped_live_keeps_a_dark_faces_exposure_and_colour(crops_small):
+    """Trained on well-lit LFW, the network lights a dark face as LFW's and tints it (the yellow-orange faces on
+    the Hamilton clip's dark audience); the colour match keeps the input's exposure and white balance where the
+    output is blended, with or without the pipeline's extra blending weights."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.deidentifiers.live import match_colour
+
+    deid = load_deidentifier("live")
+    dark = np.clip(crops_small[:4].astype(np.float32) * np.array([0.35, 0.3, 0.25]), 0, 255).astype(np.uint8)
+
+    def blended_mean_shift(weights=None):
+        raw, alpha = deid.deidentify_with_mask(dark, blend_weights=weights)
+        w = (alpha if weights is None else alpha * weights)[..., None]
+        return ((raw.astype(np.float32) - dark) * w).sum((1, 2)) / w.sum((1, 2))  # (N, 3)
+
+    deid.colour_match = False
+    assert np.abs(blended_mean_shift()).max() > 10  # the network's own exposure: brighter by more than 10 levels
+    deid.colour_match = True
+    assert np.abs(blended_mean_shift()).max() < 2
+    inner = np.zeros(dark.shape[:3], np.float32)
+    inner[:, 80:150, 70:155] = 1.0  # the pipeline's hull: only part of the network's region is pasted
+    assert np.abs(blended_mean_shift(inner)).max() < 2
+    # the match is a per-channel gain: a cast is undone, and an image with no weight is left alone
+    ref = crops_small[:2]
+    cast = np.clip(ref.astype(np.float32) * np.array([1.3, 1.0, 0.7]), 0, 255).astype(np.uint8)
+    weight = np.zeros(ref.shape[:3], np.float32)
+    weight[0, 60:160, 60:160] = 1.0
+    fixed = match_colour(cast, ref, weight)
+    region = (slice(60, 160), slice(60, 160))
+    assert np.allclose(fixed[0][region].reshape(-1, 3).mean(0), ref[0][region].reshape(-1, 3).mean(0), atol=1.5)
+    assert np.array_equal(fixed[1], cast[1])

@@ -212,6 +212,8 @@ class FaceSwapper:
             if targets is None and hasattr(self.deid, "target_representation"):
                 targets = self._self_targets(dets, crops)
             kw = {} if targets is None else {"targets": targets}
+            if hulls is not None and getattr(self.deid, "colour_match", False):
+                kw["blend_weights"] = np.stack(hulls)  # match the colour where the face is pasted
             raw, alpha = self.deid.deidentify_with_mask(crops, **kw)
         else:
             raw = self.deid.deidentify(crops)
