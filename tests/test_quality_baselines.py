@@ -92,3 +92,21 @@ def test_pixel_descriptor_distances(crops_small):
     assert np.allclose(pixel_descriptor_distances(crops_small, frame, rec)["pixel_rmse"], 0.0)
     with pytest.raises(ValueError, match="equal shape"):
         pixel_descriptor_distances(crops_small, crops_small[:1], rec)
+
+
+def test_colour_shift_sees_casts_and_bands_not_blur_or_brightness(crops_small):
+    from deidkit.eval.quality import colour_shift
+
+    c = crops_small[:4]
+    assert np.array_equal(colour_shift(c, c), np.zeros(4))
+    blurred = colour_shift(c, get_deidentifier("blur_sigma8").deidentify(c))
+    assert (blurred < 5).all()  # blurring keeps the local colour
+    brighter = np.clip(c.astype(np.int16) + 30, 0, 255).astype(np.uint8)
+    assert colour_shift(c, brighter).mean() < 1.5  # a grey change is not a colour change (up to clipping)
+    banded = c.astype(np.float32).copy()
+    banded[:, 80:110, :, 0] += 60  # a red band over the eyes
+    banded[:, 80:110, :, 2] -= 60
+    band = colour_shift(c, np.clip(banded, 0, 255).astype(np.uint8))
+    assert (band > 3 * blurred).all()
+    with pytest.raises(ValueError):
+        colour_shift(c, c[:2])

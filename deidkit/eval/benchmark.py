@@ -25,7 +25,7 @@ from deidkit.eval.identification import (
     rank_summary,
     true_identity_rank,
 )
-from deidkit.eval.quality import detection_rate, psnr, ssim
+from deidkit.eval.quality import colour_shift, detection_rate, psnr, ssim
 
 
 @dataclass
@@ -117,14 +117,15 @@ def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "
     rep0_gallery = (protocol["rep0"] == "gallery").to_numpy()
     labels = protocol["identity"].to_numpy()
     # the originals' part of each quality key, hashed once (the crops are the same for every de-identifier)
-    inputs_key = content_digest(crops, rep0_probe, extra=f"v1|{detector if det else ''}")
+    inputs_key = content_digest(crops, rep0_probe, extra=f"v2|{detector if det else ''}")
     for deid in tqdm(deidentifiers, desc="de-identifiers"):
         out = deidentify_in_batches(deid, crops)
 
         def measure(out: np.ndarray = out) -> dict[str, float]:
             q = {"ssim": float(ssim(crops, out).mean()), "psnr": float(psnr(crops, out).mean()),
                  "ssim_face": float(ssim(crops, out, "face").mean()),
-                 "psnr_face": float(psnr(crops, out, "face").mean())}
+                 "psnr_face": float(psnr(crops, out, "face").mean()),
+                 "colour_shift": float(colour_shift(crops, out).mean())}
             if det is not None:
                 q["detection_rate"] = detection_rate(out[rep0_probe], det)
             return q

@@ -137,6 +137,8 @@ def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_
             "detection_rate": float(row["detection_rate"]),
             "median_true_rank": float(row["median_true_rank"]),
             "frontier_median_true_rank": fp.median_true_rank,
+            # the natural look's colour part (crop level only; see deidkit.eval.quality.colour_shift)
+            "colour_shift": float(row.get("colour_shift", float("nan"))),
         })
     return records
 
@@ -153,7 +155,7 @@ def crop_level_table(records: list[dict]) -> pd.DataFrame:
     into a frontier table (one row per de-identifier and recogniser)."""
     df = pd.DataFrame(records)
     ident = df[df["kind"] == "identification"]
-    cols = ["deidentifier", "recognizer", "ssim", "rank1_mean", "rank1_std", "detection_rate"]
+    cols = ["deidentifier", "recognizer", "ssim", "rank1_mean", "rank1_std", "detection_rate", "colour_shift"]
     out = ident[[c for c in cols if c in ident]].copy()
     if "detection_rate" not in out:
         out["detection_rate"] = float("nan")

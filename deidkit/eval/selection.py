@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from deidkit.data.lfw import aligned_crops, load_manifest
-from deidkit.eval.quality import detection_rate, ssim
+from deidkit.eval.quality import colour_shift, detection_rate, ssim
 
 #: The identification protocol of model selection (never the test protocol ``lfw_57x8``).
 SELECTION_PROTOCOL = "lfw_select_160x8"
@@ -112,6 +112,7 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
         out = deid.deidentify(crops)
         emb = recognizer.embed(out)
         row = {"candidate": name, "ssim": float(ssim(crops, out).mean()),
+               "colour_shift": float(colour_shift(crops, out).mean()),
                "cos_to_original": float((emb * ref).sum(1).mean()),
                "recognizer": recognizer.name, "faces": len(crops)}
         if labels is not None:
