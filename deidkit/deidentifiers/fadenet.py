@@ -26,6 +26,17 @@ def build_unet(config: FaDeNetConfig) -> UNet:
                 input_sigma=config.input_sigma, input_region=config.face_region, luma_only=config.luma_only)
 
 
+def read_run_config(run_dir: str | os.PathLike) -> FaDeNetConfig:
+    """The configuration a FaDeNet run folder was trained with (its ``config.json``; fields the kit no longer has
+    are left out, fields added since take their defaults)."""
+    path = Path(run_dir) / "config.json"
+    cfg = read_json(path)
+    if cfg is None:
+        raise FileNotFoundError(f"{path}: missing; not a FaDeNet run directory")
+    fields = {f.name for f in dataclasses.fields(FaDeNetConfig)}
+    return FaDeNetConfig(**{k: v for k, v in cfg.items() if k in fields})
+
+
 class FaDeNetDeidentifier:
     """A trained FaDeNet run as a de-identifier: ``.name`` and ``.deidentify(uint8 (N, S, S, 3)) -> same``.
 
@@ -53,11 +64,7 @@ class FaDeNetDeidentifier:
     def __init__(self, run_dir: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
                  batch_size: int = 32, mode: str | None = None, strength: float = 1.0, feather: float = 0.0) -> None:
         self.run_dir = Path(run_dir)
-        cfg = read_json(self.run_dir / "config.json")
-        if cfg is None:
-            raise FileNotFoundError(f"{self.run_dir / 'config.json'}: missing; not a FaDeNet run directory")
-        fields = {f.name for f in dataclasses.fields(FaDeNetConfig)}
-        self.config = FaDeNetConfig(**{k: v for k, v in cfg.items() if k in fields})
+        self.config = read_run_config(self.run_dir)
         self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, self.config)
         self.unet = load_module_state(self.run_dir, "unet", build_unet(self.config)).to(self.device).eval()
         self._name = name or self.config.name

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ import torch
 
 from deidkit.data.lfw import aligned_crops, load_manifest
 from deidkit.eval.quality import colour_shift, detection_rate, ssim
+
+if TYPE_CHECKING:
+    from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier
 
 #: The identification protocol of model selection (never the test protocol ``lfw_57x8``).
 SELECTION_PROTOCOL = "lfw_select_160x8"
@@ -36,19 +40,19 @@ def selection_paths(per_identity: int = 1) -> list[str]:
 
 def fadenet_snapshot_candidates(run_dirs: Sequence[str | Path], epochs: Iterable[int] | None = None,
                                 feathers: Iterable[float] | None = None, strengths: Iterable[float] | None = None
-                                ) -> dict:
+                                ) -> dict[str, FaDeNetDeidentifier]:
     """Every epoch snapshot (``<run>/epochs/epochNNN.pt``) of the FaDeNet runs ``run_dirs`` (only ``epochs`` if
     given) at every feather x strength, as de-identifiers keyed by ``[<run>/]epochs/epochNNN.pt[@f<x>][@s<y>]``
     (the run's folder name only with several runs). Each de-identifier's name is what
     :func:`deidkit.deidentifiers.load_deidentifier` loads the same candidate by (``[<run>@]epochNNN[_f<x>][_s<y>]``,
     with the run's folder under the kit's runs folder)."""
-    from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
+    from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, read_run_config
 
     run_dirs = [Path(d) for d in run_dirs]
     wanted = set(epochs) if epochs else None
     cands: dict[str, FaDeNetDeidentifier] = {}
     for rd in run_dirs:
-        cfg = FaDeNetDeidentifier(rd).config  # the run's own configuration (its network's geometry)
+        cfg = read_run_config(rd)  # the run's own configuration (its network's geometry)
         prefix = f"{rd.name}/" if len(run_dirs) > 1 else ""
         for snap in sorted((rd / "epochs").glob("epoch*.pt")):
             if wanted is not None and int(snap.stem.removeprefix("epoch")) not in wanted:
