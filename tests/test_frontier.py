@@ -236,9 +236,10 @@ def test_frontier_margins_rank_candidates_by_the_naive_frontier_on_the_selection
     assert 0 <= mid["crop_frontier_rank1"] <= 1 and 0.7 < mid["crop_ssim"] < 0.9
     with pytest.raises(ValueError, match="share the de-identifier name"):
         frontier_margins({"a": cands["box"], "b": get_deidentifier("blackbox")}, None, levels=("crop",))
-    bounds = pd.DataFrame({"ssim": [0.9, 0.7], "detection_rate": [0.9, 1.0]})
+    bounds = pd.DataFrame({"ssim": [0.9, 0.7], "detection_rate": [0.9, 1.0], "colour_shift": [7.5, 2.2]})
     assert within_bounds(bounds, 0.8).tolist() == [True, False]
     assert within_bounds(bounds, 0.6, min_detection=0.95).tolist() == [False, True]
+    assert within_bounds(bounds, 0.6, max_colour_shift=4.0).tolist() == [False, True]
 
 
 def test_landmark_records_measure_pose_change():

@@ -93,8 +93,8 @@ def landmark_bound(reference: object, predictor: object, ratio: float = 1.0, cro
 def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float,
                       crops: np.ndarray | None = None, landmarks: object | None = None,
                       max_landmarks: float | None = None, detector: object | None = None,
-                      min_detection: float | None = None, labels: np.ndarray | None = None
-                      ) -> tuple[str | None, pd.DataFrame]:
+                      min_detection: float | None = None, labels: np.ndarray | None = None,
+                      max_colour_shift: float | None = None) -> tuple[str | None, pd.DataFrame]:
     """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
     those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
 
@@ -104,6 +104,8 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
     (e.g. YuNet) adds the fraction of outputs in which it still finds a face (``detection_rate``);
     ``min_detection`` then also bounds it from below. ``labels`` (the crops' identities, several images each) add
     ``rank1``, the trained-against recogniser's :func:`leave_one_out_rank1` (reported, not a criterion).
+    ``max_colour_shift`` also bounds ``colour_shift`` (:func:`deidkit.eval.quality.colour_shift`, always
+    reported).
     Returns (name, the table of every candidate)."""
     crops = aligned_crops(selection_paths()) if crops is None else crops
     if max_landmarks is not None and landmarks is None:
@@ -129,14 +131,18 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
             row["detection_rate"] = detection_rate(out, detector)
         rows.append(row)
     table = pd.DataFrame(rows)
-    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection)]
+    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection, max_colour_shift)]
     return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
 
 
 def within_bounds(table: pd.DataFrame, min_ssim: float, max_landmarks: float | None = None,
-                  min_detection: float | None = None) -> pd.Series:
-    """Which rows of a :func:`select_checkpoint` table keep the quality bounds (bool per row)."""
+                  min_detection: float | None = None, max_colour_shift: float | None = None) -> pd.Series:
+    """Which rows of a :func:`select_checkpoint` table keep the quality bounds (bool per row).
+    ``max_colour_shift`` bounds :func:`deidkit.eval.quality.colour_shift` (a natural look: no colour bands or
+    casts)."""
     ok = table["ssim"] >= min_ssim
+    if max_colour_shift is not None:
+        ok &= table["colour_shift"] <= max_colour_shift
     if max_landmarks is not None:
         ok &= table["landmark_iod"] <= max_landmarks
     if min_detection is not None:
