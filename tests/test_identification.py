@@ -90,3 +90,15 @@ def test_pair_verification_tar():
     assert good["genuine_pairs"] == 40 * 16
     few = pair_verification(g[:8], labels[:8], p[:8], labels[:8])
     assert few["tar_at_far"] is None  # 32 impostor pairs cannot resolve FAR 1e-3
+
+
+def test_identification_drop_on_real_faces():
+    from deidkit.baselines import get_deidentifier
+    from deidkit.eval.identification import identification_drop
+    from deidkit.recognizers import get_recognizer
+
+    rec = get_recognizer("mobilefacenet_ms1m")
+    same = identification_drop(get_deidentifier("original"), rec, n_identities=4)
+    assert same["rank1_drop"] == 0 and same["n_identities"] == 4 and same["rank1_original"] > 0.5
+    boxed = identification_drop(get_deidentifier("blackbox"), rec, n_identities=4)
+    assert boxed["rank1_drop"] > 0.3

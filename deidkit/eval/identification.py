@@ -142,3 +142,22 @@ def tar_from_roc(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
     """Highest TAR whose FAR does not exceed ``far``."""
     ok = fpr <= far
     return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def identification_drop(deidentifier, recognizer, protocol: str = "lfw_57x8", crop_size: int = 224,
+                        n_identities: int | None = None) -> dict[str, float]:
+    """Rank-1 of ``recognizer`` (anything with ``.embed``; notebook 02: FaDeNet's critic) on an LFW identification
+    protocol (its first ``n_identities`` identities; None: all), original vs de-identified probes (gallery always
+    original), and the drop between them."""
+    from deidkit.data.lfw import aligned_crops, load_manifest
+    from deidkit.eval.benchmark import protocol_subset
+
+    proto = protocol_subset(load_manifest(protocol), n_identities)
+    crops = aligned_crops(proto["path"].tolist(), size=crop_size)
+    orig = recognizer.embed(crops)
+    deid = recognizer.embed(deidentifier.deidentify(crops))
+    r_orig = evaluate_identification(proto, orig).summary()
+    r_deid = evaluate_identification(proto, orig, deid).summary()
+    return {"rank1_original": r_orig["rank1_mean"], "rank1_deidentified": r_deid["rank1_mean"],
+            "rank1_drop": r_orig["rank1_mean"] - r_deid["rank1_mean"], "protocol": protocol,
+            "n_identities": int(proto["identity"].nunique())}

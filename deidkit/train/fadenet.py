@@ -332,24 +332,5 @@ def heldout_report(unet: UNet, critic: Critic, data: IdentityData, device: torch
     }
 
 
-def critic_identification(deidentifier: Any, critic_recognizer: CriticRecognizer, protocol: str = "lfw_57x8",
-                          crop_size: int = 224, n_identities: int | None = None) -> dict[str, float]:
-    """Rank-1 of the critic's own features on an LFW identification protocol (its first ``n_identities``
-    identities; None: all), original vs de-identified probes (gallery always original)."""
-    from deidkit.data.lfw import aligned_crops, load_manifest
-    from deidkit.eval.benchmark import protocol_subset
-    from deidkit.eval.identification import evaluate_identification
-
-    proto = protocol_subset(load_manifest(protocol), n_identities)
-    crops = aligned_crops(proto["path"].tolist(), size=crop_size)
-    orig = critic_recognizer.embed(crops)
-    deid = critic_recognizer.embed(deidentifier.deidentify(crops))
-    r_orig = evaluate_identification(proto, orig).summary()
-    r_deid = evaluate_identification(proto, orig, deid).summary()
-    return {"rank1_original": r_orig["rank1_mean"], "rank1_deidentified": r_deid["rank1_mean"],
-            "rank1_drop": r_orig["rank1_mean"] - r_deid["rank1_mean"], "protocol": protocol,
-            "n_identities": int(proto["identity"].nunique())}
-
-
-__all__ = ["FaDeNetConfig", "FaDeNetDeidentifier", "FaDeNetResult", "build_unet", "critic_identification",
+__all__ = ["FaDeNetConfig", "FaDeNetDeidentifier", "FaDeNetResult", "build_unet",
            "ensure_critic", "heldout_report", "load_fadenet_deidentifier", "train_fadenet", "CriticRecognizer"]
