@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
     p.add_argument("model", choices=["critic", "fadenet", "live"])
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "natural", "paper"])
+    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper"])
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
@@ -584,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "natural", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper"])
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "
                    "or epochs/epoch005.pt (default: the final checkpoint)")
@@ -596,12 +596,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feather", type=float, default=0.0,
                    help="FaDeNet: the face box's feathered edge it is loaded with (chosen by deidkit select --feathers)")
     p.add_argument("--name", default=None, help="the shipped model's name (default: the model kind; another name "
-                   "ships a second model of that kind beside it, e.g. fadenet_natural)")
+                   "ships a second model of that kind beside it, e.g. fadenet_luma)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "natural", "paper"])
+    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper"])
     p.add_argument("--run-dir", nargs="+", default=None,
                    help="the run folder (FaDeNet: one or more; candidates are named <run>/epochs/<snapshot>)")
     p.add_argument("--epochs", type=int, nargs="+", default=None,
