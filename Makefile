@@ -29,6 +29,7 @@ ifneq ($(RETRAIN),)
 	$(BIN)/deidkit train fadenet --profile push
 	$(BIN)/deidkit train fadenet --profile finetune
 	$(BIN)/deidkit train fadenet --profile refine
+	$(BIN)/deidkit train fadenet --profile luma
 	$(BIN)/deidkit train live --profile standard
 	$(BIN)/deidkit train live --profile finetune
 	$(BIN)/deidkit reports --profile $(PROFILE) --retrain

@@ -188,3 +188,20 @@ def test_shipped_live_keeps_a_dark_faces_exposure_and_colour(crops_small):
     region = (slice(60, 160), slice(60, 160))
     assert np.allclose(fixed[0][region].reshape(-1, 3).mean(0), ref[0][region].reshape(-1, 3).mean(0), atol=1.5)
     assert np.array_equal(fixed[1], cast[1])
+
+
+def test_shipped_fadenet_luma_keeps_the_faces_colours(crops_small):
+    """The second FaDeNet changes luminance only: no colour bands, where the first paints them over the eyes."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.eval.quality import colour_shift
+
+    if "fadenet_luma" not in P.shipped_models():
+        pytest.skip("fadenet_luma is not shipped")
+    assert P.read_manifest()["models"]["fadenet_luma"]["config"]["luma_only"] is True
+    crops = crops_small[:8]
+    luma = load_deidentifier("fadenet_luma")
+    assert luma.unet.luma_only and luma.feather == P.read_manifest()["models"]["fadenet_luma"]["inference"]["feather"]
+    banded = colour_shift(crops, load_deidentifier("fadenet").deidentify(crops)).mean()
+    kept = colour_shift(crops, luma.deidentify(crops)).mean()
+    blurred = colour_shift(crops, load_deidentifier("blur_sigma8").deidentify(crops)).mean()
+    assert kept < blurred < banded  # less colour change than blurring, which keeps local colour
