@@ -217,10 +217,10 @@ class FaDeNetConfig(SpeedOptions):
             # Stop 26: the shipped refine snapshot (epoch 7) fine-tuned with a U-Net that can change luminance only
             # (luma_only: one grey correction, the input's chroma kept), against the coloured bands over the eyes
             # through which the refine model moves identity (restoring the input's chroma after it raised the
-            # selection set's MS1M cosine from 0.078 to 0.172). Shipped beside it as fadenet_luma (see the
-            # README's model card).
+            # selection set's MS1M cosine from 0.078 to 0.172). Shipped beside it as fadenet_luma: epoch 3 at feather
+            # 0.16 (the cosine stayed flat over epochs 1-3, so the run stopped there; see the README's model card).
             "luma": {**standard, "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
-                        "luma_only": True, "epochs": 6, "init_from": "runs/fadenet-refine/epochs/epoch007.pt"},
+                     "luma_only": True, "epochs": 6, "init_from": "runs/fadenet-refine/epochs/epoch007.pt"},
             "paper": dict(image_size=224, unet_width=64, unet_depth=4, residual=False, out_activation="none",
                           lam=1e-3, lr=1e-5, batch_size=32, epochs=40, critic_profile="paper", amp=True,
                           channels_last=True, workers=4),

@@ -61,7 +61,6 @@ from deidkit.deidentifiers.live import (
     default_run_dir,
     live_deidentifier_by_name,
     load_live_deidentifier,
-    match_colour,
     network_to_arcface,
     network_to_canonical,
     to_tensor,
@@ -439,5 +438,5 @@ def _save_atomic(obj: Any, path: Path) -> None:
 __all__ = ["LAMBDA_SHAPE", "PAPER_LAMBDA_STEPS", "PROFILES", "STAGES_DIR", "LiveConfig", "LiveDeidentifier",
            "LiveTrainer", "build_discriminator", "build_features", "build_generator", "center_grid", "default_run_dir",
            "distort_grid", "images_to_float", "init_state", "lambda_break_even", "live_deidentifier_by_name",
-           "load_live_deidentifier", "load_training_images", "make_batch", "match_colour", "network_to_arcface",
+           "load_live_deidentifier", "load_training_images", "make_batch", "network_to_arcface",
            "network_to_canonical", "resolve_device", "target_representations", "to_tensor", "to_uint8", "train_live"]
