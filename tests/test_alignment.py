@@ -56,3 +56,23 @@ def test_multiple_faces_found(image):
 def test_unknown_detector():
     with pytest.raises(ValueError, match="unknown detector"):
         FaceAligner("haar")
+
+
+def test_yunet_keeps_one_network_per_input_size(image):
+    """Alternating input sizes (the video pipeline's fine and coarse passes) reuse a network per size; the
+    detections do not depend on which sizes came before."""
+    import cv2
+
+    from deidkit.data.alignment import YuNetDetector
+
+    det = YuNetDetector()
+    big = cv2.resize(image, (500, 500))
+    first = det.detect(image)
+    det.detect(big)
+    again = det.detect(image)
+    assert first and len(first) == len(again)
+    assert all(np.allclose(a.box, b.box) and np.allclose(a.landmarks, b.landmarks) for a, b in zip(first, again))
+    assert len(det._local.nets) == 2
+    for side in range(260, 260 + 10 * YuNetDetector.MAX_SIZES, 10):  # more sizes than kept: the oldest go
+        det.detect(cv2.resize(image, (side, side)))
+    assert len(det._local.nets) == YuNetDetector.MAX_SIZES

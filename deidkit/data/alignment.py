@@ -62,12 +62,22 @@ class YuNetDetector:
         self.nms_threshold = nms_threshold
         self._local = threading.local()
 
+    #: Input sizes kept ready per thread (the video pipeline alternates two: its fine and coarse passes).
+    MAX_SIZES = 4
+
     def _net(self, w: int, h: int) -> cv2.FaceDetectorYN:
-        net = getattr(self._local, "net", None)
+        # One network per thread and input size: changing a YuNet's input size re-plans the whole network, which
+        # measured as much as a 1280-pixel detection when a 1080p frame's 1280 and 480 passes shared one network
+        # (180 ms per frame for both passes, 94 ms for the first alone).
+        nets = getattr(self._local, "nets", None)
+        if nets is None:
+            nets = self._local.nets = {}
+        net = nets.pop((w, h), None)
         if net is None:
+            if len(nets) >= self.MAX_SIZES:
+                nets.pop(next(iter(nets)))  # the least recently used size
             net = cv2.FaceDetectorYN.create(self.weights, "", (w, h), self.score_threshold, self.nms_threshold, 5000)
-            self._local.net = net
-        net.setInputSize((w, h))
+        nets[(w, h)] = net  # most recently used last
         return net
 
     def detect(self, image: np.ndarray) -> list[Detection]:
