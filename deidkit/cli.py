@@ -36,6 +36,16 @@ def _data(args: argparse.Namespace) -> int:
     elif args.action == "align":
         rec = lfw.align_lfw(detector=args.detector, size=args.size, root=lfw.lfw_root(args.path))
         print(rec["status"].value_counts().to_string())
+    elif args.action == "pack":
+        from deidkit.data.packs import pack_error, write_crop_pack
+
+        if not args.out:
+            raise ValueError("deidkit data pack needs --out FILE.npz")
+        lfw.lfw_root(args.path)
+        info = write_crop_pack(list(lfw.load_manifest(args.manifest)["path"]), args.out, size=args.size,
+                               quality=args.quality)
+        print(f"{args.out}: {info['images']} crops at {info['size']} px, {info['bytes'] / 2**20:.1f} MiB, "
+              f"JPEG quality {info['quality']}, mean error {pack_error(args.out):.2f} levels")
     return 0
 
 
@@ -532,6 +542,8 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deidkit.configs import training_profiles
+
     parser = argparse.ArgumentParser(prog="deidkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -545,15 +557,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_reports)
 
     p = sub.add_parser("data", help="locate, download, verify or align LFW")
-    p.add_argument("action", choices=["locate", "download", "verify", "align"])
+    p.add_argument("action", choices=["locate", "download", "verify", "align", "pack"])
     p.add_argument("--path", default=None, help="explicit LFW folder (else $DEIDKIT_DATA, shared/, cache)")
     p.add_argument("--detector", default="yunet", choices=["yunet", "mtcnn"])
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=224, help="crop side (align: 224; pack: the training side, e.g. 80)")
+    p.add_argument("--manifest", default="lfw_train_pool", help="pack: the manifest whose crops it holds")
+    p.add_argument("--quality", type=int, default=95, help="pack: JPEG quality")
+    p.add_argument("--out", default=None, help="pack: the .npz file to write")
     p.set_defaults(func=_data)
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
     p.add_argument("model", choices=["critic", "fadenet", "live"])
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper"])
+    p.add_argument("--profile", default="quick", choices=training_profiles())
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
     p.add_argument("--until-epoch", type=int, default=None, help="live: stop after this epoch (resume later)")
@@ -575,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark-train", help="training images/s of each model (train_speed records)")
     p.add_argument("models", nargs="+", choices=["critic", "fadenet", "live"])
-    p.add_argument("--profile", default="quick", choices=["tiny", "quick", "standard", "paper"])
+    p.add_argument("--profile", default="quick", choices=training_profiles())
     p.add_argument("--steps", type=int, default=10, help="steps to time (after two warm-up steps)")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -584,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper"])
+    p.add_argument("--profile", default="standard", choices=training_profiles())
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "
                    "or epochs/epoch005.pt (default: the final checkpoint)")
@@ -601,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("select", help="pick the snapshot of a run to ship, on identities outside the test protocol")
     p.add_argument("model", choices=["fadenet", "live"])
-    p.add_argument("--profile", default="standard", choices=["tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper"])
+    p.add_argument("--profile", default="standard", choices=training_profiles())
     p.add_argument("--run-dir", nargs="+", default=None,
                    help="the run folder (FaDeNet: one or more; candidates are named <run>/epochs/<snapshot>)")
     p.add_argument("--epochs", type=int, nargs="+", default=None,

@@ -100,7 +100,8 @@ def build_discriminator(cfg: LiveConfig) -> LiveDiscriminator:
 
 def load_training_images(cfg: LiveConfig, chunk: int = 512) -> np.ndarray:
     """Canonical crops (N, C, C, 3) uint8 of the training manifest at the config's canonical size
-    (``C = size / crop_fraction``), aligned once and cached by :func:`deidkit.data.lfw.aligned_crops`."""
+    (``C = size / crop_fraction``), aligned once and cached by :func:`deidkit.data.lfw.aligned_crops`, or read
+    from the config's crop pack."""
     from deidkit.data.lfw import aligned_crops, load_manifest
 
     paths = list(load_manifest(cfg.manifest)["path"])
@@ -108,6 +109,13 @@ def load_training_images(cfg: LiveConfig, chunk: int = 512) -> np.ndarray:
         rng = np.random.default_rng(cfg.seed)
         paths = [paths[i] for i in np.sort(rng.choice(len(paths), cfg.max_images, replace=False))]
     c = cfg.canonical_size
+    if cfg.crop_pack:
+        from deidkit.data.packs import read_crop_pack
+
+        _, crops = read_crop_pack(cfg.crop_pack, paths)
+        if crops.shape[1] != c:
+            crops = np.stack([cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in crops])
+        return crops
     out = np.empty((len(paths), c, c, 3), dtype=np.uint8)
     for s in tqdm(range(0, len(paths), chunk), desc="training crops", disable=len(paths) <= chunk):
         crops = aligned_crops(paths[s:s + chunk], size=224)

@@ -1,0 +1,104 @@
+"""Train the live model's ``gpu`` profile on one GPU in a fixed wall-time budget (maintainers; the machine a session
+is sometimes lent has no LFW and no internet, and returns at most eight files of 16 MiB).
+
+    python scripts/gpu_train_live.py --pack PACK.npz --out OUT_DIR --budget-s 390
+
+1. times 30 full-loss and 30 warm-up steps of the profile (``deidkit.train.speed.benchmark_training``);
+2. sets ``epochs`` / ``warmup_epochs`` (100-step epochs, a third warm-up, the rest a multiple of four so the lambda
+   stages are whole epochs) to fit the budget, and trains with ``deidkit train live --profile gpu``;
+3. writes the stage-0, -1 and -3 generators as float16, split into 15 MiB parts, and ``run.tar.gz`` (config, log,
+   plan, timings) into OUT_DIR.
+
+Locally: ``cat live-gpu-stage1.pt.part* > stages/stage1.pt`` rebuilds a snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import torch
+
+from deidkit.train.speed import benchmark_training
+
+
+def plan_epochs(step_full_s: float, step_warm_s: float, budget_s: float, epoch_steps: int = 100) -> tuple[int, int]:
+    """The most (epochs, warmup_epochs) whose estimated time fits ``budget_s``: warm-up a third of the epochs,
+    the remaining epochs a multiple of four."""
+    best = (8, 0)
+    for epochs in range(8, 2000):
+        warm = epochs // 3
+        if (epochs - warm) % 4:
+            continue
+        t = epoch_steps * (warm * step_warm_s + (epochs - warm) * step_full_s)
+        if t > budget_s:
+            break
+        best = (epochs, warm)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pack", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--budget-s", type=float, default=390.0)
+    ap.add_argument("--run-dir", default="/tmp/deidkit-runs/live-gpu")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--timing-steps", type=int, default=30)
+    ap.add_argument("--epoch-steps", type=int, default=100, help="steps per epoch (the profile's: 100)")
+    ap.add_argument("--stages", nargs="+", type=int, default=[0, 1, 3])
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.backends.cudnn.benchmark = True
+    base = {"crop_pack": str(Path(args.pack).resolve()), "epoch_steps": args.epoch_steps}
+    t0 = time.perf_counter()
+    full = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device, overrides=base)
+    warm = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device,
+                              overrides={**base, "epochs": 30, "warmup_epochs": 29})
+    step_full, step_warm = full["batch_size"] / full["images_per_s"], warm["batch_size"] / warm["images_per_s"]
+    timing_s = time.perf_counter() - t0
+    epochs, warmup = plan_epochs(step_full, step_warm, args.budget_s, args.epoch_steps)
+    plan = {"step_full_s": step_full, "step_warm_s": step_warm, "epochs": epochs, "warmup_epochs": warmup,
+            "budget_s": args.budget_s, "timing_s": timing_s, "device": torch.cuda.get_device_name(0)
+            if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "timings": [full, warm]}
+    print(json.dumps({k: v for k, v in plan.items() if k != "timings"}), flush=True)
+    (out / "plan.json").write_text(json.dumps(plan, indent=1))
+    cmd = [sys.executable, "-m", "deidkit", "train", "live", "--profile", "gpu", "--run-dir", args.run_dir,
+           "--max-minutes", f"{args.budget_s / 60 + 1.0:.2f}", "--overrides", f"crop_pack={base['crop_pack']}",
+           f"epochs={epochs}", f"warmup_epochs={warmup}", f"device={args.device}", f"epoch_steps={args.epoch_steps}"]
+    t1 = time.perf_counter()
+    rc = subprocess.call(cmd)
+    plan.update(train_rc=rc, train_wall_s=time.perf_counter() - t1)
+    (out / "plan.json").write_text(json.dumps(plan, indent=1))
+    run = Path(args.run_dir)
+    for k in args.stages:
+        snap = run / "stages" / f"stage{k}.pt"
+        if not snap.is_file():
+            print(f"missing {snap}", flush=True)
+            continue
+        state = torch.load(snap, map_location="cpu", weights_only=True)
+        state["state_dict"] = {n: (t.half() if t.is_floating_point() else t) for n, t in state["state_dict"].items()}
+        half = out / f"live-gpu-stage{k}.pt"
+        torch.save(state, half)
+        subprocess.check_call(["split", "-b", "15m", str(half), f"{half}.part"])
+        half.unlink()
+    with tarfile.open(out / "run.tar.gz", "w:gz") as tar:
+        for name in ("config.json", "plan.json"):
+            p = run / name if name != "plan.json" else out / name
+            if p.is_file():
+                tar.add(p, arcname=name)
+        for p in run.glob("log*"):
+            tar.add(p, arcname=p.name)
+    (out / "plan.json").unlink()
+    print(json.dumps({k: v for k, v in plan.items() if k != "timings"}), flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
