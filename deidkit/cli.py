@@ -418,9 +418,25 @@ def _select(args: argparse.Namespace) -> int:
     if (args.strengths or args.feathers or args.epochs) and args.model != "fadenet":
         raise ValueError("--strengths, --feathers and --epochs apply to FaDeNet only (the live model: "
                          "--landmark-locks)")
-    if args.apply and not args.landmark_locks:
-        raise ValueError("--apply records a landmark lock in the manifest: give --landmark-locks")
-    if args.landmark_locks:
+    if args.apply and (not args.landmark_locks or args.run_dir):
+        raise ValueError("--apply records the shipped live model's landmark lock in the manifest: give "
+                         "--landmark-locks without --run-dir")
+    if args.model == "live" and args.run_dir:
+        # a run's lambda-stage generators, each at every landmark lock given (default: none)
+        from deidkit.deidentifiers.live import load_live_deidentifier
+
+        if len(args.run_dir) > 1:
+            raise ValueError("--run-dir: the live model selects within one run")
+        run_dir = Path(args.run_dir[0])
+        cands = {}
+        for k in range(4):
+            if not (run_dir / "stages" / f"stage{k}.pt").is_file():
+                continue
+            for lock in args.landmark_locks or [0.0]:
+                deid = load_live_deidentifier(run_dir, args.profile, stage=k)
+                deid.landmark_lock = lock
+                cands[f"stages/stage{k}.pt" + (f"+lock{lock:g}" if args.landmark_locks else "")] = deid
+    elif args.landmark_locks:
         # one shipped generator, several amounts of landmark locking (an inference option)
         from deidkit.pretrained import load_pretrained
 
@@ -433,9 +449,7 @@ def _select(args: argparse.Namespace) -> int:
     elif args.model == "live":
         from deidkit.deidentifiers.live import default_run_dir, load_live_deidentifier
 
-        if args.run_dir and len(args.run_dir) > 1:
-            raise ValueError("--run-dir: the live model selects within one run")
-        run_dir = Path(args.run_dir[0]) if args.run_dir else default_run_dir(args.profile)
+        run_dir = default_run_dir(args.profile)
         cands = {f"stages/stage{k}.pt": load_live_deidentifier(run_dir, args.profile, stage=k)
                  for k in range(4) if (run_dir / "stages" / f"stage{k}.pt").is_file()}
     else:
@@ -448,6 +462,11 @@ def _select(args: argparse.Namespace) -> int:
         run_dir = run_dirs[0]
         cands = fadenet_snapshot_candidates(run_dirs, epochs=args.epochs, feathers=args.feathers,
                                             strengths=args.strengths)
+    if args.with_shipped and cands:
+        # the model the candidates must beat, measured the same way (with its manifest's inference options)
+        from deidkit.pretrained import load_pretrained
+
+        cands["shipped"] = load_pretrained(args.model)
     if not cands:
         raise FileNotFoundError(f"{run_dir}: no snapshots to select from")
     detector = None
@@ -646,6 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose, among the candidates within the bounds, the one furthest beyond the naive frontier "
                         "(blur, pixelation at the same SSIM; worst of these levels, e.g. crop image) on the "
                         "lfw_select_160x8 protocol with the trained-against recogniser, instead of the lowest cosine")
+    p.add_argument("--with-shipped", action="store_true",
+                   help="also measure the shipped model (candidate 'shipped'), which a new one must beat")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")
     p.add_argument("--name", default=None, help="records file: reports/metrics/<name>.json (default: "
                    "selection_<model>[_landmark_lock]; a second selection with the default replaces the first's)")

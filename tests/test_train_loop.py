@@ -296,3 +296,15 @@ def test_a_second_process_training_the_same_run_waits_and_resumes_from_it(tmp_pa
     assert log["step"].tolist() == list(range(8))  # every step once: the second trained none
     assert all(torch.equal(w1, w2) for w1, w2 in zip(weights(first).values(), weights(second).values()))
     assert "another process is training this run" in capfd.readouterr().err
+
+
+def test_plan_epochs_fits_the_budget_in_whole_lambda_stages():
+    from deidkit.train.speed import plan_epochs
+
+    epochs, warm = plan_epochs(0.05, 0.025, 370.0, safety=1.0)
+    assert (epochs - warm) % 4 == 0 and warm == epochs // 3
+    assert 100 * (warm * 0.025 + (epochs - warm) * 0.05) <= 370.0
+    bigger = plan_epochs(0.05, 0.025, 370.0 + 100 * 0.05 * 8, safety=1.0)[0]
+    assert bigger > epochs  # more time, more epochs
+    assert plan_epochs(0.05, 0.025, 370.0, safety=1.25)[0] < epochs
+    assert plan_epochs(10.0, 10.0, 1.0) == (4, 0)  # too little time: the shortest schedule

@@ -98,16 +98,24 @@ def build_discriminator(cfg: LiveConfig) -> LiveDiscriminator:
 # --------------------------------------------------------------------------------------------------- data
 
 
-def load_training_images(cfg: LiveConfig, chunk: int = 512) -> np.ndarray:
-    """Canonical crops (N, C, C, 3) uint8 of the training manifest at the config's canonical size
-    (``C = size / crop_fraction``), aligned once and cached by :func:`deidkit.data.lfw.aligned_crops`, or read
-    from the config's crop pack."""
-    from deidkit.data.lfw import aligned_crops, load_manifest
+def training_paths(cfg: LiveConfig) -> list[str]:
+    """The LFW paths a config trains on: its manifest's, or ``max_images`` of them drawn with its seed."""
+    from deidkit.data.lfw import load_manifest
 
     paths = list(load_manifest(cfg.manifest)["path"])
     if cfg.max_images is not None and cfg.max_images < len(paths):
         rng = np.random.default_rng(cfg.seed)
         paths = [paths[i] for i in np.sort(rng.choice(len(paths), cfg.max_images, replace=False))]
+    return paths
+
+
+def load_training_images(cfg: LiveConfig, chunk: int = 512) -> np.ndarray:
+    """Canonical crops (N, C, C, 3) uint8 of the training manifest at the config's canonical size
+    (``C = size / crop_fraction``), aligned once and cached by :func:`deidkit.data.lfw.aligned_crops`, or read
+    from the config's crop pack."""
+    from deidkit.data.lfw import aligned_crops
+
+    paths = training_paths(cfg)
     c = cfg.canonical_size
     if cfg.crop_pack:
         from deidkit.data.packs import read_crop_pack

@@ -90,6 +90,23 @@ def images_per_second(log_rows: list[float], batch: int, skip: int = 2) -> float
     return float(batch * len(times) / times.sum()) if len(times) and times.sum() > 0 else float("nan")
 
 
+def plan_epochs(step_full_s: float, step_warm_s: float, budget_s: float, epoch_steps: int = 100,
+                safety: float = 1.25) -> tuple[int, int]:
+    """The most (epochs, warmup_epochs) of a live schedule whose time fits ``budget_s``, from timed seconds per
+    full-loss and per warm-up step: warm-up a third of the epochs, the rest a multiple of four (whole lambda
+    stages). ``safety`` scales the timed steps: training also saves a checkpoint every epoch and logs every step
+    (on an H200 the first run trained about 10 % slower than its timing said, and lost its last stage)."""
+    best = (4, 0)
+    for epochs in range(4, 5000):
+        warm = epochs // 3
+        if (epochs - warm) % 4:
+            continue
+        if safety * epoch_steps * (warm * step_warm_s + (epochs - warm) * step_full_s) > budget_s:
+            break
+        best = (epochs, warm)
+    return best
+
+
 def benchmark_training(model: str, profile: str, steps: int = 10, device: str = "auto",
                        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``steps`` steps of a model's profile (after two warm-up steps) in a throw-away run folder and measure
