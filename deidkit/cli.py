@@ -315,8 +315,9 @@ def _lineage(init_from: str, run_dir: Path) -> tuple[float, int, list[str]]:
     return seconds, steps, chain
 
 
-#: Fields that name a run rather than define its training (ignored when a run is shipped as a profile).
-_NAMING_FIELDS = {"profile_name", "run_name", "init_from", "critic_dir"}
+#: Fields that name a run, or say where it ran and read its data, rather than define its training (ignored when a
+#: run is shipped as a profile).
+_NAMING_FIELDS = {"profile_name", "run_name", "init_from", "critic_dir", "crop_pack", "device", "threads", "workers"}
 
 
 def _as_profile(model: str, config: dict, profile: str) -> dict:
@@ -415,9 +416,11 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
-    if (args.strengths or args.feathers or args.epochs) and args.model != "fadenet":
-        raise ValueError("--strengths, --feathers and --epochs apply to FaDeNet only (the live model: "
-                         "--landmark-locks)")
+    if (args.feathers or args.epochs) and args.model != "fadenet":
+        raise ValueError("--feathers and --epochs apply to FaDeNet only (the live model: --landmark-locks, "
+                         "--strengths with --run-dir)")
+    if args.strengths and args.model == "live" and not args.run_dir:
+        raise ValueError("--strengths for the live model apply to a run's stages: give --run-dir")
     if args.apply and (not args.landmark_locks or args.run_dir):
         raise ValueError("--apply records the shipped live model's landmark lock in the manifest: give "
                          "--landmark-locks without --run-dir")
@@ -433,9 +436,12 @@ def _select(args: argparse.Namespace) -> int:
             if not (run_dir / "stages" / f"stage{k}.pt").is_file():
                 continue
             for lock in args.landmark_locks or [0.0]:
-                deid = load_live_deidentifier(run_dir, args.profile, stage=k)
-                deid.landmark_lock = lock
-                cands[f"stages/stage{k}.pt" + (f"+lock{lock:g}" if args.landmark_locks else "")] = deid
+                for strength in args.strengths or [1.0]:
+                    deid = load_live_deidentifier(run_dir, args.profile, stage=k, strength=strength, name=(
+                        f"{run_dir.name}@stage{k}" + (f"+lock{lock:g}" if args.landmark_locks else "")))
+                    deid.landmark_lock = lock
+                    cands[f"stages/stage{k}.pt" + (f"+lock{lock:g}" if args.landmark_locks else "")
+                          + (f"_s{strength:g}" if args.strengths else "")] = deid
     elif args.landmark_locks:
         # one shipped generator, several amounts of landmark locking (an inference option)
         from deidkit.pretrained import load_pretrained
@@ -654,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmark-locks", type=float, nargs="+", default=None,
                    help="live: candidates are the shipped generator with these landmark locks (0-1)")
     p.add_argument("--strengths", type=float, nargs="+", default=None,
-                   help="FaDeNet: every snapshot also at these strengths (0-2, an inference option; 1: its output)")
+                   help="every snapshot also at these strengths (an inference option; 1: its output; FaDeNet 0-2, "
+                   "the live model 0-1, the share of its blending mask)")
     p.add_argument("--feathers", type=float, nargs="+", default=None,
                    help="FaDeNet: every snapshot (and strength) also with these feathered face box edges (fractions "
                         "of the box side, an inference option; 0: a hard edge)")

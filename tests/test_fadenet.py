@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from deidkit.data.images import BT601_CHROMA
 from deidkit.losses.fadenet import fadenet_loss, unit_norm_distance
 from deidkit.models.critic import EmbeddingCritic, InceptionCritic, TemplateCrop
 from deidkit.models.mobilefacenet import MobileFaceNetMS1M
@@ -609,7 +611,12 @@ def test_luma_only_unet_changes_brightness_not_colour():
     x = torch.rand(2, 3, 32, 32) * 1.2 - 0.6  # away from the clipping range
     with torch.no_grad():
         y = u(x)
-    to_cbcr = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+    to_cbcr = torch.tensor(BT601_CHROMA)
+    # the shared constant is OpenCV's YCrCb conversion (an independent reference), offsets aside
+    px = np.array([[[200, 40, 90], [10, 220, 130]]], np.uint8)
+    ycrcb = cv2.cvtColor(px, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    cbcr = px.astype(np.float32) @ to_cbcr.numpy().T + 128
+    assert np.abs(cbcr - ycrcb[..., [2, 1]]).max() <= 0.6
     chroma = lambda z: torch.einsum("kc,nchw->nkhw", to_cbcr, z)  # noqa: E731
     assert (y - x).abs().mean() > 0.05  # the luminance moved
     assert (chroma(y) - chroma(x)).abs().max() < 1e-5  # the colour did not

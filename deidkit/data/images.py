@@ -16,6 +16,11 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 MIN_SIDE = 24
 
+#: ITU-R BT.601 (full range, as JPEG and OpenCV's YCrCb): the luma weights of R, G, B, and the rows of RGB ->
+#: (Cb, Cr) without their offset (each row sums to 0, so they map a difference of images to a difference of colour).
+BT601_LUMA = (0.299, 0.587, 0.114)
+BT601_CHROMA = ((-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+
 
 class ImageError(ValueError):
     """An image file cannot be used; the message names the file and the reason."""

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from deidkit.data.images import BT601_CHROMA
 from deidkit.data.templates import CANONICAL_ZOOM
 
 
@@ -59,7 +60,7 @@ def colour_shift(original: np.ndarray, other: np.ndarray, sigma: float = 2.0) ->
     for i, (a, b) in enumerate(zip(original, other)):
         # YCrCb of the difference: the chroma rows of the transform are linear and sum to 0 (no offset)
         d = a.astype(np.float32) - b.astype(np.float32)
-        chroma = d @ np.array([[0.5, -0.168736], [-0.418688, -0.331264], [-0.081312, 0.5]], np.float32)
+        chroma = d @ np.asarray(BT601_CHROMA, np.float32).T
         chroma = cv2.GaussianBlur(chroma, (0, 0), s)[y0:y1, x0:x1]
         out[i] = float(np.abs(chroma).sum(-1).mean())
     return out

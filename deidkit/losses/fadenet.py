@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from deidkit.data.images import BT601_CHROMA
+
 
 @dataclass
 class FaDeNetLoss:
@@ -88,7 +90,7 @@ def chroma_distance(x: torch.Tensor, y: torch.Tensor, sigma: float = 3.0) -> tor
     Not in the paper: the ``standard`` profile can add it (``chroma_weight``) against the coloured bands a
     critic-fooling U-Net paints over eyes and brows; smoothing lets fine colour texture through and catches casts
     and bands."""
-    w = x.new_tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])  # RGB -> (Cb, Cr)
+    w = x.new_tensor(BT601_CHROMA)  # RGB -> (Cb, Cr)
     cx = torch.einsum("kc,nchw->nkhw", w, x)
     cy = torch.einsum("kc,nchw->nkhw", w, y)
     k = 2 * int(round(3 * sigma)) + 1

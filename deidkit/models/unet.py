@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deidkit.data.images import BT601_LUMA
+
 #: Inputs are clamped to this before ``atanh`` (residual + tanh): 255 grey levels never reach +-1 exactly.
 _TANH_LIMIT = 0.999
-_BT601_LUMA = (0.299, 0.587, 0.114)
 
 
 class _DoubleConv(nn.Sequential):
@@ -145,7 +146,7 @@ class UNet(nn.Module):
         if self.luma_only:
             # the grey correction moves the luminance in tanh's pre-image (bounded as below); the same step on R, G
             # and B leaves Cb and Cr as they were
-            luma = (inp * inp.new_tensor(_BT601_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            luma = (inp * inp.new_tensor(BT601_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
             luma = luma.clamp(-_TANH_LIMIT, _TANH_LIMIT)
             y = (inp + (torch.tanh(torch.atanh(luma) + y) - luma)).clamp(-1.0, 1.0)
         elif self.residual and self.out_activation == "tanh":
