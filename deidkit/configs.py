@@ -280,7 +280,7 @@ PAPER_LAMBDA_STEPS = (1e-7, 5e-7, 1e-6, 2e-6)
 
 LAMBDA_SHAPE = tuple(v / PAPER_LAMBDA_STEPS[-1] for v in PAPER_LAMBDA_STEPS)
 
-PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "paper")
+PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "paper")
 
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
@@ -376,6 +376,12 @@ class LiveConfig(SpeedOptions):
             "gpu": dict(batch_size=64, dec_channels=512, max_images=None, epoch_steps=100, warmup_epochs=30,
                         epochs=90, lambda_max=3.5, lambda_shape=(1.5 / 3.5, 2.5 / 3.5, 1.0, 1.0), amp=True,
                         channels_last=True),
+            # The gpu run's lambda-1.5 generator (end of stage 0) trained on at lambda 1.2 for 1,600 steps on the same
+            # machine (fresh discriminator), a snapshot every 400: its stage 0 moved identity far more than the
+            # shipped model but kept SSIM just under the 0.88 the issue asks (0.879 on the selection set).
+            "gpu_finetune": dict(batch_size=64, dec_channels=512, max_images=None, epoch_steps=100, warmup_epochs=0,
+                                 epochs=16, lambda_max=1.2, lambda_shape=(1.0, 1.0, 1.0, 1.0), amp=True,
+                                 channels_last=True, init_from="runs/live-gpu/stages/stage0.pt"),
             "paper": dict(size=128, stem_channels=32, enc_channels=(64, 128, 256, 512, 512), bottleneck=1024,
                           dec_channels=512, disc_channels=64, epochs=40, amp=True, channels_last=True),
         }

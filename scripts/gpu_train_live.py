@@ -30,6 +30,7 @@ from deidkit.train.speed import benchmark_training, plan_epochs
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pack", required=True)
+    ap.add_argument("--profile", default="gpu", help="gpu: time and plan the epochs; another: train it as defined")
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget-s", type=float, default=390.0)
     ap.add_argument("--run-dir", default="/tmp/deidkit-runs/live-gpu")
@@ -44,21 +45,25 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     torch.backends.cudnn.benchmark = True
     base = {"crop_pack": str(Path(args.pack).resolve()), "epoch_steps": args.epoch_steps}
-    t0 = time.perf_counter()
-    full = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device, overrides=base)
-    warm = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device,
-                              overrides={**base, "epochs": 30, "warmup_epochs": 29})
-    step_full, step_warm = full["batch_size"] / full["images_per_s"], warm["batch_size"] / warm["images_per_s"]
-    timing_s = time.perf_counter() - t0
-    epochs, warmup = plan_epochs(step_full, step_warm, args.budget_s, args.epoch_steps, safety=args.safety)
-    plan = {"step_full_s": step_full, "step_warm_s": step_warm, "epochs": epochs, "warmup_epochs": warmup,
-            "budget_s": args.budget_s, "timing_s": timing_s, "device": torch.cuda.get_device_name(0)
-            if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "timings": [full, warm]}
+    plan: dict = {"profile": args.profile, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                  else "cpu", "torch": torch.__version__}
+    planned: list[str] = []
+    if args.profile == "gpu":
+        t0 = time.perf_counter()
+        full = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device, overrides=base)
+        warm = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device,
+                                  overrides={**base, "epochs": 30, "warmup_epochs": 29})
+        step_full = full["batch_size"] / full["images_per_s"]
+        step_warm = warm["batch_size"] / warm["images_per_s"]
+        epochs, warmup = plan_epochs(step_full, step_warm, args.budget_s, args.epoch_steps, safety=args.safety)
+        plan.update(step_full_s=step_full, step_warm_s=step_warm, epochs=epochs, warmup_epochs=warmup,
+                    budget_s=args.budget_s, timing_s=time.perf_counter() - t0, timings=[full, warm])
+        planned = [f"epochs={epochs}", f"warmup_epochs={warmup}", f"epoch_steps={args.epoch_steps}"]
     print(json.dumps({k: v for k, v in plan.items() if k != "timings"}), flush=True)
     (out / "plan.json").write_text(json.dumps(plan, indent=1))
-    cmd = [sys.executable, "-m", "deidkit", "train", "live", "--profile", "gpu", "--run-dir", args.run_dir,
+    cmd = [sys.executable, "-m", "deidkit", "train", "live", "--profile", args.profile, "--run-dir", args.run_dir,
            "--max-minutes", f"{args.budget_s / 60 + 1.0:.2f}", "--overrides", f"crop_pack={base['crop_pack']}",
-           f"epochs={epochs}", f"warmup_epochs={warmup}", f"device={args.device}", f"epoch_steps={args.epoch_steps}"]
+           f"device={args.device}", *planned]
     t1 = time.perf_counter()
     rc = subprocess.call(cmd)
     plan.update(train_rc=rc, train_wall_s=time.perf_counter() - t1)
@@ -71,7 +76,7 @@ def main() -> int:
             continue
         state = torch.load(snap, map_location="cpu", weights_only=True)
         state["state_dict"] = {n: (t.half() if t.is_floating_point() else t) for n, t in state["state_dict"].items()}
-        half = out / f"live-gpu-stage{k}.pt"
+        half = out / f"{Path(args.run_dir).name}-stage{k}.pt"
         torch.save(state, half)
         subprocess.check_call(["split", "-b", "15m", str(half), f"{half}.part"])
         half.unlink()
