@@ -425,23 +425,24 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError("--apply records the shipped live model's landmark lock in the manifest: give "
                          "--landmark-locks without --run-dir")
     if args.model == "live" and args.run_dir:
-        # a run's lambda-stage generators, each at every landmark lock given (default: none)
+        # each run's lambda-stage generators, each at every landmark lock and strength given (default: none)
         from deidkit.deidentifiers.live import load_live_deidentifier
 
-        if len(args.run_dir) > 1:
-            raise ValueError("--run-dir: the live model selects within one run")
-        run_dir = Path(args.run_dir[0])
+        run_dirs = [Path(d) for d in args.run_dir]
+        run_dir = run_dirs[0]
         cands = {}
-        for k in range(4):
-            if not (run_dir / "stages" / f"stage{k}.pt").is_file():
-                continue
-            for lock in args.landmark_locks or [0.0]:
-                for strength in args.strengths or [1.0]:
-                    deid = load_live_deidentifier(run_dir, args.profile, stage=k, strength=strength, name=(
-                        f"{run_dir.name}@stage{k}" + (f"+lock{lock:g}" if args.landmark_locks else "")))
-                    deid.landmark_lock = lock
-                    cands[f"stages/stage{k}.pt" + (f"+lock{lock:g}" if args.landmark_locks else "")
-                          + (f"_s{strength:g}" if args.strengths else "")] = deid
+        for rd in run_dirs:
+            for k in range(4):
+                if not (rd / "stages" / f"stage{k}.pt").is_file():
+                    continue
+                for lock in args.landmark_locks or [0.0]:
+                    for strength in args.strengths or [1.0]:
+                        deid = load_live_deidentifier(rd, args.profile, stage=k, strength=strength, name=(
+                            f"{rd.name}@stage{k}" + (f"+lock{lock:g}" if args.landmark_locks else "")))
+                        deid.landmark_lock = lock
+                        cands[(f"{rd.name}/" if len(run_dirs) > 1 else "") + f"stages/stage{k}.pt"
+                              + (f"+lock{lock:g}" if args.landmark_locks else "")
+                              + (f"_s{strength:g}" if args.strengths else "")] = deid
     elif args.landmark_locks:
         # one shipped generator, several amounts of landmark locking (an inference option)
         from deidkit.pretrained import load_pretrained
@@ -525,7 +526,7 @@ def _select(args: argparse.Namespace) -> int:
         lock = float(name.split("=", 1)[1])
         set_inference_options("live", {"landmark_lock": lock} if lock else {})
         print(f"deidkit/weights/manifest.json: live now loads with landmark_lock={lock:g}")
-    several = args.model == "fadenet" and args.run_dir is not None and len(args.run_dir) > 1
+    several = args.run_dir is not None and len(args.run_dir) > 1
     record_metrics([{"kind": "selection", "model": args.model,
                      "run": r["candidate"].split("/", 1)[0] if several else run_dir.name, **r, "min_ssim": args.min_ssim,
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
