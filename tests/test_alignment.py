@@ -72,7 +72,9 @@ def test_yunet_keeps_one_network_per_input_size(image):
     again = det.detect(image)
     assert first and len(first) == len(again)
     assert all(np.allclose(a.box, b.box) and np.allclose(a.landmarks, b.landmarks) for a, b in zip(first, again))
-    assert len(det._local.nets) == 2
-    for side in range(260, 260 + 10 * YuNetDetector.MAX_SIZES, 10):  # more sizes than kept: the oldest go
+    h, w = image.shape[:2]
+    assert det.ready_sizes() == [(500, 500), (w, h)]  # the size used last comes last
+    sides = range(260, 260 + 10 * YuNetDetector.MAX_SIZES, 10)
+    for side in sides:  # more sizes than kept: the oldest go
         det.detect(cv2.resize(image, (side, side)))
-    assert len(det._local.nets) == YuNetDetector.MAX_SIZES
+    assert det.ready_sizes() == [(s, s) for s in sides]

@@ -80,6 +80,10 @@ class YuNetDetector:
         nets[(w, h)] = net  # most recently used last
         return net
 
+    def ready_sizes(self) -> list[tuple[int, int]]:
+        """The input sizes (w, h) this thread holds a network for, least recently used first."""
+        return list(getattr(self._local, "nets", {}))
+
     def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
