@@ -87,7 +87,9 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
         gen = build_generator(cfg, cond_dim=int(entry.get("cond_dim", 128)))
         gen.load_state_dict(state)
         # inference options chosen after training (e.g. the landmark lock, see deidkit.eval.selection)
-        return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device, **entry.get("inference", {}))
+        options = entry.get("inference", {})
+        return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device, **options,
+                                base_strength=options.get("strength", 1.0))
     if kind == "fadenet":
         from deidkit.configs import FaDeNetConfig
         from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
@@ -158,9 +160,9 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     lock = entry.get("inference", {}).get("landmark_lock")
     strength = entry.get("inference", {}).get("strength", 1.0)
     feather = entry.get("inference", {}).get("feather", 0.0)
+    name = f"{name}+lock{lock:g}" if lock else name  # the live loader's order: lock, then strength
     name = f"{name}_f{feather:g}" if feather else name  # FaDeNet's feather and strength (its loader's suffixes)
-    name = f"{name}_s{strength:g}" if strength != 1.0 else name
-    return f"{name}+lock{lock:g}" if lock else name
+    return f"{name}_s{strength:g}" if strength != 1.0 else name
 
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None

@@ -77,7 +77,7 @@ def test_shipped_models_match_their_manifest_and_deidentify(name, crops_small):
     assert f"train {entry['kind']} --profile {profile}" in (Path(__file__).parents[1] / "Makefile").read_text()
     assert entry["metrics"], "headline metrics belong in the manifest"
     deid = load_deidentifier(name)
-    assert deid.name == name
+    assert deid.name == name  # its manifest options (strength, feather, lock) are part of it, not of its name
     out = deid.deidentify(crops_small[:4])
     assert out.shape == crops_small[:4].shape and out.dtype == np.uint8
     s = ssim(crops_small[:4], out)
@@ -104,6 +104,12 @@ def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
     # an inference option chosen after training travels with the retrained name, and can be removed
     P.set_inference_options("live", {"landmark_lock": 0.6}, tmp_path)
     assert P.retrained_name("live", tmp_path) == "live-finetune+lock0.6"
+    # lock and strength together, in the order the live loader parses (it loads the retrained snapshot by name)
+    P.set_inference_options("live", {"landmark_lock": 0.6, "strength": 0.9}, tmp_path)
+    assert P.retrained_name("live", tmp_path) == "live-finetune+lock0.6_s0.9"
+    from deidkit.deidentifiers.live import LIVE_RUN_NAME
+
+    assert LIVE_RUN_NAME.fullmatch("live-finetune+lock0.6_s0.9").groups() == ("live-finetune", None, "0.6", "0.9")
     P.set_inference_options("live", {}, tmp_path)
     assert P.retrained_name("live", tmp_path) == "live-finetune"
     with pytest.raises(P.PretrainedError, match="nothing"):

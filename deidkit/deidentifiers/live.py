@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -109,7 +110,7 @@ class LiveDeidentifier:
 
     def __init__(self, generator: LiveGenerator, features: RecognizerFeatures, crop_fraction: float,
                  name: str = "live", strength: float = 1.0, device: torch.device | str = "cpu",
-                 colour_match: bool = True, landmark_lock: float = 0.0) -> None:
+                 colour_match: bool = True, landmark_lock: float = 0.0, base_strength: float = 1.0) -> None:
         if not name.startswith("live"):
             raise ValueError(f"live de-identifier names start with 'live', got {name!r}")
         self.device = torch.device(device)
@@ -119,6 +120,8 @@ class LiveDeidentifier:
         self.size = generator.size
         self._name = name
         self.strength = strength
+        # the strength that is part of the model (a shipped model's manifest option): not in its name
+        self._base_strength = float(base_strength)
         self.colour_match = colour_match
         self._lock: LandmarkLock | None = None
         self.landmark_lock = landmark_lock
@@ -150,7 +153,8 @@ class LiveDeidentifier:
 
     @property
     def name(self) -> str:
-        return self._name if self._strength == 1.0 else f"{self._name}_s{self._strength:g}"
+        # the options a model was loaded with are part of that model; a strength set afterwards is named
+        return self._name if self._strength == self._base_strength else f"{self._name}_s{self._strength:g}"
 
     @property
     def crop_size(self) -> int:
@@ -279,15 +283,18 @@ def load_live_deidentifier(run_dir: str | os.PathLike | None = None, profile: st
     return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name or default, strength=strength, device=device)
 
 
+#: ``live-<run>[@stage<k>][+lock<fraction>][_s<strength>]``: a run folder's generator and its inference options.
+LIVE_RUN_NAME = re.compile(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:\+lock([\d.]+))?(?:_s([\d.]+))?")
+
+
 def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | os.PathLike | None = None,
                               device: str = "cpu") -> LiveDeidentifier:
     """``live`` (the given profile), ``live_<profile>``, ``live_<profile>_stage<k>``; ``_s<strength>`` may end
     any of them (e.g. ``live_quick_s0.5``). ``live-<run>`` names a run folder in the cache (e.g. a fine-tuning
     run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators (``_s<strength>`` may end them
     too), and ``+lock<fraction>`` before that a landmark lock (``live-finetune@stage0+lock0.6``)."""
-    import re
 
-    run = re.fullmatch(r"(live-[\w.-]+?)(?:@stage([0-3]))?(?:\+lock([\d.]+))?(?:_s([\d.]+))?", name)
+    run = LIVE_RUN_NAME.fullmatch(name)
     if run is not None and run_dir is None:
         deid = load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
                                       else int(run.group(2)), device=device, name=name.rsplit("_s", 1)[0]
