@@ -88,8 +88,12 @@ def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
     assert "--landmark-locks" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--epochs", "2"]) == 2
     assert "FaDeNet only" in capsys.readouterr().err
-    assert main(["select", "live", "--min-ssim", "0.9", "--run-dir", "a", "b"]) == 2
-    assert "within one run" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--strengths", "0.9"]) == 2
+    assert "give --run-dir" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--run-dir", "nothing-a", "nothing-b"]) == 2
+    assert "nothing-a: no snapshots to select from" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--run-dir", "a", "--landmark-locks", "0.6", "--apply"]) == 2
+    assert "without --run-dir" in capsys.readouterr().err
 
 
 def test_benchmark_train_keeps_one_record_per_case(tmp_path, capsys):
