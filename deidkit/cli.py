@@ -424,25 +424,14 @@ def _select(args: argparse.Namespace) -> int:
     if args.apply and (not args.landmark_locks or args.run_dir):
         raise ValueError("--apply records the shipped live model's landmark lock in the manifest: give "
                          "--landmark-locks without --run-dir")
-    if args.model == "live" and args.run_dir:
-        # each run's lambda-stage generators, each at every landmark lock and strength given (default: none)
-        from deidkit.deidentifiers.live import load_live_deidentifier
+    if args.model == "live" and (args.run_dir or not args.landmark_locks):
+        # each run's lambda-stage generators (default: the profile's run), at every landmark lock and strength given
+        from deidkit.deidentifiers.live import default_run_dir
+        from deidkit.eval.selection import live_snapshot_candidates
 
-        run_dirs = [Path(d) for d in args.run_dir]
+        run_dirs = [Path(d) for d in args.run_dir] if args.run_dir else [default_run_dir(args.profile)]
         run_dir = run_dirs[0]
-        cands = {}
-        for rd in run_dirs:
-            for k in range(4):
-                if not (rd / "stages" / f"stage{k}.pt").is_file():
-                    continue
-                for lock in args.landmark_locks or [0.0]:
-                    for strength in args.strengths or [1.0]:
-                        deid = load_live_deidentifier(rd, args.profile, stage=k, strength=strength, name=(
-                            f"{rd.name}@stage{k}" + (f"+lock{lock:g}" if args.landmark_locks else "")))
-                        deid.landmark_lock = lock
-                        cands[(f"{rd.name}/" if len(run_dirs) > 1 else "") + f"stages/stage{k}.pt"
-                              + (f"+lock{lock:g}" if args.landmark_locks else "")
-                              + (f"_s{strength:g}" if args.strengths else "")] = deid
+        cands = live_snapshot_candidates(run_dirs, locks=args.landmark_locks, strengths=args.strengths)
     elif args.landmark_locks:
         # one shipped generator, several amounts of landmark locking (an inference option)
         from deidkit.pretrained import load_pretrained
@@ -453,12 +442,6 @@ def _select(args: argparse.Namespace) -> int:
             deid = load_pretrained("live")
             deid.landmark_lock = lock
             cands[f"landmark_lock={lock:g}"] = deid
-    elif args.model == "live":
-        from deidkit.deidentifiers.live import default_run_dir, load_live_deidentifier
-
-        run_dir = default_run_dir(args.profile)
-        cands = {f"stages/stage{k}.pt": load_live_deidentifier(run_dir, args.profile, stage=k)
-                 for k in range(4) if (run_dir / "stages" / f"stage{k}.pt").is_file()}
     else:
         from deidkit.checkpoints import runs_dir
         from deidkit.configs import FaDeNetConfig

@@ -330,6 +330,19 @@ def test_run_folder_names_resolve_to_that_run(tmp_path, real_crops, monkeypatch)
     assert all(torch.equal(v, stage1[k]) for k, v in staged.generator.state_dict().items())
     with pytest.raises(FileNotFoundError, match="live-nothing"):
         T.live_deidentifier_by_name("live-nothing")
+    # selection candidates: every stage at every lock x strength, one generator per stage, names that load back
+    from deidkit.eval.selection import live_snapshot_candidates
+
+    cands = live_snapshot_candidates([tmp_path / "runs" / "live-try"], locks=[0.0, 0.6], strengths=[1.0, 0.9])
+    assert len(cands) == 4 * 2 * 2 and "stages/stage1.pt+lock0.6_s0.9" in cands
+    named = cands["stages/stage1.pt+lock0.6_s0.9"]
+    assert (named.name, named.landmark_lock, named.strength) == ("live-try@stage1+lock0.6_s0.9", 0.6, 0.9)
+    assert named.generator is cands["stages/stage1.pt+lock0_s1"].generator
+    assert named.generator is not cands["stages/stage0.pt+lock0_s1"].generator
+    again = T.live_deidentifier_by_name(named.name)
+    assert (again.landmark_lock, again.strength) == (0.6, 0.9)
+    assert all(torch.equal(v, stage1[k]) for k, v in named.generator.state_dict().items())
+    assert set(live_snapshot_candidates([tmp_path / "runs" / "live-try"])) == {f"stages/stage{k}.pt" for k in range(4)}
 
 
 def test_init_state_reads_a_shipped_model_in_float32(tmp_path):

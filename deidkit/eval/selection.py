@@ -38,6 +38,33 @@ def selection_paths(per_identity: int = 1) -> list[str]:
     return selection_set(per_identity)["path"].tolist()
 
 
+def live_snapshot_candidates(run_dirs: Sequence[str | Path], locks: Iterable[float] | None = None,
+                             strengths: Iterable[float] | None = None) -> dict:
+    """Every lambda-stage generator (``<run>/stages/stage<k>.pt``) of the live runs ``run_dirs`` at every landmark
+    lock x strength, as de-identifiers keyed by ``[<run>/]stages/stage<k>.pt[+lock<x>][_s<y>]`` (the run's folder
+    name only with several runs; the options only when given). Each stage is loaded once and shared by its options.
+    Each de-identifier's name (``<run>@stage<k>[+lock<x>][_s<y>]``) is what
+    :func:`deidkit.deidentifiers.load_deidentifier` loads the same candidate by."""
+    from deidkit.deidentifiers.live import LiveDeidentifier, load_live_deidentifier
+
+    run_dirs = [Path(d) for d in run_dirs]
+    cands: dict[str, LiveDeidentifier] = {}
+    for rd in run_dirs:
+        prefix = f"{rd.name}/" if len(run_dirs) > 1 else ""
+        for k in range(4):
+            if not (rd / "stages" / f"stage{k}.pt").is_file():
+                continue
+            stage = load_live_deidentifier(rd, stage=k)
+            for lock in locks or [0.0]:
+                lock_part = f"+lock{lock:g}" if locks else ""
+                for strength in strengths or [1.0]:
+                    deid = LiveDeidentifier(stage.generator, stage.features, stage.crop_fraction,
+                                            name=f"{rd.name}@stage{k}{lock_part}", strength=strength,
+                                            landmark_lock=lock)
+                    cands[f"{prefix}stages/stage{k}.pt{lock_part}" + (f"_s{strength:g}" if strengths else "")] = deid
+    return cands
+
+
 def fadenet_snapshot_candidates(run_dirs: Sequence[str | Path], epochs: Iterable[int] | None = None,
                                 feathers: Iterable[float] | None = None, strengths: Iterable[float] | None = None
                                 ) -> dict[str, FaDeNetDeidentifier]:
