@@ -86,6 +86,17 @@ def test_notebooks_are_stored_without_outputs():
         assert any("parameters" in t for t in tags), f"{nb.name} has no parameters cell"
 
 
+def test_every_parameter_is_visible_to_papermill():
+    """papermill reads each assignment of the parameters cell (``papermill --help-notebook``, parameter
+    overrides); a second ``=`` on a line, in a comment too, makes it skip that parameter with a warning."""
+    for nb in notebooks():
+        data = json.loads(nb.read_text())
+        cell = next(c for c in data["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        assigned = set(re.findall(r"^(\w+)\s*=", "".join(cell["source"]), flags=re.M))
+        seen = set(pm.inspect_notebook(str(nb)))
+        assert assigned and seen == assigned, f"{nb.name}: papermill sees {sorted(seen)}, the cell sets {sorted(assigned)}"
+
+
 def test_reports_tiny(tiny_reports):
     names = [nb.name for nb in notebooks()]
     for name in names:
