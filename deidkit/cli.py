@@ -42,8 +42,12 @@ def _data(args: argparse.Namespace) -> int:
         if not args.out:
             raise ValueError("deidkit data pack needs --out FILE.npz")
         lfw.lfw_root(args.path)
-        info = write_crop_pack(list(lfw.load_manifest(args.manifest)["path"]), args.out, size=args.size,
-                               quality=args.quality)
+        rows = lfw.load_manifest(args.manifest)
+        if args.critic_identities:  # FaDeNet's data: the critic's identities (train and held-out split)
+            if "critic_split" not in rows.columns:
+                raise ValueError(f"manifest {args.manifest} has no critic_split column (--critic-identities)")
+            rows = rows[rows["critic_split"].isin(["train", "heldout"])]
+        info = write_crop_pack(list(rows["path"]), args.out, size=args.size, quality=args.quality)
         print(f"{args.out}: {info['images']} crops at {info['size']} px, {info['bytes'] / 2**20:.1f} MiB, "
               f"JPEG quality {info['quality']}, mean error {pack_error(args.out):.2f} levels")
     return 0
@@ -572,6 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="crop side (align: 224; pack: the training side, e.g. 80)")
     p.add_argument("--manifest", default="lfw_train_pool", help="pack: the manifest whose crops it holds")
     p.add_argument("--quality", type=int, default=95, help="pack: JPEG quality")
+    p.add_argument("--critic-identities", action="store_true",
+                   help="pack: only the critic's identities (what FaDeNet and its critic train on)")
     p.add_argument("--out", default=None, help="pack: the .npz file to write")
     p.set_defaults(func=_data)
 

@@ -149,6 +149,7 @@ class FaDeNetConfig(SpeedOptions):
     critic_run: str = ""  # run directory name of the critic (default: that profile's default name)
     run_name: str = ""  # default: fadenet-<profile_name>
     init_from: str | None = None  # start from "pretrained:fadenet" (the shipped U-Net) or a run's epoch snapshot
+    crop_pack: str | None = None  # train from this crop pack (deidkit data pack --critic-identities) instead of LFW
 
     @classmethod
     def profile(cls, name: str = "quick", **overrides: Any) -> FaDeNetConfig:
@@ -221,6 +222,12 @@ class FaDeNetConfig(SpeedOptions):
             # 0.16 (the cosine stayed flat over epochs 1-3, so the run stopped there; see the README's model card).
             "luma": {**standard, "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                      "luma_only": True, "epochs": 6, "init_from": "runs/fadenet-refine/epochs/epoch007.pt"},
+            # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
+            # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
+            # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
+            # (the live model went from ghost-like on 2 CPU cores to natural faces on one H200). Not run yet.
+            "gpu": {**standard, "batch_size": 32, "amp": True, "channels_last": True, "adv_weight": 0.3,
+                    "epochs": 100},
             "paper": dict(image_size=224, unet_width=64, unet_depth=4, residual=False, out_activation="none",
                           lam=1e-3, lr=1e-5, batch_size=32, epochs=40, critic_profile="paper", amp=True,
                           channels_last=True, workers=4),
@@ -285,7 +292,7 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "pap
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "paper")
-FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "paper")
+FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "gpu", "paper")
 LIVE_PROFILES = PROFILES
 
 

@@ -80,3 +80,25 @@ def test_live_config_trains_from_a_pack_on_the_same_images(tmp_path):
                                                             crop_pack=str(packed)))
     assert from_pack.shape == from_cache.shape == (5, cfg.canonical_size, cfg.canonical_size, 3)
     assert np.abs(from_pack.astype(int) - from_cache.astype(int)).mean() < 4
+
+
+def test_fadenet_data_from_a_pack_match_lfw(tmp_path):
+    """FaDeNet and its critic read the critic identities' crops from a pack (``FaDeNetConfig.crop_pack``): same
+    identities, labels and splits as from the alignment cache, pixels within JPEG error."""
+    from deidkit.train.critic import load_train_pool
+
+    from_cache = load_train_pool(64, max_identities=6, seed=0)
+    pool = load_manifest("lfw_train_pool")
+    packed = tmp_path / "critic.npz"
+    write_crop_pack(list(pool[pool["critic_split"].isin(["train", "heldout"])]["path"]), packed, size=96,
+                    show_progress=False)
+    from_pack = load_train_pool(64, max_identities=6, seed=0, crop_pack=packed)
+    assert from_pack.identities == from_cache.identities and len(from_cache.identities) == 6
+    assert from_pack.train_paths == from_cache.train_paths and from_pack.heldout_paths == from_cache.heldout_paths
+    assert np.array_equal(from_pack.train_labels, from_cache.train_labels)
+    assert from_pack.train_images.shape == from_cache.train_images.shape
+    assert np.abs(from_pack.train_images.astype(int) - from_cache.train_images.astype(int)).mean() < 4
+    too_small = tmp_path / "one.npz"  # a pack without the critic's images: named in the error
+    write_crop_pack(list(pool["path"][:1]), too_small, size=64, show_progress=False)
+    with pytest.raises(ValueError, match="one.npz: .* not in the pack"):
+        load_train_pool(64, max_identities=6, seed=0, crop_pack=too_small)

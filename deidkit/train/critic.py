@@ -85,10 +85,12 @@ class IdentityData:
 
 
 
-def load_train_pool(image_size: int, max_identities: int | None = None, seed: int = 0) -> IdentityData:
+def load_train_pool(image_size: int, max_identities: int | None = None, seed: int = 0,
+                    crop_pack: str | os.PathLike | None = None) -> IdentityData:
     """The critic's data from the ``lfw_train_pool`` manifest: identities with a ``train``/``heldout``
-    ``critic_split``, canonical crops (aligned and cached by :func:`deidkit.data.lfw.aligned_crops`) resized
-    to ``image_size``. ``max_identities`` keeps a random subset of identities (seeded)."""
+    ``critic_split``, canonical crops (aligned and cached by :func:`deidkit.data.lfw.aligned_crops`, or read from
+    ``crop_pack``: see :mod:`deidkit.data.packs`) resized to ``image_size``. ``max_identities`` keeps a random
+    subset of identities (seeded)."""
     from deidkit.data.lfw import aligned_crops, load_manifest
 
     pool = load_manifest("lfw_train_pool")
@@ -103,7 +105,12 @@ def load_train_pool(image_size: int, max_identities: int | None = None, seed: in
         ids = sorted(rng.choice(ids, size=max_identities, replace=False).tolist())
         pool = pool[pool["identity"].isin(ids)]
     index = {name: i for i, name in enumerate(ids)}
-    crops = resize_crops(aligned_crops(pool["path"].tolist(), size=224), image_size)
+    if crop_pack:
+        from deidkit.data.packs import read_crop_pack
+
+        crops = resize_crops(read_crop_pack(crop_pack, pool["path"].tolist())[1], image_size)
+    else:
+        crops = resize_crops(aligned_crops(pool["path"].tolist(), size=224), image_size)
     labels = pool["identity"].map(index).to_numpy(dtype=np.int64)
     tr = (pool["critic_split"] == "train").to_numpy()
     paths = pool["path"].to_numpy()

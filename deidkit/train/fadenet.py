@@ -114,7 +114,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     if critic is None:
         ccfg = config.critic_config()
         if data is None:
-            data = load_train_pool(ccfg.image_size, ccfg.max_identities, ccfg.seed)
+            data = load_train_pool(ccfg.image_size, ccfg.max_identities, ccfg.seed, crop_pack=config.crop_pack)
         critic, ids, cdir = ensure_critic(ccfg, data, progress)
         if ids != data.identities:
             raise ValueError(f"{cdir}: the critic's identities differ from the training data's")
