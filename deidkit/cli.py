@@ -148,14 +148,10 @@ def _run_summary(run_dir: Path) -> str:
 def _benchmark_video(args: argparse.Namespace) -> int:
     """Frames/s of the whole video pipeline on this machine (360p, and 1080p with ~11 faces per frame);
     records merge into reports/metrics/video_speed.json (one per case)."""
-    import torch
-
     from deidkit.pipeline.benchmark import benchmark_video
     from deidkit.reports import merge_metrics
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    new = benchmark_video(args.cases, max_frames=args.frames)
+    new = benchmark_video(args.cases, max_frames=args.frames, threads=args.threads or -1)
     for r in new:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms_per_frame"].items())
         print(f"{r['name']}: {r['value']:.1f} frames/s ({r['resolution']}, {r['faces_per_frame']:.1f} faces/frame, "
@@ -599,7 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", default=None, help="video_360p_live_cpu video_1080p_live_cpu "
                    "video_1080p_blur_cpu (default: all)")
     p.add_argument("--frames", type=int, default=None, help="first N frames of each clip only")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch and OpenCV threads during the run (default: half the cores, since the pipeline runs "
+                        "two threads of its own)")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_benchmark_video)
 

@@ -357,3 +357,20 @@ def test_multiface_hd_benchmark_clip_and_record(tmp_path, monkeypatch):
     assert set(rec["stage_ms_per_frame"]) == {"decode", "detect", "align", "network", "blend", "encode"}
     with pytest.raises(ValueError, match="unknown video benchmark"):
         benchmark_video(["video_8k"])
+
+
+def test_pipeline_threads_are_set_for_the_run_and_restored(clip, tmp_path):
+    """With prefetch the pipeline runs two threads of its own, so torch and OpenCV get half the cores each during
+    the run (on 2 cores one each: measured faster, see stage_threads) and their settings come back after it."""
+    from deidkit.pipeline.video import default_stage_threads, stage_threads
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    with stage_threads(1):
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+    rep = deidentify_video(clip, tmp_path / "box.mp4", get_deidentifier("blackbox"), max_frames=2, progress=False)
+    assert rep.threads == default_stage_threads() >= 1
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before
+    seq = deidentify_video(clip, tmp_path / "seq.mp4", get_deidentifier("blackbox"), max_frames=2, progress=False,
+                           prefetch=False)
+    assert seq.threads is None  # one pipeline thread: the libraries keep their own settings

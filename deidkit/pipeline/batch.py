@@ -186,7 +186,8 @@ def _init_worker(method: str, options: dict[str, Any], threads: int | None) -> N
         torch.set_num_threads(threads)
     from deidkit.pipeline.cli import resolve_deidentifier
 
-    _WORKER.update(deid=resolve_deidentifier(method, options.pop("run_dir", None)), options=options)
+    _WORKER.update(deid=resolve_deidentifier(method, options.pop("run_dir", None)), options=options,
+                   threads=threads or -1)
 
 
 def _process_one(kind: str, src: str, out: str, strict: bool) -> BatchRow:
@@ -202,7 +203,7 @@ def _process_one(kind: str, src: str, out: str, strict: bool) -> BatchRow:
             row.frames_without_face_list = "0" if rep.faces == 0 else ""
         else:
             rep = deidentify_video(src, out, _WORKER["deid"], progress=False, require_face=strict,
-                                   **_WORKER["options"])
+                                   threads=_WORKER["threads"], **_WORKER["options"])
             row.faces, row.frames = rep.faces, rep.frames
             row.frames_without_face = rep.frames_without_faces
             row.frames_without_face_list = frame_ranges(rep.faceless_frames)

@@ -56,10 +56,10 @@ def multiface_hd_clip(frames: int = 150, tiles: int = 2, offset: int = 60, progr
 
 
 def benchmark_video(cases: list[str] | None = None, max_frames: int | None = None, progress: bool = True,
-                    hd_frames: int = 150) -> list[dict[str, Any]]:
+                    hd_frames: int = 150, threads: int | None = -1) -> list[dict[str, Any]]:
     """``{"kind": "speed", "name": <case>, "value": frames/s, "unit": "frames/s", ...}`` of each case of
     :data:`CASES` (all by default), with the per-stage times, faces per frame and the CPU-time rate.
-    ``hd_frames``: length of the built 1080p clip."""
+    ``hd_frames``: length of the built 1080p clip; ``threads``: as :func:`deidkit.pipeline.video.deidentify_video`."""
     import torch
 
     from deidkit.deidentifiers import load_deidentifier
@@ -78,13 +78,14 @@ def benchmark_video(cases: list[str] | None = None, max_frames: int | None = Non
         deid = load_deidentifier(method)
         out = cache_dir() / "videos" / f"bench_{name}.mp4"
         t0 = time.perf_counter()
-        rep = deidentify_video(clips[clip_name], out, deid, max_frames=max_frames, progress=progress)
+        rep = deidentify_video(clips[clip_name], out, deid, max_frames=max_frames, progress=progress,
+                               threads=threads)
         records.append({
             "kind": "speed", "name": name, "value": rep.fps, "unit": "frames/s", "deidentifier": deid.name,
             "resolution": f"{rep.width}x{rep.height}", "frames": rep.frames, "faces": rep.faces,
             "faces_per_frame": rep.faces / max(rep.frames, 1), "frames_without_faces": rep.frames_without_faces,
             "cpu_fps": rep.cpu_fps, "stage_ms_per_frame": rep.stage_ms_per_frame(),
-            "stage_cpu_ms_per_frame": rep.stage_cpu_ms_per_frame(), "torch_threads": torch.get_num_threads(),
+            "stage_cpu_ms_per_frame": rep.stage_cpu_ms_per_frame(), "torch_threads": rep.threads or torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "landmark_lock": getattr(deid, "landmark_lock", None),
             "wall_s": time.perf_counter() - t0,
         })
