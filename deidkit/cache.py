@@ -3,7 +3,8 @@ is cached by content: trained sweep models by their configuration's hash (here) 
 (:class:`EmbeddingCache`, used by :mod:`deidkit.eval.embeddings`).
 
 Sections: ``aligned`` (canonical LFW crops), ``embeddings`` (recogniser embeddings keyed by content or path),
-``image_level`` (naive baselines' whole-photo outputs), ``quality`` (SSIM/PSNR/detection of a set of outputs,
+``image_level`` (naive baselines' whole-photo outputs), ``outputs`` (which pixels a de-identifier gave a batch of
+crops, as their content keys: :func:`output_keys`), ``quality`` (SSIM/PSNR/detection of a set of outputs,
 keyed by the pixels of inputs and outputs: :func:`cached_quality`), ``runs`` (trained models: never cleared unless named),
 ``videos``, and small files at the top (thresholds). Everything except ``runs`` is recomputed when missing.
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import math
 import os
 import shutil
+import types
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ import numpy as np
 from deidkit.assets import cache_dir
 
 #: sections ``clear`` removes when asked for ``all``; ``runs`` holds trained models and must be named
-DERIVED = ("aligned", "embeddings", "image_level", "quality", "videos", "audit_thresholds.json")
+DERIVED = ("aligned", "embeddings", "image_level", "outputs", "quality", "videos", "audit_thresholds.json")
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -211,3 +214,94 @@ def cached_quality(key: str, compute: Any, root: Path | None = None) -> dict[str
     tmp.write_text(json.dumps(value, sort_keys=True))
     os.replace(tmp, path)
     return value
+
+
+# ------------------------------------------------------------------- de-identified outputs, by their content keys
+
+
+class _Unhashable(Exception):
+    pass
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 of the kit's Python source: any change of code invalidates what is memoised by :func:`output_keys`."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any, depth: int = 0) -> None:
+    import torch
+
+    if depth > 8:
+        raise _Unhashable("nested too deep")
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    elif isinstance(obj, torch.nn.Module):
+        h.update(f"module {type(obj).__qualname__};".encode())
+        for name, t in obj.state_dict().items():
+            h.update(name.encode())
+            _feed(h, t, depth + 1)
+    elif isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous().reshape(-1)
+        h.update(f"tensor {tuple(obj.shape)} {t.dtype};".encode())
+        h.update(memoryview(t.view(torch.uint8).numpy()).cast("B"))
+    elif isinstance(obj, np.ndarray):
+        a = np.ascontiguousarray(obj)
+        h.update(f"array {a.shape} {a.dtype};".encode())
+        h.update(memoryview(a).cast("B"))
+    elif isinstance(obj, (torch.device, torch.dtype)):
+        h.update(f"{obj};".encode())
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{type(obj).__name__}[{len(obj)}];".encode())
+        for x in obj:
+            _feed(h, x, depth + 1)
+    elif isinstance(obj, dict):
+        h.update(f"dict[{len(obj)}];".encode())
+        for k in sorted(obj, key=str):
+            _feed(h, str(k), depth + 1)
+            _feed(h, obj[k], depth + 1)
+    elif isinstance(obj, types.FunctionType) and obj.__closure__ is None:  # its code is in source_digest
+        h.update(f"function {obj.__module__}.{obj.__qualname__};".encode())
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.FunctionType, types.MethodType)):
+        h.update(f"object {type(obj).__module__}.{type(obj).__qualname__};".encode())
+        _feed(h, dict(vars(obj)), depth + 1)
+    else:
+        raise _Unhashable(f"cannot fingerprint a {type(obj).__name__}")
+
+
+def deidentifier_fingerprint(deidentifier: Any) -> str | None:
+    """What decides a de-identifier's outputs: its class, every attribute (options, networks' weights, nested
+    helpers) and the kit's source code. None when something in it cannot be fingerprinted (then nothing of it is
+    memoised)."""
+    h = hashlib.sha256(source_digest().encode())
+    try:
+        _feed(h, deidentifier)
+    except _Unhashable:
+        return None
+    return h.hexdigest()
+
+
+def output_keys(fingerprint: str | None, inputs_digest: str, compute: Any, root: Path | None = None) -> list[str]:
+    """The content keys (:func:`deidkit.eval.embeddings.content_keys`) of the outputs a de-identifier (by its
+    :func:`deidentifier_fingerprint`) gives one batch of inputs (by its :func:`content_digest`): read from the
+    ``outputs`` section, or ``compute()`` (returning the keys) and written there atomically. A batch, not a crop,
+    is the unit: an output may depend on its place in the batch (the noise baseline's seed does)."""
+    if fingerprint is None:
+        return list(compute())
+    path = (root or cache_dir() / "outputs") / f"{hashlib.sha256(f'{fingerprint}|{inputs_digest}'.encode()).hexdigest()}.json"
+    if path.is_file():
+        try:
+            return list(json.loads(path.read_text())["keys"])
+        except (json.JSONDecodeError, KeyError, TypeError):  # corrupt: recompute
+            pass
+    keys = list(compute())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"keys": keys}))
+    os.replace(tmp, path)
+    return keys

@@ -93,3 +93,54 @@ def test_quality_is_measured_once_per_content(tmp_path):
     assert key not in others and len(others) == 4
     (tmp_path / f"{key}.json").write_text("{")  # a torn file is recomputed, not trusted
     assert cached_quality(key, lambda: measure(0.7), root=tmp_path) == {"ssim": 0.7}
+
+
+class CountingDeidentifier:
+    """Deterministic, with an option and a weight that decide its outputs."""
+
+    name = "counting_deid"
+
+    def __init__(self, shift: int = 7) -> None:
+        import torch
+
+        self.shift = shift
+        self.weight = torch.ones(2)
+        self.calls = 0
+
+    def deidentify(self, crops: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return (crops.astype(np.int64) + self.shift + int(self.weight.sum())).clip(0, 255).astype(np.uint8)
+
+
+def test_a_deidentifiers_outputs_are_not_recomputed_for_cached_embeddings(tmp_path, monkeypatch):
+    """What a de-identifier gave a batch is remembered by content key, so an evaluation that only needs the outputs'
+    embeddings does not run it again; any change of option or weight is another de-identifier."""
+    from deidkit.cache import deidentifier_fingerprint
+    from deidkit.eval.embeddings import DeidentifiedBatch, embed_deidentified
+
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    crops = np.random.default_rng(1).integers(0, 200, (6, 8, 8, 3), dtype=np.uint8)
+    rec, deid = CountingRecognizer(), CountingDeidentifier()
+    first = embed_deidentified(rec, DeidentifiedBatch(deid, crops))
+    assert deid.calls == 1 and np.array_equal(first, rec.embed(deid.deidentify(crops)))
+    deid.calls = 0
+    again = embed_deidentified(rec, DeidentifiedBatch(deid, crops))
+    assert deid.calls == 0 and np.array_equal(again, first)
+    other = CountingDeidentifier(shift=8)  # another option
+    heavier = CountingDeidentifier()
+    heavier.weight[0] = 2.0  # another weight
+    prints = {deidentifier_fingerprint(d) for d in (deid, other, heavier)}
+    assert len(prints) == 3 and None not in prints
+    for d in (other, heavier):
+        out = embed_deidentified(rec, DeidentifiedBatch(d, crops))
+        assert d.calls == 1 and np.array_equal(out, rec.embed(d.deidentify(crops)))
+    # other crops: run again; a de-identifier that cannot be fingerprinted (a closure) is never memoised
+    embed_deidentified(rec, DeidentifiedBatch(deid, crops[:3]))
+    assert deid.calls == 1
+    seed = 3
+    deid.hook = lambda x: x + seed
+    assert deidentifier_fingerprint(deid) is None
+    deid.calls = 0
+    embed_deidentified(rec, DeidentifiedBatch(deid, crops))
+    embed_deidentified(rec, DeidentifiedBatch(deid, crops))
+    assert deid.calls == 2

@@ -113,6 +113,38 @@ def test_image_level_path_on_real_photos():
     assert blur["median_true_rank"] >= orig["median_true_rank"]
 
 
+_DARKEN_CALLS: list[int] = []  # outside the object: its attributes are part of its fingerprint
+
+
+class _CountingDarken:
+    """A deterministic stand-in for a learned de-identifier (not a naive family member)."""
+
+    name = "counting_darken"
+
+    def deidentify(self, crops: np.ndarray) -> np.ndarray:
+        _DARKEN_CALLS.append(len(crops))
+        return (crops // 2).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_image_level_of_a_learned_model_is_not_rerun_when_cached(tmp_path, monkeypatch):
+    """A learned de-identifier's whole-photo results are kept as content keys (not crops): a second run reads the
+    embeddings from the cache and gives the same table without running the pipeline."""
+    from deidkit.baselines import Identity
+    from deidkit.recognizers import get_recognizer
+
+    monkeypatch.setenv("DEIDKIT_CACHE", str(tmp_path))
+    rec = get_recognizer("mobilefacenet_ms1m")
+    deid = _CountingDarken()
+    _DARKEN_CALLS.clear()
+    first = F.run_image_level([Identity(), deid], [rec], n_identities=1, rank_gallery=None, show_progress=False)
+    assert len(_DARKEN_CALLS) == 8  # one call per photo
+    again = F.run_image_level([Identity(), deid], [rec], n_identities=1, rank_gallery=None, show_progress=False)
+    assert len(_DARKEN_CALLS) == 8 and again.equals(first)
+    row = first[first["deidentifier"] == "counting_darken"].iloc[0]
+    assert row["photos"] == 8 and row["ssim"] < 0.99
+
+
 def test_face_region_covers_forehead_and_contour_beyond_the_landmark_hull():
     from deidkit.pipeline.faces import face_weights, hull_weights
 

@@ -374,3 +374,26 @@ def test_pipeline_threads_are_set_for_the_run_and_restored(clip, tmp_path):
     seq = deidentify_video(clip, tmp_path / "seq.mp4", get_deidentifier("blackbox"), max_frames=2, progress=False,
                            prefetch=False)
     assert seq.threads is None  # one pipeline thread: the libraries keep their own settings
+
+
+def test_alignment_in_either_thread_gives_the_same_frames(clip):
+    """The video pipeline may align a frame's faces with its detection (prefetch thread) or with its network (main
+    thread), whichever balances the two threads; the frames come out the same."""
+    from deidkit.pipeline.video import align_where
+
+    frames = _frames(clip)[:3]
+    a, b = FaceSwapper(get_deidentifier("blur_sigma8")), FaceSwapper(get_deidentifier("blur_sigma8"))
+    for f in frames:
+        early = a.finish(a.prepare(f))
+        late_prep = b.prepare(f, align=False)
+        assert late_prep.detections and late_prep.crops is None
+        late = b.finish(late_prep)
+        assert early.faces == late.faces > 0 and np.array_equal(early.frame, late.frame)
+    # stage times summed over 10 frames (ms): alignment goes where the busier thread gets less
+    def wall(**kw):
+        return {**dict.fromkeys(("decode", "detect", "align", "network", "blend", "encode"), 0.0), **kw}
+
+    blur_ahead, blur_main = wall(decode=50, detect=850), wall(network=250, blend=150, encode=60, align=250)
+    assert align_where(blur_ahead, blur_main, 10) is False  # detection is the bottleneck: align beside the blur
+    live_ahead, live_main = wall(decode=60, detect=960, align=200), wall(network=1300, blend=160, encode=65)
+    assert align_where(live_ahead, live_main, 10) is True  # the network is: align beside the detection

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deidkit.eval.embeddings import embed_cached
+from deidkit.eval.embeddings import DeidentifiedBatch, embed_cached, embed_deidentified
 from deidkit.eval.identification import evaluate_identification, l2_normalize
 
 
@@ -138,11 +138,12 @@ def adapted_attack_records(deidentifiers: Sequence, recognizers: Sequence, split
     test = aligned_crops(split.protocol["path"].tolist(), size=crop_size)
     rows = []
     for d in deidentifiers:
-        train_out, test_out = d.deidentify(train), d.deidentify(test)
+        # the outputs' embeddings come from the cache when this de-identifier has seen these crops before
+        train_out, test_out = DeidentifiedBatch(d, train), DeidentifiedBatch(d, test)
         for r in recognizers:
             gallery = embed_cached(r, test)
-            probes = embed_cached(r, test_out)
-            e_out, e_orig = embed_cached(r, train_out), embed_cached(r, train)
+            probes = embed_deidentified(r, test_out)
+            e_out, e_orig = embed_deidentified(r, train_out), embed_cached(r, train)
             lam = choose_ridge(e_out, e_orig, split.train_identities) if ridge is None else ridge
             head = fit_adapted_head(e_out, e_orig, lam)
             for attack, emb in (("none", probes), ("adapted", head(probes))):

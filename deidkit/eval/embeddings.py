@@ -65,3 +65,44 @@ def embed_originals(recognizer, shas: list[str], load_crops, tag: str, batch_siz
             cache.put([shas[i] for i in idx], embed_batched(recognizer, load_crops(idx), batch_size))
             cache.save()  # after every chunk: an interrupted run (13k dlib embeddings take an hour) resumes
     return cache.get(list(shas))
+
+
+class DeidentifiedBatch:
+    """A de-identifier's outputs on a batch of crops, computed only when something needs their pixels.
+
+    What recognisers see of the outputs goes through :func:`embed_deidentified`: when the batch has been
+    de-identified before by the same de-identifier (same weights, options and kit source: see
+    :func:`deidkit.cache.deidentifier_fingerprint`) and every output's embedding is cached, the network does not run
+    again. ``compute`` is how the caller de-identifies (whole batch, or in chunks); default ``deidentify(crops)``."""
+
+    def __init__(self, deidentifier, crops: np.ndarray, compute=None) -> None:
+        self.deidentifier, self.crops = deidentifier, crops
+        self._compute = compute or (lambda: deidentifier.deidentify(crops))
+        self._outputs: np.ndarray | None = None
+        self._keys: list[str] | None = None
+
+    @property
+    def outputs(self) -> np.ndarray:
+        if self._outputs is None:
+            self._outputs = self._compute()
+        return self._outputs
+
+    @property
+    def keys(self) -> list[str]:
+        """Content keys of the outputs (:func:`content_keys`), remembered across runs."""
+        if self._keys is None:
+            from deidkit.cache import content_digest, deidentifier_fingerprint, output_keys
+
+            self._keys = output_keys(deidentifier_fingerprint(self.deidentifier), content_digest(self.crops),
+                                     lambda: content_keys(self.outputs))
+        return self._keys
+
+
+def embed_deidentified(recognizer, batch: DeidentifiedBatch, batch_size: int = 64,
+                       desc: str | None = None) -> np.ndarray:
+    """:func:`embed_cached` of a batch's outputs, without de-identifying again when every embedding is cached."""
+    keys = batch.keys
+    cache = EmbeddingCache(recognizer_key(recognizer), "content")
+    if keys and all(k in cache for k in keys):
+        return cache.get(keys)
+    return embed_cached(recognizer, batch.outputs, batch_size, desc)

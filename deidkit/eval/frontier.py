@@ -23,8 +23,8 @@ whole photo, the recogniser re-detecting the face in the output) — the latter 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -176,10 +176,12 @@ class ImageLevelSet:
     """One de-identifier's whole-photo outputs on a protocol, re-aligned for recognition."""
 
     name: str
-    crops: np.ndarray  # canonical crops re-aligned from the output photos (N, S, S, 3)
+    crops: np.ndarray | None  # canonical crops re-aligned from the output photos (N, S, S, 3); None: see keys
     ssim: np.ndarray  # per-photo SSIM of the whole output photo against the original
     redetected: np.ndarray  # bool: the detector found the face again in the output photo
     faces_processed: np.ndarray  # faces the pipeline de-identified per photo (0: the photo left unchanged)
+    keys: list[str] | None = None  # content keys of the crops, when they were not kept (crops None)
+    recompute: Callable[[], ImageLevelSet] | None = field(default=None, repr=False)  # gives the crops again
 
 
 def load_photos(paths: Sequence[str]) -> list[np.ndarray]:
@@ -242,7 +244,7 @@ def _cached_image_level(deidentifier, photos, matrices, size: int, detector: str
 
     name = str(getattr(deidentifier, "name", ""))
     if name != "original" and family_of(name) is None:
-        return image_level_outputs(deidentifier, photos, matrices, size, detector, hull, show_progress)
+        return _memoised_image_level(deidentifier, photos, matrices, size, detector, hull, show_progress, shas)
     key = hashlib.sha256("|".join([name, str(size), detector, hull, IMAGE_LEVEL_VERSION, *shas]).encode())
     path = cache_dir() / "image_level" / f"{name}-{key.hexdigest()[:16]}.npz"
     if path.is_file():
@@ -258,6 +260,53 @@ def _cached_image_level(deidentifier, photos, matrices, size: int, detector: str
     return res
 
 
+def _memoised_image_level(deidentifier, photos, matrices, size: int, detector: str, hull: str,
+                          show_progress: bool, shas: list[str]) -> ImageLevelSet:
+    """:func:`image_level_outputs` of a learned de-identifier: its re-aligned crops are too large to keep for every
+    model, so what is kept (``image_level/learned-<key>.npz``) is their content keys with the SSIMs and detection
+    flags; the crops come back as ``None`` and :func:`_image_level_embeddings` reads their embeddings from the
+    cache, running the pipeline again only when one is missing. Keyed by the de-identifier's fingerprint (weights,
+    options, the kit's source) and the photos; not kept when it cannot be fingerprinted."""
+    import hashlib
+    import os
+
+    from deidkit.assets import cache_dir
+    from deidkit.cache import deidentifier_fingerprint
+    from deidkit.eval.embeddings import content_keys
+
+    fingerprint = deidentifier_fingerprint(deidentifier)
+    if fingerprint is None:
+        return image_level_outputs(deidentifier, photos, matrices, size, detector, hull, show_progress)
+    key = hashlib.sha256("|".join([fingerprint, str(size), detector, hull, *shas]).encode()).hexdigest()[:24]
+    path = cache_dir() / "image_level" / f"learned-{key}.npz"
+    name = str(getattr(deidentifier, "name", ""))
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return ImageLevelSet(name, None, z["ssim"], z["redetected"], z["faces"], [str(k) for k in z["keys"]],
+                                 lambda: image_level_outputs(deidentifier, photos, matrices, size, detector, hull,
+                                                             show_progress))
+    res = image_level_outputs(deidentifier, photos, matrices, size, detector, hull, show_progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, keys=np.array(content_keys(res.crops)), ssim=res.ssim, redetected=res.redetected,
+             faces=res.faces_processed)
+    os.replace(tmp, path)
+    return res
+
+
+def _image_level_embeddings(recognizer, res: ImageLevelSet) -> np.ndarray:
+    """Embeddings of an image-level set's crops (from the cache by content key when the crops were not kept)."""
+    from deidkit.cache import EmbeddingCache
+    from deidkit.eval.embeddings import embed_cached, recognizer_key
+
+    if res.crops is None:
+        cache = EmbeddingCache(recognizer_key(recognizer), "content")
+        if all(k in cache for k in res.keys):
+            return cache.get(res.keys)
+        res.crops = res.recompute().crops
+    return embed_cached(recognizer, res.crops)
+
+
 #: Bump when the image-level path changes (the on-disk results of the naive baselines are keyed by it).
 IMAGE_LEVEL_VERSION = "1"
 
@@ -271,7 +320,7 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     original, as at crop level), SSIM on the whole photo. ``deidentifiers`` should include the original."""
     from deidkit.data.lfw import AlignmentKey, aligned_crops, alignment_record, load_manifest
     from deidkit.eval.benchmark import identity_templates_of, protocol_subset, rank_gallery_manifest
-    from deidkit.eval.embeddings import embed_cached, embed_originals
+    from deidkit.eval.embeddings import embed_originals
     from deidkit.eval.identification import evaluate_identification, true_identity_rank
 
     files = load_manifest("lfw_files")
@@ -293,7 +342,7 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     for deid in deidentifiers:
         res = _cached_image_level(deid, photos, matrices, size, detector, hull, show_progress, shas)
         for rec in recognizers:
-            emb = embed_cached(rec, res.crops)
+            emb = _image_level_embeddings(rec, res)
             ident = evaluate_identification(protocol, originals[rec.name], emb).summary()
             mtr = float("nan")
             if gallery is not None:

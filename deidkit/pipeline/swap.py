@@ -62,7 +62,8 @@ class FrameResult:
 
 @dataclass
 class PreparedFrame:
-    """A frame with its faces detected and aligned (:meth:`FaceSwapper.prepare`), ready for the network."""
+    """A frame with its faces detected and aligned (:meth:`FaceSwapper.prepare`), ready for the network; with
+    ``crops`` None and detections, not aligned yet (:meth:`FaceSwapper.finish` aligns it first)."""
 
     frame: np.ndarray
     detections: list
@@ -168,9 +169,10 @@ class FaceSwapper:
         """De-identify every face of one RGB frame; a frame without faces is returned as is (same object)."""
         return self.finish(self.prepare(frame))
 
-    def prepare(self, frame: np.ndarray, clock: StageClock | None = None) -> PreparedFrame:
+    def prepare(self, frame: np.ndarray, clock: StageClock | None = None, align: bool = True) -> PreparedFrame:
         """Detect and align every face of a frame (the half of :meth:`process` that needs no network, so that it
-        can run for the next frame while the network works on this one)."""
+        can run for the next frame while the network works on this one). ``align=False`` leaves the alignment to
+        :meth:`finish` (same result; it balances the two threads of the video pipeline when the network is cheap)."""
         clock = clock or self.clock
         clock.mark()
         dets = [d for d in self.detector.detect(frame) if min(d.box[2] - d.box[0], d.box[3] - d.box[1])
@@ -184,6 +186,14 @@ class FaceSwapper:
         clock.lap("detect")
         if not dets:
             return PreparedFrame(frame, [], [], None, None)
+        prep = PreparedFrame(frame, dets, [], None, None, len(carried))
+        return self.align(prep, clock) if align else prep
+
+    def align(self, prep: PreparedFrame, clock: StageClock | None = None) -> PreparedFrame:
+        """The detected faces of a prepared frame aligned to the canonical crop, with their blend regions."""
+        clock = clock or self.clock
+        clock.mark()
+        frame, dets = prep.frame, prep.detections
         c = self.crop_size
         mats, crops = [], []
         for d in dets:
@@ -195,12 +205,14 @@ class FaceSwapper:
         if self.landmarks68 is not None:
             hulls = [self._weights(self.landmarks68.in_box(cr, self._box68), c, self.feather) for cr in crops]
         clock.lap("align")
-        return PreparedFrame(frame, dets, mats, crops, hulls, len(carried))
+        return PreparedFrame(frame, dets, mats, crops, hulls, prep.carried)
 
     def finish(self, prep: PreparedFrame, clock: StageClock | None = None) -> FrameResult:
         """Run the de-identifier on a prepared frame's faces, warp the results back and blend them in. Frames must
         be finished in order (faces are tracked from one frame to the next)."""
         clock = clock or self.clock
+        if prep.detections and prep.crops is None:
+            prep = self.align(prep, clock)
         clock.mark()
         frame, dets, mats, crops, hulls = prep.frame, prep.detections, prep.matrices, prep.crops, prep.hulls
         if not dets:
