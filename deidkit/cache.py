@@ -208,7 +208,8 @@ def cached_quality(key: str, compute: Any, root: Path | None = None) -> dict[str
             return json.loads(path.read_text())
         except json.JSONDecodeError:  # a corrupt file (e.g. edited by hand): recompute
             pass
-    value = {k: float(v) for k, v in compute().items()}
+    # sorted as they come back from the file: a table built from them has the same columns cold and warm
+    value = {k: float(v) for k, v in sorted(compute().items())}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(value, sort_keys=True))

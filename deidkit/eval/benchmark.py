@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from deidkit.cache import cached_quality, content_digest
 from deidkit.data.alignment import make_detector
 from deidkit.data.lfw import AlignmentKey, aligned_crops, load_manifest
-from deidkit.eval.embeddings import embed_cached, embed_originals
+from deidkit.eval.embeddings import DeidentifiedBatch, embed_deidentified, embed_originals
 from deidkit.eval.identification import (
     IdentificationResult,
     evaluate_identification,
@@ -119,9 +119,11 @@ def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "
     # the originals' part of each quality key, hashed once (the crops are the same for every de-identifier)
     inputs_key = content_digest(crops, rep0_probe, extra=f"v2|{detector if det else ''}")
     for deid in tqdm(deidentifiers, desc="de-identifiers"):
-        out = deidentify_in_batches(deid, crops)
+        # the network runs only when something below needs the pixels (a quality figure or an embedding not cached)
+        batch = DeidentifiedBatch(deid, crops, lambda deid=deid: deidentify_in_batches(deid, crops))
 
-        def measure(out: np.ndarray = out) -> dict[str, float]:
+        def measure(batch: DeidentifiedBatch = batch) -> dict[str, float]:
+            out = batch.outputs
             q = {"ssim": float(ssim(crops, out).mean()), "psnr": float(psnr(crops, out).mean()),
                  "ssim_face": float(ssim(crops, out, "face").mean()),
                  "psnr_face": float(psnr(crops, out, "face").mean()),
@@ -131,9 +133,9 @@ def run_benchmark(deidentifiers: list, recognizers: list, protocol_name: str = "
             return q
 
         # the same pixels measure the same: the baselines' numbers are computed once across runs
-        quality = cached_quality(content_digest(out, extra=inputs_key), measure)
+        quality = cached_quality(content_digest(np.array(batch.keys), extra=f"keys|{inputs_key}"), measure)
         for rec in recognizers:
-            emb = embed_cached(rec, out, desc=f"{rec.name} on {deid.name}")
+            emb = embed_deidentified(rec, batch, desc=f"{rec.name} on {deid.name}")
             ident = evaluate_identification(protocol, originals[rec.name], emb)
             key = (deid.name, rec.name)
             res.identification[key] = ident
