@@ -30,11 +30,11 @@ import json
 import math
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import torch
+from gpu_common import archive_run, save_half
 
 from deidkit.train.speed import benchmark_training
 
@@ -87,20 +87,12 @@ def main() -> int:
     t1 = time.perf_counter()
     rc = subprocess.call(cmd)
     plan.update(train_rc=rc, train_wall_s=time.perf_counter() - t1)
-    (out / "plan.json").write_text(json.dumps(plan, indent=1))
     run = Path(args.run_dir)
     done = sorted(int(p.stem.removeprefix("epoch")) for p in (run / "epochs").glob("epoch*.pt"))
     for e in spread(len(done), args.keep):
         snap = run / "epochs" / f"epoch{done[e - 1]:03d}.pt"
-        state = torch.load(snap, map_location="cpu", weights_only=True)
-        state["unet"] = {n: (t.half() if t.is_floating_point() else t) for n, t in state["unet"].items()}
-        torch.save(state, out / snap.name)
-    with tarfile.open(out / "run.tar.gz", "w:gz") as tar:
-        for p in [run / "config.json", run / "epochs.csv", out / "plan.json", *run.glob("log*")]:
-            if p.is_file():
-                tar.add(p, arcname=p.name)
-    (out / "plan.json").unlink()
-    print(json.dumps({k: v for k, v in plan.items() if k != "timing"}), flush=True)
+        save_half(snap, "unet", out / snap.name)
+    archive_run(run, out, plan, ("config.json", "epochs.csv"))
     return rc
 
 

@@ -18,11 +18,11 @@ import argparse
 import json
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import torch
+from gpu_common import archive_run, save_half
 
 from deidkit.train.speed import benchmark_training, plan_epochs
 
@@ -74,21 +74,11 @@ def main() -> int:
         if not snap.is_file():
             print(f"missing {snap}", flush=True)
             continue
-        state = torch.load(snap, map_location="cpu", weights_only=True)
-        state["state_dict"] = {n: (t.half() if t.is_floating_point() else t) for n, t in state["state_dict"].items()}
         half = out / f"{Path(args.run_dir).name}-stage{k}.pt"
-        torch.save(state, half)
+        save_half(snap, "state_dict", half)
         subprocess.check_call(["split", "-b", "15m", str(half), f"{half}.part"])
         half.unlink()
-    with tarfile.open(out / "run.tar.gz", "w:gz") as tar:
-        for name in ("config.json", "plan.json"):
-            p = run / name if name != "plan.json" else out / name
-            if p.is_file():
-                tar.add(p, arcname=name)
-        for p in run.glob("log*"):
-            tar.add(p, arcname=p.name)
-    (out / "plan.json").unlink()
-    print(json.dumps({k: v for k, v in plan.items() if k != "timings"}), flush=True)
+    archive_run(run, out, plan)
     return rc
 
 

@@ -4,6 +4,7 @@ crop at all by its content (:func:`embed_cached`), so a rerun or another noteboo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +99,17 @@ class DeidentifiedBatch:
         return self._keys
 
 
-def embed_deidentified(recognizer, batch: DeidentifiedBatch, batch_size: int = 64,
-                       desc: str | None = None) -> np.ndarray:
-    """:func:`embed_cached` of a batch's outputs, without de-identifying again when every embedding is cached."""
-    keys = batch.keys
+def embed_keyed(recognizer, keys: list[str], crops: Callable[[], np.ndarray], batch_size: int = 64,
+                desc: str | None = None) -> np.ndarray:
+    """Embeddings of crops known by their content keys (:func:`content_keys`): from the cache when every one is
+    there, else :func:`embed_cached` of ``crops()`` (which produces the pixels only then)."""
     cache = EmbeddingCache(recognizer_key(recognizer), "content")
     if keys and all(k in cache for k in keys):
         return cache.get(keys)
-    return embed_cached(recognizer, batch.outputs, batch_size, desc)
+    return embed_cached(recognizer, crops(), batch_size, desc)
+
+
+def embed_deidentified(recognizer, batch: DeidentifiedBatch, batch_size: int = 64,
+                       desc: str | None = None) -> np.ndarray:
+    """:func:`embed_cached` of a batch's outputs, without de-identifying again when every embedding is cached."""
+    return embed_keyed(recognizer, batch.keys, lambda: batch.outputs, batch_size, desc)

@@ -296,14 +296,14 @@ def _memoised_image_level(deidentifier, photos, matrices, size: int, detector: s
 
 def _image_level_embeddings(recognizer, res: ImageLevelSet) -> np.ndarray:
     """Embeddings of an image-level set's crops (from the cache by content key when the crops were not kept)."""
-    from deidkit.cache import EmbeddingCache
-    from deidkit.eval.embeddings import embed_cached, recognizer_key
+    from deidkit.eval.embeddings import embed_cached, embed_keyed
 
     if res.crops is None:
-        cache = EmbeddingCache(recognizer_key(recognizer), "content")
-        if all(k in cache for k in res.keys):
-            return cache.get(res.keys)
-        res.crops = res.recompute().crops
+        def crops() -> np.ndarray:
+            res.crops = res.recompute().crops
+            return res.crops
+
+        return embed_keyed(recognizer, res.keys, crops)
     return embed_cached(recognizer, res.crops)
 
 

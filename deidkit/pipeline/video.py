@@ -203,7 +203,7 @@ def _deidentify_video(inp, out, deidentifier, target, detector, strength, hull, 
             ahead.mark()
             frame = next(it, None)
             ahead.lap("decode")
-            return None if frame is None else sw.prepare(frame, ahead, align=align_ahead or not prefetch)
+            return None if frame is None else sw.prepare(frame, ahead, align=align_ahead)
 
         bar = tqdm(total=n_total or None, desc=f"de-identify {inp.name}", unit="frame", disable=not progress)
         pending = pool.submit(next_prepared) if prefetch else None
