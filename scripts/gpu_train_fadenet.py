@@ -25,7 +25,6 @@ Locally: put the snapshots under ``$DEIDKIT_CACHE/runs/fadenet-gpu/epochs/`` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 
 import torch
-from gpu_common import archive_run, save_half
+from gpu_common import archive_run, gpu_arguments, save_half
 
 from deidkit.train.speed import benchmark_training
 
@@ -47,16 +46,8 @@ def spread(n: int, keep: int) -> list[int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pack", required=True)
-    ap.add_argument("--profile", default="gpu")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--budget-s", type=float, default=390.0)
-    ap.add_argument("--run-dir", default="/tmp/deidkit-runs/fadenet-gpu")
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--timing-steps", type=int, default=20)
+    ap = gpu_arguments("/tmp/deidkit-runs/fadenet-gpu", 20)
     ap.add_argument("--keep", type=int, default=6, help="epoch snapshots to return")
-    ap.add_argument("--safety", type=float, default=1.25)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

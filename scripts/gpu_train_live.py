@@ -14,7 +14,6 @@ Locally: ``cat live-gpu-stage1.pt.part* > stages/stage1.pt`` rebuilds a snapshot
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -22,24 +21,16 @@ import time
 from pathlib import Path
 
 import torch
-from gpu_common import archive_run, save_half
+from gpu_common import archive_run, gpu_arguments, save_half
 
 from deidkit.train.speed import benchmark_training, plan_epochs
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--pack", required=True)
-    ap.add_argument("--profile", default="gpu", help="gpu: time and plan the epochs; another: train it as defined")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--budget-s", type=float, default=390.0)
-    ap.add_argument("--run-dir", default="/tmp/deidkit-runs/live-gpu")
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--timing-steps", type=int, default=30)
+    ap = gpu_arguments("/tmp/deidkit-runs/live-gpu", 30,
+                       "gpu: time and plan the epochs; another: train it as defined")
     ap.add_argument("--epoch-steps", type=int, default=100, help="steps per epoch (the profile's: 100)")
     ap.add_argument("--stages", nargs="+", type=int, default=[0, 1, 3])
-    ap.add_argument("--safety", type=float, default=1.25,
-                    help="planned step time = timed x this (the first H200 run trained ~10%% slower than timed)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
