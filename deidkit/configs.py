@@ -138,6 +138,9 @@ class FaDeNetConfig(SpeedOptions):
     chroma_weight: float = 0.0  # 0: the paper; > 0: the output's smoothed colour (Cb, Cr) stays the input's
     luma_only: bool = False  # False: the paper; True: the U-Net changes luminance only (the input's chroma is kept)
     ssim_weight: float = 0.0  # 0: the paper; > 0: (1 - SSIM) of output and input, the evaluation's quality measure
+    teacher: str | None = None  # None: the paper; a de-identifier's name ("live": the shipped one): the image terms
+    # (unit-norm distance, edges, low-level maps) pull the output to that de-identifier's output instead of the input
+    teacher_weight: float = 0.0  # > 0 (with a teacher): plus this times the mean absolute pixel difference to it
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -222,6 +225,14 @@ class FaDeNetConfig(SpeedOptions):
             # 0.16 (the cosine stayed flat over epochs 1-3, so the run stopped there; see the README's model card).
             "luma": {**standard, "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                      "luma_only": True, "epochs": 6, "init_from": "runs/fadenet-refine/epochs/epoch007.pt"},
+            # Stop 29: FaDeNet with a face prior it cannot learn on 2 CPU cores by itself. Every CPU recipe above moved
+            # identity with coloured or dark bands: L2 to the input minus the critic's cross-entropy has no notion of
+            # what a face looks like, and a discriminator needs far more steps than a CPU gives (the live model:
+            # ghost-like after 2,650 CPU steps, natural faces after 5,300 GPU steps of 4 x the batch). Here the
+            # image terms pull the output to the shipped live model's output on the same crop (a natural face of
+            # someone else in the input's pose and light) instead of to the input, plus an L1 pixel term; the
+            # critic's cross-entropy (lambda), embedding and detectability terms stay FaDeNet's. Trained from scratch.
+            "distill": {**standard, "teacher": "live", "teacher_weight": 1.0, "epochs": 12},
             # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
             # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
             # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
@@ -255,10 +266,12 @@ class FaDeNetConfig(SpeedOptions):
                        embed_weight=self.embed_weight, input_sigma=self.input_sigma,
                        feature_weight=self.feature_weight, detect_weight=self.detect_weight,
                        chroma_weight=self.chroma_weight, push_weight=self.push_weight,
-                       ssim_weight=self.ssim_weight)
+                       ssim_weight=self.ssim_weight, teacher_weight=self.teacher_weight)
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")
+        if self.teacher_weight and not self.teacher:
+            raise ValueError(f"teacher_weight {self.teacher_weight} needs a teacher de-identifier (teacher=...)")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
 
@@ -292,7 +305,7 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "pap
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "paper")
-FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "gpu", "paper")
+FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "gpu", "paper")
 LIVE_PROFILES = PROFILES
 
 

@@ -626,3 +626,42 @@ def test_luma_only_unet_changes_brightness_not_colour():
     with pytest.raises(ValueError, match="luma_only"):
         UNet(width=4, depth=2, residual=False, luma_only=True)
     assert build_unet(FaDeNetConfig.profile("tiny", luma_only=True)).luma_only
+
+
+def test_array_batches_augment_each_target_with_its_images_draw():
+    x, y = random_faces(8, 32), np.arange(8)
+    torch.manual_seed(0)
+    xb, yb, tb = next(iter(ArrayBatches(x, y, 4, seed=1, epoch=0, targets=x.copy())))
+    assert torch.equal(xb, tb) and len(yb) == 4  # same draw: identical images stay identical after augmentation
+    xb, _, tb = next(iter(ArrayBatches(x, y, 4, seed=1, epoch=0, augment=False, targets=255 - x)))
+    assert torch.allclose(tb, -xb, atol=1e-6)
+    with pytest.raises(ValueError, match="targets"):
+        ArrayBatches(x, y, 4, seed=1, epoch=0, targets=x[:3])
+
+
+def test_teacher_target_trains_and_is_computed_once(tmp_path, monkeypatch):
+    """``teacher``: the image terms pull the output to another de-identifier's output (computed once per run and
+    kept in the run folder, recomputed when the teacher changes); ``teacher_weight`` adds the logged pixel term."""
+    import deidkit.deidentifiers as deids
+    from deidkit.baselines import get_deidentifier
+    from deidkit.train.fadenet import teacher_outputs
+
+    data = toy_data(size=64)
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, teacher="blur_sigma8",
+                                 teacher_weight=1.0)
+    res = train_fadenet(fcfg, data=data, critic=EmbeddingCritic(MobileFaceNetMS1M(), 3), run_dir=tmp_path / "t",
+                        progress=False)
+    with np.load(tmp_path / "t" / "teacher.npz") as z:
+        assert str(z["teacher"]) == "blur_sigma8"
+        np.testing.assert_array_equal(z["images"], get_deidentifier("blur_sigma8").deidentify(data.train_images))
+    assert (res.log["teacher_l1"] > 0).all() and np.isfinite(res.log["loss"]).all()
+    calls = []
+    real = deids.load_deidentifier
+    monkeypatch.setattr(deids, "load_deidentifier", lambda name, *a: calls.append(name) or real(name, *a))
+    teacher_outputs("blur_sigma8", data.train_images, tmp_path / "t", progress=False)
+    assert calls == []  # read back, not recomputed
+    out = teacher_outputs("blur_sigma4", data.train_images, tmp_path / "t", progress=False)
+    assert calls == ["blur_sigma4"]
+    np.testing.assert_array_equal(out, get_deidentifier("blur_sigma4").deidentify(data.train_images))
+    with pytest.raises(ValueError, match="teacher"):
+        FaDeNetConfig.profile("tiny", teacher_weight=1.0)

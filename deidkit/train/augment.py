@@ -60,10 +60,11 @@ def fadenet_augmentation(flip_p: float = 0.5, crop_pad: tuple[float, float] = (-
 
 
 def augment_batch(batch: torch.Tensor, transform: v2.Transform | None = None) -> torch.Tensor:
-    """Apply ``transform`` (default: :func:`fadenet_augmentation`) to each image of an (N, 3, H, W) batch
-    independently; shape and dtype are kept."""
-    if batch.ndim != 4 or batch.shape[1] != 3:
-        raise ValueError(f"expected an (N, 3, H, W) batch, got shape {tuple(batch.shape)}")
+    """Apply ``transform`` (default: :func:`fadenet_augmentation`) to each image of an (N, 3k, H, W) batch
+    independently; shape and dtype are kept. ``k`` > 1 stacks images that must move together (an input and its
+    target): one draw transforms all of an image's channels."""
+    if batch.ndim != 4 or batch.shape[1] % 3:
+        raise ValueError(f"expected an (N, 3k, H, W) batch, got shape {tuple(batch.shape)}")
     transform = transform or fadenet_augmentation()
     return torch.stack([transform(img) for img in batch]) if len(batch) else batch
 
@@ -78,17 +79,26 @@ class ArrayBatches:
     ``images`` is (N, H, W, 3) uint8 (canonical crops), ``labels`` (N,) integers. Each batch is
     ``(x, y)`` with ``x`` float (B, 3, H, W) in [-1, 1] and ``y`` int64 labels. The order depends only on
     ``(seed, epoch)``; the augmentation draws from torch's global RNG (seeded and checkpointed by the loop).
+    With ``targets`` (images of the same shape, e.g. a teacher's outputs) each batch is ``(x, y, t)``, every
+    target augmented with its image's draw.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
                  augment: bool = True, shuffle: bool = True, drop_last: bool = True,
-                 transform: v2.Transform | None = None, shard: Shard | None = None) -> None:
+                 transform: v2.Transform | None = None, shard: Shard | None = None,
+                 targets: np.ndarray | None = None) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+        if targets is not None and (targets.shape != images.shape or targets.dtype != np.uint8):
+            raise ValueError(f"targets must be uint8 {images.shape} like the images, got {targets.dtype} "
+                             f"{targets.shape}")
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if targets is not None:  # one (N, 6, H, W) array: image and target drawn and augmented together
+            images = np.concatenate([images, targets], axis=-1)
+        self.has_targets = targets is not None
         self.images = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
         self.batch_size, self.augment, self.drop_last = batch_size, augment, drop_last
@@ -114,7 +124,11 @@ class ArrayBatches:
             x = self.images[idx]
             if self.augment:
                 x = augment_batch(x, self.transform)
-            yield self.shard.take(to_model_range(x)), self.shard.take(self.labels[idx])
+            x = self.shard.take(to_model_range(x))
+            if self.has_targets:
+                yield x[:, :3], self.shard.take(self.labels[idx]), x[:, 3:]
+            else:
+                yield x, self.shard.take(self.labels[idx])
 
 
 def random_views(batch: torch.Tensor, scale: float = 0.08, shift: float = 0.05, rotate_deg: float = 6.0,

@@ -125,6 +125,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         raise ValueError(f"data has {data.num_classes} identities, the critic {critic.num_classes} classes")
     critic_wall = time.perf_counter() - t_start
     data = data.resized(config.image_size)
+    teacher_images = teacher_outputs(config.teacher, data.train_images, run_dir, progress) if config.teacher else None
     critic = critic.to(device).freeze()
     # The critic runs forward and backward at every step: a BatchNorm-folded copy computes the same function
     # in evaluation mode, faster.
@@ -161,21 +162,24 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     top = (config.image_size - side) // 2
 
     def make_loader(epoch: int) -> ArrayBatches | WorkerBatches:
-        if config.workers:
+        if config.workers and teacher_images is None:
             return WorkerBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
                                  config.workers, augment=config.augment, shard=shard,
                                  pin_memory=device.type == "cuda")
         return ArrayBatches(data.train_images, data.train_labels, config.batch_size, config.seed, epoch,
-                            augment=config.augment, shard=shard)
+                            augment=config.augment, shard=shard, targets=teacher_images)
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor], epoch: int, global_step: int) -> dict[str, float]:
+    def step(batch: tuple[torch.Tensor, ...], epoch: int, global_step: int) -> dict[str, float]:
         with autocast(config.amp, device):
+            target = batch[2].to(device, non_blocking=True).to(memory_format=memory) if len(batch) > 2 else None
             return train_step(batch[0].to(device, non_blocking=True).to(memory_format=memory),
-                              batch[1].to(device, non_blocking=True))
+                              batch[1].to(device, non_blocking=True), target)
 
-    def train_step(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    def train_step(x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, float]:
         unet.train()
         fx = unet_ddp(x)
+        # what the image terms keep the output close to: the input (the paper) or a teacher's output of it
+        ref = x if target is None else target
         if config.feature_weight or config.push_weight:
             maps = fast_critic.feature_maps(fx)
             feats = maps["features"]
@@ -184,7 +188,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         else:
             feats = fast_critic.features(fx)
         logits = fast_critic.logits_from_features(feats)
-        loss = fadenet_loss(x, fx, logits, y, lam=config.lam, ce_cap=config.ce_cap, edge_weight=config.edge_weight)
+        loss = fadenet_loss(ref, fx, logits, y, lam=config.lam, ce_cap=config.ce_cap,
+                            edge_weight=config.edge_weight)
         total = loss.total
         # expectation over transformation: the critic terms over random views of the output (see augment)
         view_pairs = []  # (maps of a view of the output, maps of the same view of the input) for the push term
@@ -213,7 +218,13 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         if config.feature_weight:
             # the live model's attraction of low-level appearance (Gafni et al.): textures the critic would
             # read as a new identity change these maps most, a changed face shape least
-            feat = sum((maps[k] - ref_maps[k]).abs().mean() for k in config.feature_layers or DEFAULT_FEATURE_LAYERS)
+            layers = config.feature_layers or DEFAULT_FEATURE_LAYERS
+            if target is None:
+                pull_maps = ref_maps
+            else:
+                with torch.no_grad():
+                    pull_maps = fast_critic.feature_maps(target)
+            feat = sum((maps[k] - pull_maps[k]).abs().mean() for k in layers)
             total = total + config.feature_weight * feat
             extra["feature_l1"] = float(feat.detach())
         if config.push_weight:
@@ -224,6 +235,10 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
                                 for k in config.push_layers or DEFAULT_PUSH_LAYERS]).mean()
             total = total + config.push_weight * push
             extra["push_sim"] = float(push.detach())
+        if target is not None and config.teacher_weight:
+            pixel = (fx - target).abs().mean()
+            total = total + config.teacher_weight * pixel
+            extra["teacher_l1"] = float(pixel.detach())
         if face_net is not None:
             # MTCNN's ONet on the face box (the region a detector's box covers in the canonical crop)
             prob = face_net.face_probability(fx[..., top:top + side, top:top + side])
@@ -295,6 +310,34 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     if shard.is_main:
         write_json(run_dir / "metrics.json", {**old, **metrics})
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
+
+
+def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: bool = True,
+                    batch_size: int = 64) -> np.ndarray:
+    """What the de-identifier ``teacher`` (a name for :func:`deidkit.deidentifiers.load_deidentifier`) makes of
+    ``images``: computed once per run and kept in its folder (``teacher.npz``, with the teacher's name and the
+    inputs' digest, so a changed teacher or data set is recomputed, not reused)."""
+    import hashlib
+
+    from tqdm.auto import tqdm
+
+    from deidkit.deidentifiers import load_deidentifier
+
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    path = run_dir / "teacher.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["teacher"]) == teacher and str(z["digest"]) == digest:
+                return z["images"]
+    model = load_deidentifier(teacher)
+    out = np.empty_like(images)
+    for s in tqdm(range(0, len(images), batch_size), desc=f"teacher {teacher}", disable=not progress):
+        out[s:s + batch_size] = model.deidentify(images[s:s + batch_size])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "teacher.tmp.npz"
+    np.savez(tmp, images=out, teacher=np.array(teacher), digest=np.array(digest))
+    os.replace(tmp, path)
+    return out
 
 
 def init_state(init_from: str, run_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
