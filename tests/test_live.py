@@ -438,3 +438,36 @@ def test_landmark_lock_moves_a_real_face_back_and_is_off_at_zero(crops_small):
     assert same is shifted and a0 is alpha
     with pytest.raises(ValueError, match="landmark lock"):
         LandmarkLock(lock.landmarks, 1.5)
+
+
+def test_online_linear_head_is_the_attack_evaluations_head():
+    """``fit_linear_head`` (the training-time adaptive attacker) is ``deidkit.eval.attack.fit_adapted_head``; it
+    reads identity back from embeddings that a fixed linear map (here: a sign flip, what a repelling term
+    rewards) has moved, which the identity map cannot."""
+    from deidkit.eval.attack import fit_adapted_head
+
+    g = torch.Generator().manual_seed(0)
+    orig = torch.nn.functional.normalize(torch.randn(400, 16, generator=g, dtype=torch.float64), dim=1)
+    out = torch.nn.functional.normalize(-orig + 0.3 * torch.randn(400, 16, generator=g, dtype=torch.float64), dim=1)
+    w, b = T.fit_linear_head(out, orig, ridge=0.01)
+    ref = fit_adapted_head(out.numpy(), orig.numpy(), ridge=0.01)
+    np.testing.assert_allclose(w.numpy(), ref.weight, atol=1e-5)
+    np.testing.assert_allclose(b.numpy(), ref.bias, atol=1e-5)
+    read = torch.nn.functional.cosine_similarity(out @ w + b, orig, dim=1).mean()
+    assert (out * orig).sum(1).mean() < -0.6 and read > 0.6  # the flip undone, up to the added noise
+
+
+def test_adversary_term_trains_and_is_logged(real_crops):
+    cfg = T.LiveConfig.profile("tiny", device="cpu", adversary_weight=1.0, adversary_bank=4, adversary_ridge=0.01)
+    feats = RecognizerFeatures(TinyRecognizer(), torch.from_numpy(T.network_to_arcface(cfg)), cfg.size)
+    trainer = T.LiveTrainer(cfg, feats, device="cpu")
+    c = cfg.canonical_size
+    imgs = T.to_tensor(np.stack([cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in real_crops[:4]]))
+    x, x_in, _ = T.make_batch(imgs, cfg)
+    logged = [trainer.step(x, x_in, 0) for _ in range(3)]
+    assert all(-1 <= t["adversary_cos"] <= 1 and t["adversary_cos"] != 0 for t in logged)
+    assert sum(len(a) for a, _ in trainer.adversary_bank) <= 4 + len(x)  # a bounded bank of recent pairs
+    plain = T.LiveTrainer(T.LiveConfig.profile("tiny", device="cpu"), feats, device="cpu")
+    assert "adversary_cos" not in plain.step(x, x_in, 0)
+    with pytest.raises(ValueError, match="adversary"):
+        T.LiveConfig.profile("tiny", adversary_weight=-1.0).validate()
