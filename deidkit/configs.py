@@ -350,6 +350,10 @@ class LiveConfig(SpeedOptions):
     adversary_margin: float = 0.0
     adversary_bank: int = 1024
     adversary_ridge: float = 0.1
+    # not in the paper (fine-tuning only): this weight times the mean absolute difference between the blended output
+    # and the one the initial generator (init_from, frozen) gives, so a fine-tuning term changes what it must and
+    # keeps the rest of the starting model's look (its mask, colour and sharpness)
+    anchor_weight: float = 0.0
     # data and augmentation
     manifest: str = "lfw_train_pool"
     max_images: int | None = None
@@ -439,6 +443,8 @@ class LiveConfig(SpeedOptions):
     def validate(self) -> None:
         if self.size % 32 or self.size < 64:
             raise ValueError(f"size must be a multiple of 32 and at least 64, got {self.size}")
+        if self.anchor_weight and not self.init_from:
+            raise ValueError(f"anchor_weight {self.anchor_weight} needs a generator to stay near (init_from)")
         if self.adversary_weight < 0 or self.adversary_ridge <= 0 or self.adversary_bank < 2:
             raise ValueError(f"adversary: weight >= 0, ridge > 0 and a bank of >= 2 pairs expected, got "
                              f"{self.adversary_weight}, {self.adversary_ridge}, {self.adversary_bank}")

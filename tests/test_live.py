@@ -471,3 +471,20 @@ def test_adversary_term_trains_and_is_logged(real_crops):
     assert "adversary_cos" not in plain.step(x, x_in, 0)
     with pytest.raises(ValueError, match="adversary"):
         T.LiveConfig.profile("tiny", adversary_weight=-1.0).validate()
+
+
+def test_anchor_term_keeps_a_frozen_copy_of_the_start(real_crops):
+    cfg = T.LiveConfig.profile("tiny", device="cpu", anchor_weight=2.0, init_from="pretrained:live")
+    feats = RecognizerFeatures(TinyRecognizer(), torch.from_numpy(T.network_to_arcface(cfg)), cfg.size)
+    trainer = T.LiveTrainer(cfg, feats, device="cpu")
+    start = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    trainer.set_anchor(start)
+    c = cfg.canonical_size
+    imgs = T.to_tensor(np.stack([cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in real_crops[:4]]))
+    x, x_in, _ = T.make_batch(imgs, cfg)
+    logged = [trainer.step(x, x_in, 0)["anchor_l1"] for _ in range(3)]
+    assert all(v >= 0 for v in logged) and logged[-1] > 0  # the generator moved off its start, the anchor did not
+    assert all(torch.equal(v, start[k]) for k, v in trainer.anchor.state_dict().items())
+    assert not all(torch.equal(v, start[k]) for k, v in trainer.G.state_dict().items())
+    with pytest.raises(ValueError, match="anchor_weight"):
+        T.LiveConfig.profile("tiny", anchor_weight=1.0).validate()

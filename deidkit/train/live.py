@@ -75,7 +75,7 @@ from deidkit.losses.live import (
     perceptual_terms,
     sample_beta,
 )
-from deidkit.models.live import LiveDiscriminator, RecognizerFeatures
+from deidkit.models.live import LiveDiscriminator, LiveGenerator, RecognizerFeatures
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
 from deidkit.train.loop import TrainingRun, seed_everything
@@ -268,8 +268,15 @@ class LiveTrainer:
         # the online adaptive attacker (only with its term on): the recent (output, original) embedding pairs it
         # fits its linear head to, afresh at every step (not checkpointed: a resumed run refills it)
         self.adversary_bank: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.anchor: LiveGenerator | None = None  # the frozen initial generator of anchor_weight (set_anchor)
         self.total_steps = 1
         self.warmup_steps = 0
+
+    def set_anchor(self, state: dict[str, torch.Tensor]) -> None:
+        """Freeze a copy of the generator with ``state`` (the fine-tuning start) for the anchor term."""
+        self.anchor = build_generator(self.cfg, cond_dim=self.G.cond_dim).to(self.device)
+        self.anchor.load_state_dict(state)
+        self.anchor.eval().requires_grad_(False)
 
     def step(self, x: torch.Tensor, x_in: torch.Tensor, global_step: int,
              target_repr: torch.Tensor | None = None) -> dict[str, float]:
@@ -339,6 +346,12 @@ class LiveTrainer:
             adv = (read_back - cfg.adversary_margin).clamp_min(0.0).mean()
             g_loss = g_loss + cfg.adversary_weight * adv
             adv_terms = {"adversary_cos": float(read_back.detach().mean())}
+        if self.anchor is not None and cfg.anchor_weight:
+            with torch.no_grad():
+                anchored = blend(*self.anchor(x_in, t), x_in)
+            drift = (masked - anchored).abs().mean()
+            g_loss = g_loss + cfg.anchor_weight * drift
+            adv_terms["anchor_l1"] = float(drift.detach())
         if self.landmarks is not None:
             with torch.no_grad():
                 target_points = self.landmarks(x)
@@ -354,6 +367,8 @@ class LiveTrainer:
                                        "p_attract_target", "p_repel", "landmarks", "g_total")}
         if cfg.adversary_weight > 0:  # its column in every phase (0 = not computed during warm-up)
             terms["adversary_cos"] = adv_terms.get("adversary_cos", 0.0)
+        if cfg.anchor_weight:
+            terms["anchor_l1"] = adv_terms.get("anchor_l1", 0.0)
         return {**terms, "d_loss": float(d_loss.detach()), "lambda": lam, "stage": float(stage),
                 "cos_to_target": float(cos), "mask_mean": float(mask.detach().mean())}
 
@@ -413,8 +428,11 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     seed_everything(cfg.seed)  # identical initial generator and discriminator weights for a given seed
     trainer = LiveTrainer(cfg, features)
     if cfg.init_from:
-        # a resumed run's checkpoint overwrites this in fit()
-        trainer.G.load_state_dict(init_state(cfg.init_from, run_dir))
+        # a resumed run's checkpoint overwrites this in fit(); the anchor stays the start
+        start = init_state(cfg.init_from, run_dir)
+        trainer.G.load_state_dict(start)
+        if cfg.anchor_weight:
+            trainer.set_anchor(start)
     shard = trainer.shard
     imgs = load_training_images(cfg) if images is None else np.asarray(images)
     if imgs.ndim != 4 or imgs.shape[-1] != 3 or imgs.dtype != np.uint8:
