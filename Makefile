@@ -33,6 +33,8 @@ ifneq ($(RETRAIN),)
 	# the shipped live model was trained on a GPU (profiles gpu, gpu_finetune: ~9 minutes on an H200, ~10 hours on 2 CPU cores)
 	$(BIN)/deidkit train live --profile gpu
 	$(BIN)/deidkit train live --profile gpu_finetune
+	# live_defended: that generator fine-tuned against an online adaptive attacker (600 steps, ~5 CPU minutes)
+	$(BIN)/deidkit train live --profile defend --overrides 'init_from="runs/live-gpu_finetune/stages/stage1.pt"'
 	$(BIN)/deidkit reports --profile $(PROFILE) --retrain
 else
 	$(BIN)/deidkit reports --profile $(PROFILE)

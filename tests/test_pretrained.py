@@ -211,3 +211,20 @@ def test_shipped_fadenet_luma_keeps_the_faces_colours(crops_small):
     kept = colour_shift(crops, luma.deidentify(crops)).mean()
     blurred = colour_shift(crops, load_deidentifier("blur_sigma8").deidentify(crops)).mean()
     assert kept < blurred < banded  # less colour change than blurring, which keeps local colour
+
+
+def test_live_defended_is_the_shipped_live_fine_tuned_against_an_adaptive_attacker():
+    """``live_defended`` records its defence (the online attacker, the anchor to where it started) and loads with
+    the shipped live model's inference options; its outputs differ from live's (another generator)."""
+    if "live_defended" not in P.shipped_models():
+        pytest.skip("live_defended is not shipped")
+    from deidkit.deidentifiers import load_deidentifier
+
+    models = P.read_manifest()["models"]
+    cfg = models["live_defended"]["config"]
+    assert cfg["adversary_weight"] > 0 and cfg["anchor_weight"] > 0 and cfg["init_from"] == "pretrained:live"
+    assert models["live_defended"]["inference"] == models["live"]["inference"]
+    assert models["live_defended"]["fine_tuned_from"].startswith("pretrained:live")
+    live, defended = load_deidentifier("live"), load_deidentifier("live_defended")
+    assert not all(torch.equal(a, b) for a, b in zip(live.generator.state_dict().values(),
+                                                     defended.generator.state_dict().values()))
