@@ -317,13 +317,12 @@ def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: b
     """What the de-identifier ``teacher`` (a name for :func:`deidkit.deidentifiers.load_deidentifier`) makes of
     ``images``: computed once per run and kept in its folder (``teacher.npz``, with the teacher's name and the
     inputs' digest, so a changed teacher or data set is recomputed, not reused)."""
-    import hashlib
-
     from tqdm.auto import tqdm
 
+    from deidkit.cache import content_digest
     from deidkit.deidentifiers import load_deidentifier
 
-    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    digest = content_digest(images)
     path = run_dir / "teacher.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:

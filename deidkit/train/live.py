@@ -66,6 +66,7 @@ from deidkit.deidentifiers.live import (
     to_tensor,
     to_uint8,
 )
+from deidkit.eval.attack import fit_adapted_head
 from deidkit.losses.live import (
     blend,
     generator_loss,
@@ -331,7 +332,7 @@ class LiveTrainer:
             with torch.no_grad():
                 cos = (fo["embedding"] * t).sum(1).mean()
         terms["landmarks"] = 0.0  # same log columns with the term off
-        adv_terms = {}
+        extra_terms = {}
         if cfg.adversary_weight > 0 and not warm:
             # `deidkit attack`'s adapted head, refitted at every step to the last adversary_bank pairs (this batch
             # included): a fresh closed-form fit cannot be dodged by moving the embedding where one slowly trained
@@ -340,24 +341,25 @@ class LiveTrainer:
             self.adversary_bank.append((e_out.detach().double().cpu(), e_orig.double().cpu()))
             while sum(len(a) for a, _ in self.adversary_bank) - len(self.adversary_bank[0][0]) >= cfg.adversary_bank:
                 self.adversary_bank.pop(0)
-            weight, bias = fit_linear_head(torch.cat([a for a, _ in self.adversary_bank]),
-                                           torch.cat([b for _, b in self.adversary_bank]), cfg.adversary_ridge)
-            read_back = F.cosine_similarity(e_out @ weight.to(e_out) + bias.to(e_out), e_orig, dim=1)
+            head = fit_adapted_head(torch.cat([a for a, _ in self.adversary_bank]).numpy(),
+                                    torch.cat([b for _, b in self.adversary_bank]).numpy(), cfg.adversary_ridge)
+            weight, bias = torch.from_numpy(head.weight).to(e_out), torch.from_numpy(head.bias).to(e_out)
+            read_back = F.cosine_similarity(e_out @ weight + bias, e_orig, dim=1)
             adv = (read_back - cfg.adversary_margin).clamp_min(0.0).mean()
             g_loss = g_loss + cfg.adversary_weight * adv
-            adv_terms = {"adversary_cos": float(read_back.detach().mean())}
+            extra_terms = {"adversary_cos": float(read_back.detach().mean())}
         if self.anchor is not None and cfg.anchor_weight:
             with torch.no_grad():
                 anchored = blend(*self.anchor(x_in, t), x_in)
             drift = (masked - anchored).abs().mean()
             g_loss = g_loss + cfg.anchor_weight * drift
-            adv_terms["anchor_l1"] = float(drift.detach())
+            extra_terms["anchor_l1"] = float(drift.detach())
         if self.landmarks is not None:
             with torch.no_grad():
                 target_points = self.landmarks(x)
             lmk = landmark_loss(self.landmarks(masked), target_points)
             g_loss = g_loss + self.weights.landmarks * lmk
-            terms.update(landmarks=float(lmk.detach()), g_total=float(g_loss.detach()))
+            terms["landmarks"] = float(lmk.detach())
         terms["g_total"] = float(g_loss.detach())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -366,22 +368,11 @@ class LiveTrainer:
         terms = {k: terms[k] for k in ("recon", "edge", "mask_l1", "mask_tv", "g_adv", "p_attract_input",
                                        "p_attract_target", "p_repel", "landmarks", "g_total")}
         if cfg.adversary_weight > 0:  # its column in every phase (0 = not computed during warm-up)
-            terms["adversary_cos"] = adv_terms.get("adversary_cos", 0.0)
+            terms["adversary_cos"] = extra_terms.get("adversary_cos", 0.0)
         if cfg.anchor_weight:
-            terms["anchor_l1"] = adv_terms.get("anchor_l1", 0.0)
+            terms["anchor_l1"] = extra_terms.get("anchor_l1", 0.0)
         return {**terms, "d_loss": float(d_loss.detach()), "lambda": lam, "stage": float(stage),
                 "cos_to_target": float(cos), "mask_mean": float(mask.detach().mean())}
-
-
-def fit_linear_head(deidentified: torch.Tensor, original: torch.Tensor, ridge: float = 0.1
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight, bias) of :func:`deidkit.eval.attack.fit_adapted_head` in torch: least squares from normalised
-    de-identified to original embeddings, regularised towards the identity map (``ridge`` x the number of pairs)."""
-    xm, ym = deidentified.mean(0), original.mean(0)
-    xc, yc = deidentified - xm, original - ym
-    reg = ridge * len(deidentified) * torch.eye(deidentified.shape[1], dtype=deidentified.dtype)
-    w = torch.linalg.solve(xc.T @ xc + reg, xc.T @ yc + reg)
-    return w, ym - xm @ w
 
 
 @torch.no_grad()
