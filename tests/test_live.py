@@ -486,3 +486,17 @@ def test_anchor_term_keeps_a_frozen_copy_of_the_start(real_crops):
     assert not all(torch.equal(v, start[k]) for k, v in trainer.G.state_dict().items())
     with pytest.raises(ValueError, match="anchor_weight"):
         T.LiveConfig.profile("tiny", anchor_weight=1.0).validate()
+
+
+def test_orthogonal_repel_is_largest_for_an_orthogonal_representation():
+    """``repel="orthogonal"``: the paper's distance up to orthogonality, then falling again towards the opposite
+    representation (which a linear head reads back as the original); the paper's keeps growing to 2."""
+    e = torch.tensor([[1.0, 0.0]])
+    for angle, paper, orth in ((0.0, 0.0, 0.0), (math.pi / 2, math.sqrt(2), math.sqrt(2)), (math.pi, 2.0, 0.0),
+                               (3 * math.pi / 4, math.sqrt(2 + math.sqrt(2)), math.sqrt(2 - math.sqrt(2)))):
+        o = torch.tensor([[math.cos(angle), math.sin(angle)]])
+        f, g = {"embedding": e, "x": e}, {"embedding": o, "x": e}
+        assert float(L.perceptual_terms(g, f, f, (), ())["repel"]) == pytest.approx(paper, abs=1e-6)
+        assert float(L.perceptual_terms(g, f, f, (), (), repel="orthogonal")["repel"]) == pytest.approx(orth, abs=1e-6)
+    with pytest.raises(ValueError, match="repel"):
+        L.perceptual_terms(g, f, f, (), (), repel="nosuch")

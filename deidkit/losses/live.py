@@ -110,14 +110,25 @@ def perceptual_terms(
     input_layers: Sequence[str],
     target_layers: Sequence[str],
     repr_key: str = "embedding",
+    repel: str = "distance",
 ) -> dict[str, torch.Tensor]:
     """The multi-image perceptual loss's pieces: ``attract_input`` (low and middle layers of the output vs the
-    input), ``attract_target`` (deeper layers vs the target) and ``repel`` (distance of the representations)."""
+    input), ``attract_target`` (deeper layers vs the target) and ``repel``: the distance of the (unit-norm)
+    representations (``"distance"``, the paper's), or the distance to the nearer of the target's representation and
+    its opposite (``"orthogonal"``, not in the paper): the paper's term is largest for the *opposite* representation,
+    which a linear map reads back as the original; this one is largest for an orthogonal one, and equal to the
+    paper's up to there."""
+    if repel not in ("distance", "orthogonal"):
+        raise ValueError(f"repel must be 'distance' or 'orthogonal', got {repel!r}")
     zero = next(iter(out_feats.values())).new_zeros(())
     attract_input = sum(((out_feats[k] - input_feats[k]).abs().mean() for k in input_layers), zero)
     attract_target = sum(((out_feats[k] - target_feats[k]).abs().mean() for k in target_layers), zero)
-    repel = (out_feats[repr_key].flatten(1) - target_feats[repr_key].flatten(1)).norm(dim=1).mean()
-    return {"attract_input": attract_input, "attract_target": attract_target, "repel": repel}
+    o, t = out_feats[repr_key].flatten(1), target_feats[repr_key].flatten(1)
+    if repel == "distance":
+        dist = (o - t).norm(dim=1)
+    else:
+        dist = torch.minimum((o - t).norm(dim=1), (o + t).norm(dim=1))
+    return {"attract_input": attract_input, "attract_target": attract_target, "repel": dist.mean()}
 
 
 def perceptual_loss(terms: Mapping[str, torch.Tensor], lam: float) -> torch.Tensor:

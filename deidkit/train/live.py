@@ -327,7 +327,7 @@ class LiveTrainer:
             cos = torch.zeros(())
         else:
             fo = self.features(masked)
-            pterms = perceptual_terms(fo, fx, fx, cfg.input_layers, cfg.target_layers)
+            pterms = perceptual_terms(fo, fx, fx, cfg.input_layers, cfg.target_layers, repel=cfg.repel)
             g_loss, terms = generator_loss(x, x_in, raw, mask, d_mixed, pterms, lam, self.weights)
             with torch.no_grad():
                 cos = (fo["embedding"] * t).sum(1).mean()
