@@ -455,6 +455,8 @@ class LiveConfig(SpeedOptions):
     def validate(self) -> None:
         if self.size % 32 or self.size < 64:
             raise ValueError(f"size must be a multiple of 32 and at least 64, got {self.size}")
+        if self.repel not in ("distance", "orthogonal"):
+            raise ValueError(f"repel must be 'distance' or 'orthogonal', got {self.repel!r}")
         if self.anchor_weight and not self.init_from:
             raise ValueError(f"anchor_weight {self.anchor_weight} needs a generator to stay near (init_from)")
         if self.adversary_weight < 0 or self.adversary_ridge <= 0 or self.adversary_bank < 2:

@@ -500,3 +500,5 @@ def test_orthogonal_repel_is_largest_for_an_orthogonal_representation():
         assert float(L.perceptual_terms(g, f, f, (), (), repel="orthogonal")["repel"]) == pytest.approx(orth, abs=1e-6)
     with pytest.raises(ValueError, match="repel"):
         L.perceptual_terms(g, f, f, (), (), repel="nosuch")
+    with pytest.raises(ValueError, match="repel"):
+        T.LiveConfig.profile("tiny", repel="nosuch").validate()
