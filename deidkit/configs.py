@@ -237,8 +237,17 @@ class FaDeNetConfig(SpeedOptions):
             # 0.130 after epochs 1 / 2, what the input blur alone gives): from a blurred face box the teacher's
             # detail cannot be predicted, and a regression loss learns its mean, the blur. With a sharp input
             # (input_sigma 0) the U-Net stayed the identity map for its first epoch (held-out cosine 0.99999).
-            # A regression target gives no face prior; only an adversarial or perceptual term can, at GPU scale.
-            "distill": {**standard, "teacher": "live", "teacher_weight": 1.0, "epochs": 12},
+            # Stop 30 corrected that reading: the sharp-input run had not learnt the identity map, it had collapsed
+            # to it (97 % of the last block's ReLUs dead after its first epoch, the correction 7e-4): FaDeNet's
+            # push terms at lr 1e-3 from a random U-Net. The teacher alone (no critic terms) trains without collapse
+            # (pixel distance to the teacher 0.031 -> 0.026 in 5 epochs, natural-looking outputs). Hence two steps:
+            # "distill", the U-Net pulled to the teacher only (sharp input, no critic, edge, detection or adversarial
+            # term), then "distill_push", FaDeNet's critic terms added at a quarter of the rate from its last epoch.
+            "distill": {**standard, "teacher": "live", "teacher_weight": 1.0, "input_sigma": 0.0, "lam": 0.0,
+                        "critic_views": 0, "embed_weight": 0.0, "feature_weight": 0.0, "detect_weight": 0.0,
+                        "adv_weight": 0.0, "edge_weight": 0.0, "epochs": 40},
+            "distill_push": {**standard, "teacher": "live", "teacher_weight": 1.0, "input_sigma": 0.0, "lr": 2.5e-4,
+                             "epochs": 10, "init_from": "runs/fadenet-distill/epochs/epoch040.pt"},
             # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
             # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
             # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
@@ -311,7 +320,7 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "paper")
-FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "gpu", "paper")
+FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push", "gpu", "paper")
 LIVE_PROFILES = PROFILES
 
 

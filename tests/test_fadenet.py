@@ -214,6 +214,12 @@ def test_profiles_and_bad_config():
     assert p.residual is False and p.ce_cap is None and p.critic_profile == "paper"
     c = CriticConfig.profile("paper")
     assert (c.kind, c.batch_size, c.epochs, c.lr) == ("inception", 32, 40, 1e-3)
+    # the two-step teacher recipe: first the teacher alone (sharp input, no critic term, which collapsed a random
+    # U-Net to the identity map), then FaDeNet's critic terms from its last epoch
+    d, dp = FaDeNetConfig.profile("distill"), FaDeNetConfig.profile("distill_push")
+    assert d.teacher == dp.teacher == "live" and d.input_sigma == dp.input_sigma == 0
+    assert d.lam == d.embed_weight == d.detect_weight == d.adv_weight == d.critic_views == 0 and d.init_from is None
+    assert dp.lam > 0 and dp.embed_weight > 0 and dp.init_from == f"runs/{d.name}/epochs/epoch{d.epochs:03d}.pt"
     with pytest.raises(ValueError, match="unknown FaDeNet profile"):
         FaDeNetConfig.profile("huge")
     with pytest.raises(ValueError, match="unknown FaDeNetConfig fields"):
@@ -382,6 +388,9 @@ def test_facebox_mode_changes_only_the_face_box(crops_small):
     assert np.abs(out[:, inside].astype(int) - crops[:, inside]).mean() > 2  # the box is blurred
     plain = FaDeNetConfig.profile("tiny")
     assert FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p").mode == "resize"
+    # a network that learnt a teacher's change (the live model's, inside the face) keeps the crop outside the box too
+    taught = FaDeNetConfig.profile("tiny", teacher="live", teacher_weight=1.0)
+    assert FaDeNetDeidentifier.from_network(taught, build_unet(taught), name="t").mode == "facebox"
     with pytest.raises(ValueError, match="mode"):
         FaDeNetDeidentifier.from_network(plain, build_unet(plain), name="p", mode="nosuch")
 

@@ -46,9 +46,9 @@ class FaDeNetDeidentifier:
     and with it the identity: measured with the quick run on lfw_57x8 (224 crops), the critic's Rank-1 is
     0.286 at SSIM 0.794 with ``resize`` but 0.775 at SSIM 0.885 with ``residual`` (0.999 on originals), so the
     residual mode is an option to study, not the de-identifier. ``mode="facebox"`` (the default, ``mode=None``, for
-    networks that see their face box blurred, ``input_sigma > 0``) takes the network's output resized back inside
-    the face box it was made to change (the square the critic's template crop covers, the region the blur baseline
-    blurs) and keeps the crop outside it, as the naive baselines do.
+    networks that see their face box blurred, ``input_sigma > 0``, or learn a teacher's change, ``teacher``) takes
+    the network's output resized back inside the face box it was made to change (the square the critic's template
+    crop covers, the region the blur baseline blurs) and keeps the crop outside it, as the naive baselines do.
 
     ``strength`` scales the change the network makes (output = crop + strength x (FaDeNet's image - crop)): below 1
     it trades privacy for image quality, above 1 (at most 2) the other way; 1 is FaDeNet's own output. Like the live
@@ -166,7 +166,8 @@ def face_box_mask(size: int, region: float, feather: float) -> np.ndarray:
 
 
 def _mode(mode: str | None, config: FaDeNetConfig) -> str:
-    mode = mode or ("facebox" if config.input_sigma else "resize")
+    # a teacher's change (the live model's) lies inside the face, as a blurred face box's does
+    mode = mode or ("facebox" if config.input_sigma or config.teacher else "resize")
     if mode not in ("residual", "resize", "facebox"):
         raise ValueError(f"mode must be 'residual', 'resize' or 'facebox', got {mode!r}")
     return mode
