@@ -48,6 +48,13 @@ class CriticConfig(SpeedOptions):
     precompute_features: bool = False
     feature_copies: int = 3
     max_identities: int | None = None  # None: every critic identity of the training pool
+    # > 0 (MobileFaceNet critic only; not in the paper): the backbone is first made slightly robust, an L-inf
+    # perturbation of this many 8-bit levels (see deidkit.train.robust), for robust_epochs over the training pool
+    # (0 = off for all four, so runs saved before these fields existed keep their configuration)
+    robust_eps: float = 0.0
+    robust_epochs: int = 0
+    robust_pgd_steps: int = 0
+    robust_lr: float = 0.0
     seed: int = 0
     device: str = "auto"
     workers: int = 0  # > 0: a torch DataLoader with this many workers (and pinned memory on CUDA) augments
@@ -65,6 +72,12 @@ class CriticConfig(SpeedOptions):
             # 393 pool identities: held-out accuracy 0.987 after the first epoch, 0.990 after the fourth.
             "quick": dict(kind="mobilefacenet", image_size=96, epochs=5, batch_size=32, lr=1e-2,
                           precompute_features=True, feature_copies=2),
+            # Stop 30: "quick" over a slightly robust MS1M backbone (8 levels, 2 attack steps, one pass over the
+            # training pool's 8,018 images outside the critic's held-out split; ~8 CPU-minutes), so that FaDeNet's
+            # push follows features other recognisers share instead of this network's noise (deidkit.train.robust)
+            "robust": dict(kind="mobilefacenet", image_size=96, epochs=5, batch_size=32, lr=1e-2,
+                           precompute_features=True, feature_copies=2, robust_eps=8.0, robust_epochs=1,
+                           robust_pgd_steps=2, robust_lr=1e-4),
             # The paper: Inception-v3 from scratch, batch 32, 40 epochs, Adam defaults (lr 1e-3), 224 px.
             "paper": dict(kind="inception", image_size=224, inception_input=224, epochs=40, batch_size=32,
                           lr=1e-3, amp=True, channels_last=True, workers=4),
@@ -89,6 +102,11 @@ class CriticConfig(SpeedOptions):
             raise ValueError("precompute_features needs a frozen backbone: only the 'mobilefacenet' critic has one")
         if self.feature_copies < 1:
             raise ValueError(f"feature_copies must be >= 1, got {self.feature_copies}")
+        if self.robust_eps < 0 or (self.robust_eps and self.kind != "mobilefacenet"):
+            raise ValueError(f"robust_eps must be >= 0 and needs the 'mobilefacenet' critic, got {self.robust_eps}")
+        if self.robust_eps and (self.robust_epochs < 1 or self.robust_pgd_steps < 1 or self.robust_lr <= 0):
+            raise ValueError(f"bad robust schedule: robust_epochs={self.robust_epochs}, "
+                             f"robust_pgd_steps={self.robust_pgd_steps}, robust_lr={self.robust_lr}")
 
     @property
     def name(self) -> str:
@@ -248,6 +266,10 @@ class FaDeNetConfig(SpeedOptions):
                         "adv_weight": 0.0, "edge_weight": 0.0, "epochs": 40},
             "distill_push": {**standard, "teacher": "live", "teacher_weight": 1.0, "input_sigma": 0.0, "lr": 2.5e-4,
                              "epochs": 10, "init_from": "runs/fadenet-distill/epochs/epoch040.pt"},
+            # Stop 30: the standard recipe, unchanged, against the critic over a slightly robust MS1M backbone
+            # (critic profile "robust", deidkit.train.robust): its input gradient follows visible face features, and
+            # what moves it carries over to other networks, so the push need not paint what only one network reads.
+            "robust": {**standard, "critic_profile": "robust"},
             # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
             # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
             # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
@@ -319,8 +341,9 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
-CRITIC_PROFILES = ("tiny", "quick", "paper")
-FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push", "gpu", "paper")
+CRITIC_PROFILES = ("tiny", "quick", "robust", "paper")
+FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push", "robust", "gpu",
+                    "paper")
 LIVE_PROFILES = PROFILES
 
 

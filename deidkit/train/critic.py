@@ -130,11 +130,12 @@ def load_ms1m_backbone(weights: str | os.PathLike | None = None) -> nn.Module:
     return net.eval()
 
 
-def make_critic(config: CriticConfig, num_classes: int, pretrained: bool = True) -> Critic:
+def make_critic(config: CriticConfig, num_classes: int, pretrained: bool = True,
+                backbone: nn.Module | None = None) -> Critic:
     """The critic network of ``config``. ``pretrained=False`` builds the MobileFaceNet critic's backbone
-    without reading its weights (for loading a whole trained critic from a checkpoint)."""
-    backbone = None
-    if config.kind == "mobilefacenet":
+    without reading its weights (for loading a whole trained critic from a checkpoint); ``backbone`` gives it
+    (e.g. the robust copy of :func:`deidkit.train.robust.train_robust_backbone`)."""
+    if config.kind == "mobilefacenet" and backbone is None:
         from deidkit.models.mobilefacenet import MobileFaceNetMS1M
 
         backbone = load_ms1m_backbone() if pretrained else MobileFaceNetMS1M().eval()
@@ -197,8 +198,16 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
         data = load_train_pool(config.image_size, config.max_identities, config.seed)
     elif data.train_images.shape[1] != config.image_size:
         data = data.resized(config.image_size)
+    backbone = None
+    if critic is None and config.robust_eps:
+        from deidkit.train.robust import train_robust_backbone
+
+        backbone = train_robust_backbone(config, run_dir / "backbone", progress=progress)
+        if backbone is None:  # the time limit stopped it: the same call continues
+            return CriticResult(run_dir, make_critic(config, data.num_classes, pretrained=False), data.identities,
+                                pd.DataFrame(), pd.DataFrame(), {"stopped": True, "stage": "robust backbone"})
     torch.manual_seed(config.seed)  # identical initial weights for the head / from-scratch network
-    critic = critic if critic is not None else make_critic(config, data.num_classes)
+    critic = critic if critic is not None else make_critic(config, data.num_classes, backbone=backbone)
     if critic.num_classes != data.num_classes:
         raise ValueError(f"critic has {critic.num_classes} classes, data has {data.num_classes} identities")
     critic.to(device).train()
