@@ -270,6 +270,8 @@ class FaDeNetConfig(SpeedOptions):
             # (critic profile "robust", deidkit.train.robust): its input gradient follows visible face features, and
             # what moves it carries over to other networks, so the push need not paint what only one network reads.
             "robust": {**standard, "critic_profile": "robust"},
+            # the same with the face box seen sharp: whatever changes the identity is then the U-Net's own
+            "robust_sharp": {**standard, "critic_profile": "robust", "input_sigma": 0.0},
             # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
             # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
             # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
@@ -342,8 +344,8 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "robust", "paper")
-FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push", "robust", "gpu",
-                    "paper")
+FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push",
+                    "robust", "robust_sharp", "gpu", "paper")
 LIVE_PROFILES = PROFILES
 
 
