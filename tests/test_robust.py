@@ -78,3 +78,18 @@ def test_robust_profiles_and_bad_settings():
         CriticConfig.profile("paper", robust_eps=8.0)
     with pytest.raises(ValueError, match="robust schedule"):
         CriticConfig.profile("quick", robust_eps=8.0)
+
+
+def test_robust_backbone_stopped_by_the_time_limit_resumes_to_the_same_weights(tmp_path, pool_faces):
+    from deidkit.train.loop import run_limits
+
+    cfg = CriticConfig.profile("tiny", robust_eps=8.0, robust_epochs=1, robust_pgd_steps=1, robust_lr=1e-3,
+                               batch_size=8, image_size=64)
+    original = load_ms1m_backbone()
+    whole = train_robust_backbone(cfg, tmp_path / "whole", images=pool_faces, original=original, progress=False)
+    with run_limits(max_minutes=1e-9):  # spent at once: one step, then a checkpoint
+        assert train_robust_backbone(cfg, tmp_path / "cut", images=pool_faces, original=original,
+                                     progress=False) is None
+    resumed = train_robust_backbone(cfg, tmp_path / "cut", images=pool_faces, original=original, progress=False)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)

@@ -37,7 +37,7 @@ from deidkit.models.critic import Critic, build_critic
 from deidkit.train.augment import ArrayBatches
 from deidkit.train.distributed import Shard, device_for, wrap
 from deidkit.train.distributed import current as current_shard
-from deidkit.train.loop import TrainingRun
+from deidkit.train.loop import TimeLimitReached, TrainingRun
 from deidkit.train.speed import WorkerBatches, autocast, prepare
 
 
@@ -203,9 +203,9 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
         from deidkit.train.robust import train_robust_backbone
 
         backbone = train_robust_backbone(config, run_dir / "backbone", progress=progress)
-        if backbone is None:  # the time limit stopped it: the same call continues
-            return CriticResult(run_dir, make_critic(config, data.num_classes, pretrained=False), data.identities,
-                                pd.DataFrame(), pd.DataFrame(), {"stopped": True, "stage": "robust backbone"})
+        if backbone is None:  # there is no critic checkpoint yet to resume from: stop as the loop does
+            raise TimeLimitReached(f"{run_dir / 'backbone'}: the robust backbone stopped at the time limit; "
+                                   f"the same call continues")
     torch.manual_seed(config.seed)  # identical initial weights for the head / from-scratch network
     critic = critic if critic is not None else make_critic(config, data.num_classes, backbone=backbone)
     if critic.num_classes != data.num_classes:
