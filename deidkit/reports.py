@@ -142,9 +142,19 @@ def collect_metrics(out: Path, profile: str, extra: list[dict] | None = None) ->
     return records
 
 
+def parameters_for(notebook: str | os.PathLike, parameters: dict) -> dict:
+    """The items of ``parameters`` that ``notebook``'s parameters cell sets (e.g. ``threads``: notebooks 01-03
+    only); papermill would inject the others too, as new variables with a warning."""
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    return {k: v for k, v in parameters.items() if k in declared}
+
+
 def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, only: list[str] | None = None,
                 html: bool = True, parameters: dict | None = None) -> Path:
-    """Execute the notebooks in order into ``out`` (default ``reports/``), then collect metrics and README."""
+    """Execute the notebooks in order into ``out`` (default ``reports/``), then collect metrics and README.
+    ``parameters`` reach the notebooks whose parameters cell sets them (papermill would add the others too)."""
     import papermill as pm
 
     if profile not in PROFILES:
@@ -159,8 +169,8 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
     for nb in notebooks(only):
         dest = out / nb.name
         t0 = time.perf_counter()
-        pm.execute_notebook(str(nb), str(dest), parameters={"profile": profile, "reports_dir": str(out),
-                                                             **(parameters or {})},
+        extra = parameters_for(nb, parameters or {})
+        pm.execute_notebook(str(nb), str(dest), parameters={"profile": profile, "reports_dir": str(out), **extra},
                             kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False)
         # Kept per notebook, so that re-running some notebooks (``only``) keeps the others' run times.
         record_metrics([{"kind": "runtime", "name": nb.stem, "value": time.perf_counter() - t0, "unit": "s",
