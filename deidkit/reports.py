@@ -190,6 +190,28 @@ def run_reports(profile: str = "quick", out: str | os.PathLike | None = None, on
     return out
 
 
+def stage_profile(out: str | os.PathLike | None = None, min_seconds: float = 10.0, min_share: float = 0.1) -> list[dict]:
+    """Where each executed notebook of ``out`` spent its last run: records ``{"kind": "runtime_stage",
+    "notebook", "cell", "seconds", "share", "code"}`` for every code cell that took at least ``min_seconds``
+    or ``min_share`` of its notebook, read from papermill's cell durations (``code``: the cell's first line
+    that is not an import or a comment)."""
+    out = reports_dir(out)
+    rows = []
+    for path in sorted(out.glob("[0-9][0-9]_*.ipynb")):
+        cells = [c for c in json.loads(path.read_text()).get("cells", []) if c.get("cell_type") == "code"]
+        durations = [float(c.get("metadata", {}).get("papermill", {}).get("duration") or 0.0) for c in cells]
+        total = sum(durations)
+        for i, (cell, seconds) in enumerate(zip(cells, durations)):
+            if total <= 0 or (seconds < min_seconds and seconds < min_share * total):
+                continue
+            source = "".join(cell.get("source", "")).splitlines()
+            code = next((ln.strip() for ln in source if ln.strip() and not ln.lstrip().startswith(
+                ("#", "import ", "from "))), "")
+            rows.append({"kind": "runtime_stage", "notebook": path.stem, "cell": i, "seconds": seconds,
+                         "share": seconds / total, "code": code[:90]})
+    return rows
+
+
 def refresh_summary(out: str | os.PathLike | None = None, profile: str = "quick") -> Path:
     """``metrics.json`` and ``README.md`` of ``out`` from the records in ``out/metrics`` (e.g. after
     ``deidkit frontier`` or the browser test added records), without executing any notebook."""
@@ -198,7 +220,7 @@ def refresh_summary(out: str | os.PathLike | None = None, profile: str = "quick"
     peaks = [r["kernel_peak_rss_mib"] for r in runtimes if r.get("kernel_peak_rss_mib")]
     memory = [{"kind": "memory", "name": "reports_peak_kernel_rss", "value": max(peaks), "unit": "MiB",
                "note": "largest resident set of any notebook kernel (ru_maxrss of child processes)"}] if peaks else []
-    return write_readme(out, collect_metrics(out, profile, memory))
+    return write_readme(out, collect_metrics(out, profile, memory + stage_profile(out)))
 
 
 def compact_notebook(path: Path, max_png_bytes: int = 200_000, jpeg_quality: int = 85) -> tuple[int, int]:
@@ -303,6 +325,8 @@ def write_readme(out: Path, records: list[dict]) -> Path:
           "peak_rss_mb"]),
         ("Speed", "speed", ["name", "value", "unit"]),
         ("Run time and memory", "runtime memory", ["name", "value", "unit", "cache", "git_commit", "date", "kernel_peak_rss_mib"]),
+        ("Where the time goes: the slowest cells of each notebook's last run (papermill's cell durations; code "
+         "cell index, its first line)", "runtime_stage", ["notebook", "cell", "seconds", "share", "code"]),
     ]
     for title, kinds, cols in sections:
         # the naive families' own frontier rows (their margin is ~0 by construction) stay in metrics.json only

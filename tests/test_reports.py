@@ -3,7 +3,14 @@ import json
 import numpy as np
 import pytest
 
-from deidkit.reports import collect_metrics, compact_notebook, provenance, record_metrics, write_readme
+from deidkit.reports import (
+    collect_metrics,
+    compact_notebook,
+    provenance,
+    record_metrics,
+    stage_profile,
+    write_readme,
+)
 
 
 def test_metrics_roundtrip_and_readme(tmp_path):
@@ -103,3 +110,23 @@ def test_merge_metrics_replaces_only_the_same_case(tmp_path):
     recs = json.loads((tmp_path / "metrics" / "bench.json").read_text())
     assert sorted((r["name"], r["value"]) for r in recs) == [("a", 1.0), ("b", 3.0)]
     assert all(r["source"] == "bench" for r in recs)
+
+
+def test_stage_profile_lists_the_slow_cells(tmp_path):
+    def cell(source: str, seconds: float) -> dict:
+        return {"cell_type": "code", "source": source, "metadata": {"papermill": {"duration": seconds}}}
+
+    nb = {"cells": [{"cell_type": "markdown", "source": "# x", "metadata": {}},
+                    cell("import numpy as np\n# load\ndata = load()", 2.0),
+                    cell("from x import y\nmodel = train(data)  # the long one", 50.0),
+                    cell("print(model)", 0.5),
+                    cell("table = evaluate(model)", 8.0)]}
+    (tmp_path / "02_x.ipynb").write_text(json.dumps(nb))
+    (tmp_path / "notes.ipynb").write_text(json.dumps(nb))  # not a numbered notebook of the kit: ignored
+    rows = stage_profile(tmp_path)
+    # 50 s (over 10 s) and 8 s (over 10 % of 60.5 s) are listed, by code-cell index, with their first real line
+    assert [(r["notebook"], r["cell"], r["seconds"]) for r in rows] == [("02_x", 1, 50.0), ("02_x", 3, 8.0)]
+    assert rows[0]["code"] == "model = train(data)  # the long one"
+    assert abs(rows[0]["share"] - 50 / 60.5) < 1e-9
+    recs = collect_metrics(tmp_path, "tiny", rows)
+    assert "## Where the time goes" in write_readme(tmp_path, recs).read_text()
