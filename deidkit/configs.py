@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deidkit.data.templates import CANONICAL_ZOOM
-from deidkit.losses.live import LiveLossWeights
 
 # ------------------------------------------------------------------------------------------------- critic
 
@@ -366,6 +365,22 @@ LIVE_PROFILES = PROFILES
 def training_profiles() -> list[str]:
     """Every profile name of any trained model, in first-seen order (the CLI's ``--profile`` choices)."""
     return list(dict.fromkeys(CRITIC_PROFILES + FADENET_PROFILES + LIVE_PROFILES))
+
+
+@dataclass(frozen=True)
+class LiveLossWeights:
+    """Weights of the generator's terms (defaults: the paper's). Configuration data: it lives here, not beside the
+    losses, so that reading a profile (the CLI, the shipped models' inference) imports no training code."""
+
+    adv: float = 0.5
+    recon: float = 0.5
+    edge: float = 0.5
+    mask: float = 3e-3
+    mask_smooth: float = 1e-2
+    perceptual: float = 0.5
+    # not in the paper (0 = off): mean |L(masked) - L(x)| of five landmarks (fractions of the crop), which keeps
+    # the face's geometry (pose, expression, where the eyes and mouth are) the target's
+    landmarks: float = 0.0
 
 
 @dataclass

@@ -27,26 +27,13 @@ This module knows nothing of data sets or recognisers: features come in as dicts
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 
+from deidkit.configs import LiveLossWeights  # configuration data, re-exported here
+
 MIXUP_ALPHA = 0.2
-
-
-@dataclass(frozen=True)
-class LiveLossWeights:
-    """Weights of the generator's terms (defaults: the paper's)."""
-
-    adv: float = 0.5
-    recon: float = 0.5
-    edge: float = 0.5
-    mask: float = 3e-3
-    mask_smooth: float = 1e-2
-    perceptual: float = 0.5
-    # not in the paper (0 = off): mean |L(masked) - L(x)| of five landmarks (fractions of the crop), which keeps
-    # the face's geometry (pose, expression, where the eyes and mouth are) the target's
-    landmarks: float = 0.0
+PAPER_WEIGHTS = LiveLossWeights()  # frozen: safe as a shared default
 
 
 def blend(raw: torch.Tensor, mask: torch.Tensor, x_in: torch.Tensor) -> torch.Tensor:
@@ -144,7 +131,7 @@ def generator_loss(
     d_mixed: torch.Tensor | None,
     perceptual: Mapping[str, torch.Tensor] | None,
     lam: float,
-    weights: LiveLossWeights = LiveLossWeights(),
+    weights: LiveLossWeights = PAPER_WEIGHTS,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted generator loss and its terms (floats, for the log).
 
