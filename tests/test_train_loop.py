@@ -173,6 +173,12 @@ def test_config_recorded_and_mismatch_refused(tmp_path):
     make_run(tmp_path / "b", config={"lr": 0.01, "new_layers": (), "new_init": ""})
     with pytest.raises(ValueError, match=r"\['new_layers'\]"):
         make_run(tmp_path / "b", config={"lr": 0.01, "new_layers": ("stage3",), "new_init": ""})
+    # a run copied to another cache root: its critic's folder has another parent, the same name
+    moved = make_run(tmp_path / "c", config={"lr": 0.01, "critic_dir": "/old/cache/runs/critic-quick"})
+    moved.fit(make_loader, make_step(moved), epochs=1)
+    make_run(tmp_path / "c", config={"lr": 0.01, "critic_dir": "/new/cache/runs/critic-quick"})
+    with pytest.raises(ValueError, match=r"\['critic_dir'\]"):
+        make_run(tmp_path / "c", config={"lr": 0.01, "critic_dir": "/new/cache/runs/critic-robust"})
 
 
 def test_time_limit_stops_with_a_checkpoint_and_the_same_call_finishes_identically(tmp_path):

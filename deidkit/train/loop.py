@@ -233,7 +233,7 @@ class TrainingRun:
             # A field added to a configuration after the run was saved, set to "off" (0, None, False, an empty
             # list or string), is the behaviour the run was trained with: not a difference.
             diff = sorted(k for k in set(saved) | set(self.config)
-                          if saved.get(k) != self.config.get(k) and k not in self.extendable
+                          if not same_setting(k, saved.get(k), self.config.get(k)) and k not in self.extendable
                           and not (k not in saved and option_is_off(self.config.get(k))))
             if diff:
                 raise ValueError(
@@ -483,6 +483,17 @@ class TrainingRun:
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "RunLimits", "TimeLimitReached", "TrainingDiverged",
            "TrainingRun", "load_checkpoint", "load_module_state", "rng_state", "run_limits", "seed_everything",
            "option_is_off", "set_rng_state", "time_is_up"]
+
+
+def same_setting(key: str, saved: Any, current: Any) -> bool:
+    """Whether a configuration value saved with a run equals the current one. Folders (keys ending in ``_dir``)
+    compare by their last component: a run copied to another cache (``DEIDKIT_CACHE``) records the folder of its
+    critic under the old root, and is the same experiment."""
+    if saved == current:
+        return True
+    if key.endswith("_dir") and isinstance(saved, str) and isinstance(current, str) and saved and current:
+        return Path(saved).name == Path(current).name
+    return False
 
 
 def option_is_off(value: Any) -> bool:
