@@ -158,6 +158,7 @@ class FaDeNetConfig(SpeedOptions):
     teacher: str | None = None  # None: the paper; a de-identifier's name ("live": the shipped one): the image terms
     # (unit-norm distance, edges, low-level maps) pull the output to that de-identifier's output instead of the input
     teacher_weight: float = 0.0  # > 0 (with a teacher): plus this times the mean absolute pixel difference to it
+    detail_basis: int = 0  # 0: the paper; K > 0: the correction is K face-detail components (see models.unet.UNet)
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -285,6 +286,13 @@ class FaDeNetConfig(SpeedOptions):
             # the first epoch, at lr 1e-3 and at 2.5e-4): at a sharp input the identity is a stationary point that
             # the push terms do not leave (the blurred box gives the image terms something to restore)
             "robust_sharp": {**standard, "critic_profile": "robust", "input_sigma": 0.0},
+            # Stop 32: a face prior without a discriminator. The correction is 64 face-detail components (the
+            # principal components of what the input blur removes from training-pool faces) with coefficients
+            # bounded to +-2 SD, read from the contracting path (models.unet.UNet, detail_basis): whatever the
+            # critic terms push, the output stays the blurred face plus detail some real face has. The standard
+            # recipe's terms otherwise, without the discriminator (the basis is the prior) and the smoothing (the
+            # components are smooth already).
+            "subspace": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 30},
             # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
             # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
             # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
@@ -326,6 +334,9 @@ class FaDeNetConfig(SpeedOptions):
             raise ValueError(f"teacher_weight {self.teacher_weight} needs a teacher de-identifier (teacher=...)")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"bad schedule: epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr}")
+        if self.detail_basis < 0 or self.detail_basis and not (self.residual and self.out_activation == "tanh"
+                                                               and self.input_sigma and not self.luma_only):
+            raise ValueError("detail_basis needs residual=True, out_activation='tanh', input_sigma > 0 and no luma_only")
 
     @property
     def name(self) -> str:
@@ -358,7 +369,7 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "robust", "paper")
 FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push",
-                    "robust", "robust_sharp", "gpu", "paper")
+                    "robust", "robust_sharp", "subspace", "gpu", "paper")
 LIVE_PROFILES = PROFILES
 
 

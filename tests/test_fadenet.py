@@ -674,3 +674,65 @@ def test_teacher_target_trains_and_is_computed_once(tmp_path, monkeypatch):
     np.testing.assert_array_equal(out, get_deidentifier("blur_sigma4").deidentify(data.train_images))
     with pytest.raises(ValueError, match="teacher"):
         FaDeNetConfig.profile("tiny", teacher_weight=1.0)
+
+
+def test_detail_basis_unet_outputs_the_blurred_input_plus_basis_detail():
+    """A ``detail_basis`` U-Net's output is tanh(atanh(blurred input) + mean + sum_k c_k B_k) with |c_k| <= 2:
+    whatever it learns, its change lies in the span of the installed face-detail components."""
+    from deidkit.models.unet import UNet
+
+    u = UNet(width=4, depth=2, residual=True, out_activation="tanh", input_sigma=1.0, input_region=0.65,
+             detail_basis=3, image_size=32).eval()
+    assert not hasattr(u, "up")  # the expansive path is neither built nor run
+    g = torch.Generator().manual_seed(0)
+    basis, mean = 0.1 * torch.randn(3, 3, 32, 32, generator=g), 0.05 * torch.randn(1, 3, 32, 32, generator=g)
+    u.set_detail_basis(basis, mean)
+    with torch.no_grad():
+        u.coefficients.weight.normal_(0, 5.0, generator=g)  # far from the start, coefficients saturate at +-2
+        x = torch.rand(4, 3, 32, 32, generator=g) * 1.6 - 0.8
+        out = u(x)
+        change = torch.atanh(out.clamp(-0.999999, 0.999999)) - torch.atanh(u.blurred_input(x).clamp(-0.999, 0.999))
+        coef = torch.linalg.lstsq(basis.flatten(1).T, (change - mean).flatten(1).T).solution.T
+    assert torch.allclose(coef @ basis.flatten(1), (change - mean).flatten(1), atol=1e-3)
+    assert coef.abs().max() <= 2.0 + 1e-3 and coef.abs().max() > 1.0
+    assert torch.equal(u.state_dict()["basis"], basis)  # saved with the weights
+    with pytest.raises(ValueError, match="do not fit"):
+        u.set_detail_basis(basis[:2], mean)
+    with pytest.raises(ValueError, match="works at"):
+        u(torch.zeros(1, 3, 48, 48))
+    with pytest.raises(ValueError, match="detail_basis needs"):
+        UNet(width=4, depth=2, residual=True, out_activation="tanh", detail_basis=3, image_size=32)
+    with pytest.raises(ValueError, match="detail_basis needs"):
+        FaDeNetConfig.profile("tiny", detail_basis=4)  # no input blur
+
+
+def test_detail_basis_is_the_scaled_principal_components_of_the_removed_detail(tmp_path):
+    """fit_detail_basis: orthogonal components, each scaled to the standard deviation of the training faces'
+    projections on it (largest first); a subspace run trains, resumes with the same basis and loads as a
+    de-identifier."""
+    from deidkit.train.fadenet import fit_detail_basis
+
+    cfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, input_sigma=2.0, detail_basis=4)
+    unet = build_unet(cfg)
+    images = random_faces(60, 64, seed=3)
+    basis, mean = fit_detail_basis(unet, images, 4)
+    flat = basis.flatten(1)
+    gram = flat @ flat.T
+    sd = gram.diagonal().sqrt()
+    assert torch.allclose(gram / sd[:, None] / sd[None, :], torch.eye(4), atol=1e-4)
+    assert (sd[:-1] >= sd[1:] - 1e-6).all()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    r = (torch.atanh(x.clamp(-0.999, 0.999)) - torch.atanh(unet.blurred_input(x).clamp(-0.999, 0.999))).flatten(1)
+    proj = (r - mean.flatten(1)) @ flat.T / sd**2  # in units of each component's scale
+    assert torch.allclose(proj.std(0), torch.ones(4), atol=0.05)
+    data = toy_data(size=64)
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    res = train_fadenet(cfg, data=data, critic=critic, run_dir=tmp_path / "s", progress=False)
+    trained = res.unet.state_dict()["basis"].clone()
+    assert trained.abs().sum() > 0
+    again = train_fadenet(cfg, data=data, critic=critic, run_dir=tmp_path / "s", progress=False)
+    assert torch.equal(again.unet.state_dict()["basis"], trained)
+    deid = FaDeNetDeidentifier(tmp_path / "s")
+    assert torch.equal(deid.unet.basis, trained)
+    out = deid.deidentify(random_faces(2, 64, seed=4))
+    assert out.shape == (2, 64, 64, 3) and out.dtype == np.uint8

@@ -75,11 +75,20 @@ class UNet(nn.Module):
     so the output keeps the input's chroma (Cb, Cr) exactly up to clipping: a critic-fooling U-Net otherwise moves
     identity with coloured bands over the eyes (stop 25: restoring the input's chroma after the shipped network
     raised the selection set's MS1M cosine from 0.078 to 0.172), which no natural face shows.
+
+    ``detail_basis`` K (residual tanh networks with ``input_sigma`` only; 0 = off, not in the paper): the correction
+    is no longer a free image but ``mean + sum_k c_k B_k`` over K fixed *face-detail* images (the principal
+    components of what the input blur removes from real training faces, set by :meth:`set_detail_basis`, saved with
+    the weights), with coefficients ``c = 2 tanh(a)`` (each within two standard deviations of real faces) read
+    from the contracting path's pooled features. Every output is then the blurred face plus detail that some real
+    face has: a face prior that a CPU can afford, where a free correction pushed by a critic paints colour bands
+    (every recipe of stops 19-30). The expansive path is not used (nor built).
     """
 
     def __init__(self, width: int = 64, depth: int = 4, in_channels: int = 3, out_channels: int = 3,
                  residual: bool = False, out_activation: str = "none", smooth_sigma: float = 0.0,
-                 input_sigma: float = 0.0, input_region: float = 1.0, luma_only: bool = False) -> None:
+                 input_sigma: float = 0.0, input_region: float = 1.0, luma_only: bool = False,
+                 detail_basis: int = 0, image_size: int = 0) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"UNet needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
@@ -93,6 +102,9 @@ class UNet(nn.Module):
             raise ValueError(f"input_sigma must be >= 0 and input_region in (0, 1], got {input_sigma}, {input_region}")
         if luma_only and not (residual and out_activation == "tanh" and in_channels == 3):
             raise ValueError("luma_only needs a residual RGB UNet with the tanh output")
+        if detail_basis < 0 or detail_basis and not (residual and out_activation == "tanh" and input_sigma
+                                                      and image_size > 0 and not luma_only):
+            raise ValueError("detail_basis needs a residual tanh UNet with input_sigma > 0 and the image_size")
         self.smooth_sigma, self.input_sigma, self.input_region = float(smooth_sigma), float(input_sigma), input_region
         self.luma_only = bool(luma_only)
         # fixed, not learned, and not saved: they follow from the sigmas
@@ -105,6 +117,16 @@ class UNet(nn.Module):
         chans = [width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList([_DoubleConv(in_channels, chans[0])])
         self.down.extend(_DoubleConv(chans[i], chans[i + 1]) for i in range(depth))
+        self.detail_basis = int(detail_basis)
+        if self.detail_basis:
+            # saved with the weights (a trained model is its coefficients' reader and the basis together)
+            self.register_buffer("basis", torch.zeros(self.detail_basis, in_channels, image_size, image_size))
+            self.register_buffer("basis_mean", torch.zeros(1, in_channels, image_size, image_size))
+            self.coefficients = nn.Linear(chans[-1], self.detail_basis)
+            with torch.no_grad():  # start at the mean detail (c = 0), with gradients flowing (see the head below)
+                self.coefficients.weight.mul_(1e-3)
+                self.coefficients.bias.zero_()
+            return
         self.upconv = nn.ModuleList(_UpConv(chans[i + 1], chans[i]) for i in reversed(range(depth)))
         self.up = nn.ModuleList(_DoubleConv(2 * chans[i], chans[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(chans[0], out_channels, 1)
@@ -136,6 +158,8 @@ class UNet(nn.Module):
             if i < self.depth:
                 skips.append(y)
                 y = F.max_pool2d(y, 2)
+        if self.detail_basis:
+            return self._detail_output(inp, y)[..., :h, :w]
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips)):
             y = block(torch.cat([skip, upconv(y)], dim=1))
         y = self.head(y)
@@ -158,6 +182,40 @@ class UNet(nn.Module):
         elif self.out_activation == "tanh":
             y = torch.tanh(y)
         return y[..., :h, :w]
+
+    def detail_coefficients(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        """(N, K) coefficients in units of the basis' standard deviations, bounded to +-2."""
+        return 2.0 * torch.tanh(self.coefficients(bottleneck.mean((2, 3))))
+
+    def _detail_output(self, inp: torch.Tensor, bottleneck: torch.Tensor) -> torch.Tensor:
+        if inp.shape[-2:] != self.basis.shape[-2:]:
+            raise ValueError(f"a detail-basis UNet works at {tuple(self.basis.shape[-2:])}, got {tuple(inp.shape[-2:])}")
+        c = self.detail_coefficients(bottleneck)
+        correction = self.basis_mean + torch.einsum("nk,kchw->nchw", c, self.basis.to(c.dtype))
+        return torch.tanh(torch.atanh(inp.clamp(-_TANH_LIMIT, _TANH_LIMIT)) + correction)
+
+    @torch.no_grad()
+    def set_detail_basis(self, basis: torch.Tensor, mean: torch.Tensor) -> None:
+        """Install the face-detail basis (K, C, S, S), scaled to one standard deviation per component, and the
+        mean detail (1, C, S, S), both in tanh's pre-image (what is added to ``atanh`` of the blurred input)."""
+        if not self.detail_basis:
+            raise ValueError("this UNet has no detail basis (detail_basis=0)")
+        if basis.shape != self.basis.shape or mean.shape != self.basis_mean.shape:
+            raise ValueError(f"basis {tuple(basis.shape)} / mean {tuple(mean.shape)} do not fit "
+                             f"{tuple(self.basis.shape)} / {tuple(self.basis_mean.shape)}")
+        self.basis.copy_(basis)
+        self.basis_mean.copy_(mean)
+
+    def blurred_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as the network sees it: its face box low-passed by ``input_sigma`` (x itself when 0)."""
+        if not self.input_sigma:
+            return x
+        h, w = x.shape[-2:]
+        half, cy, cx = self.input_region * min(h, w) / 2, h / 2, w / 2
+        y0, y1, x0, x1 = (max(0, int(round(v))) for v in (cy - half, cy + half, cx - half, cx + half))
+        out = x.clone()
+        out[..., y0:y1, x0:x1] = _separable_blur(x, self.input_kernel)[..., y0:y1, x0:x1]
+        return out
 
     def n_conv_layers(self) -> int:
         """How many convolution layers the network has (23 for depth 4)."""

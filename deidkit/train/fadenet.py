@@ -133,6 +133,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
 
     torch.manual_seed(config.seed)  # identical initial U-Net weights for a given seed
     unet = build_unet(config).to(device)
+    if config.detail_basis:  # (a resumed run's checkpoint holds the same basis)
+        unet.set_detail_basis(*fit_detail_basis(unet, data.train_images, config.detail_basis, config.seed))
     if config.init_from:  # fine-tuning; a resumed run's checkpoint overwrites this in fit()
         unet.load_state_dict(init_state(config.init_from, run_dir))
     optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
@@ -310,6 +312,32 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     if shard.is_main:
         write_json(run_dir / "metrics.json", {**old, **metrics})
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
+
+
+def fit_detail_basis(unet: UNet, images: np.ndarray, k: int, seed: int = 0, max_images: int = 4000
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The face-detail basis of a ``detail_basis`` U-Net: the first ``k`` principal components (randomised SVD)
+    of what the U-Net's input blur removes from real faces, in tanh's pre-image, each scaled to one standard
+    deviation; and the mean removed detail. From at most ``max_images`` training crops (uint8, N x S x S x 3)."""
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(images), min(len(images), max_images), replace=False))
+    device = next(unet.parameters()).device
+    residuals = []
+    with torch.no_grad():
+        for i in range(0, len(pick), 256):
+            x = torch.from_numpy(np.ascontiguousarray(images[pick[i:i + 256]])).to(device)
+            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            lim = 0.999  # as the U-Net clamps before atanh
+            r = torch.atanh(x.clamp(-lim, lim)) - torch.atanh(unet.blurred_input(x).clamp(-lim, lim))
+            residuals.append(r.flatten(1))
+        r = torch.cat(residuals)
+        mean = r.mean(0, keepdim=True)
+        torch.manual_seed(seed)
+        _, s, v = torch.svd_lowrank(r - mean, q=min(k + 16, len(r)), niter=4)
+    scale = s[:k] / max(len(r) - 1, 1) ** 0.5
+    _, side, _, chans = images.shape
+    basis = (v[:, :k].T * scale[:, None]).reshape(k, chans, side, side)
+    return basis, mean.reshape(1, chans, side, side)
 
 
 def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: bool = True,
