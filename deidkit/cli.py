@@ -151,12 +151,29 @@ def _benchmark_video(args: argparse.Namespace) -> int:
     from deidkit.pipeline.benchmark import benchmark_video
     from deidkit.reports import merge_metrics
 
-    new = benchmark_video(args.cases, max_frames=args.frames, threads=args.threads or -1)
+    new = benchmark_video(args.cases, max_frames=args.frames, threads=args.threads or -1,
+                          detect_side=args.detect_side)
     for r in new:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms_per_frame"].items())
         print(f"{r['name']}: {r['value']:.1f} frames/s ({r['resolution']}, {r['faces_per_frame']:.1f} faces/frame, "
-              f"{r['cpu_fps']:.1f} frames per CPU-second) [ms/frame: {stages}]")
+              f"{r['cpu_ms_per_frame']:.0f} CPU-ms/frame, ceiling {r['ceiling_fps']:.1f} frames/s on "
+              f"{r['cpu_count']} cores) [ms/frame: {stages}]")
     merge_metrics(new, "video_speed", ("name",), args.out)
+    return 0
+
+
+def _benchmark_detection(args: argparse.Namespace) -> int:
+    """Faces found by face width and detection side on a 1920x1080 canvas of LFW photos; records merge into
+    reports/metrics/detection_by_size.json."""
+    from deidkit.pipeline.benchmark import detection_by_face_size
+    from deidkit.reports import merge_metrics
+
+    new = detection_by_face_size(tuple(s or None for s in args.sides), tuple(args.widths), faces=args.faces)
+    for side in dict.fromkeys(r["detect_side"] for r in new):
+        rows = [r for r in new if r["detect_side"] == side]
+        found = ", ".join(f"{r['face_px']}px {r['found']}/{r['faces']}" for r in rows)
+        print(f"detect side {side or 'full'}: {sum(r['ms_per_frame'] for r in rows) / len(rows):.0f} ms/frame; {found}")
+    merge_metrics(new, "detection_by_size", ("detect_side", "face_px"), args.out)
     return 0
 
 
@@ -598,8 +615,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch and OpenCV threads during the run (default: half the cores, since the pipeline runs "
                         "two threads of its own)")
+    p.add_argument("--detect-side", type=int, default=1280,
+                   help="longer side of the fine face-detection pass (default 1280; 0: full resolution)")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_benchmark_video)
+
+    p = sub.add_parser("benchmark-detection", help="faces found by face width and detection side on a 1920x1080 "
+                       "canvas of LFW photos (detection_by_size records)")
+    from deidkit.pipeline.benchmark import DETECT_SIDES, FACE_WIDTHS
+
+    p.add_argument("--sides", type=int, nargs="+", default=list(DETECT_SIDES),
+                   help="fine-pass sides to compare (0: full resolution)")
+    p.add_argument("--widths", type=int, nargs="+", default=list(FACE_WIDTHS), help="face widths in pixels")
+    p.add_argument("--faces", type=int, default=40, help="faces per canvas")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=_benchmark_detection)
 
     p = sub.add_parser("benchmark-train", help="training images/s of each model (train_speed records)")
     p.add_argument("models", nargs="+", choices=["critic", "fadenet", "live"])

@@ -323,7 +323,12 @@ def write_readme(out: Path, records: list[dict]) -> Path:
         ("Training speed (`deidkit benchmark-train`)", "train_speed",
          ["model", "profile", "device", "world_size", "images_per_s", "batch_size", "steps", "threads",
           "peak_rss_mb"]),
-        ("Speed", "speed", ["name", "value", "unit"]),
+        ("Speed (`deidkit benchmark-video`; ceiling: cores x 1000 / CPU-ms per frame, what the same work reaches "
+         "with every core busy all the time)", "speed",
+         ["name", "value", "unit", "detect_side", "cpu_ms_per_frame", "encoder_cpu_ms_per_frame", "ceiling_fps"]),
+        ("Faces found by size (`deidkit benchmark-detection`): 40 LFW photos on a 1920x1080 canvas, each scaled "
+         "to the face width given; the fine detection pass at each side (`--detect-side`), the coarse pass as in "
+         "the pipeline", "detection_by_size", ["detect_side", "face_px", "found", "faces", "recall", "ms_per_frame"]),
         ("Run time and memory", "runtime memory", ["name", "value", "unit", "cache", "git_commit", "date", "kernel_peak_rss_mib"]),
         ("Where the time goes: the slowest cells of each notebook's last run (papermill's cell durations; code "
          "cell index, its first line)", "runtime_stage", ["notebook", "cell", "seconds", "share", "code"]),

@@ -355,8 +355,34 @@ def test_multiface_hd_benchmark_clip_and_record(tmp_path, monkeypatch):
     assert rec["kind"] == "speed" and rec["unit"] == "frames/s" and rec["value"] > 0
     assert rec["frames"] == 2 and rec["faces_per_frame"] >= 8 and rec["resolution"] == "1920x1080"
     assert set(rec["stage_ms_per_frame"]) == {"decode", "detect", "align", "network", "blend", "encode"}
+    # all of a frame's CPU (more than the stages this process times) and the bound it sets on the frame rate
+    assert rec["cpu_ms_per_frame"] > sum(rec["stage_cpu_ms_per_frame"].values())
+    assert rec["ceiling_fps"] == pytest.approx(rec["cpu_count"] * 1000 / rec["cpu_ms_per_frame"])
+    (fast,) = benchmark_video(["video_1080p_blur_cpu"], max_frames=2, progress=False, hd_frames=3, detect_side=960)
+    assert (fast["name"], fast["detect_side"], rec["detect_side"]) == ("video_1080p_blur_cpu_detect960", 960, 1280)
     with pytest.raises(ValueError, match="unknown video benchmark"):
         benchmark_video(["video_8k"])
+
+
+def test_detection_side_trades_small_faces_for_speed(tmp_path):
+    """``detect_side`` reaches the detector of every entry point, and a smaller side misses small faces: on a
+    1080p canvas of 20-pixel LFW faces the full-resolution pass finds more than the 960-pixel one (measured 39
+    and 18 of 40); 56-pixel faces are found at either side."""
+    from deidkit.cli import main
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.pipeline.benchmark import detection_by_face_size
+    from deidkit.pipeline.swap import FaceSwapper
+
+    assert FaceSwapper(load_deidentifier("blur_sigma8"), detect_side=960).detector.max_side == 960
+    assert FaceSwapper(load_deidentifier("blur_sigma8"), detect_side=None).detector.max_side is None
+    recs = detection_by_face_size(sides=(1920, 960), widths=(20, 56), faces=12, progress=False)
+    found = {(r["detect_side"], r["face_px"]): r["found"] for r in recs}
+    assert all(r["faces"] == 12 and r["kind"] == "detection_by_size" for r in recs)
+    assert found[(1920, 56)] == found[(960, 56)] == 12
+    assert found[(1920, 20)] > found[(960, 20)]
+    with pytest.raises(SystemExit) as exc:
+        main(["image", "a.jpg", str(tmp_path / "b.jpg"), "--detect-side", "32"])
+    assert exc.value.code == 2
 
 
 def test_pipeline_threads_are_set_for_the_run_and_restored(clip, tmp_path):

@@ -38,9 +38,21 @@ def _common_args(p: argparse.ArgumentParser) -> None:
                    "network (default: each face is its own target)")
     p.add_argument("--strength", type=float, default=1.0, help="blending weight multiplier in [0, 1]")
     p.add_argument("--detector", default="yunet", choices=["yunet", "mtcnn"])
+    p.add_argument("--detect-side", type=_side, default=1280, metavar="PIXELS",
+                   help="longer side of the copy the fine face-detection pass searches (default 1280; 0: full "
+                   "resolution). Smaller is faster and misses more small faces: see reports/README.md, "
+                   "'Faces found by size'")
     p.add_argument("--hull", default="face", choices=list(HULLS),
                    help="blend region: the whole face with forehead and contour (default), the convex hull of "
                    "dlib's 68 landmarks, or the whole crop")
+
+
+def _side(text: str) -> int | None:
+    """``--detect-side``: a side of at least 64 pixels, or 0 for full resolution (None)."""
+    value = int(text)
+    if value and value < 64:
+        raise argparse.ArgumentTypeError(f"{value}: the detection side must be at least 64 pixels (0: full resolution)")
+    return value or None
 
 
 def _single_output(kind: str, paths: list[str]) -> tuple[Path, Path] | None:
@@ -60,7 +72,8 @@ def _single_output(kind: str, paths: list[str]) -> tuple[Path, Path] | None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    opts = dict(target=args.target, detector=args.detector, strength=args.strength, hull=args.hull)
+    opts = dict(target=args.target, detector=args.detector, strength=args.strength, hull=args.hull,
+                detect_side=args.detect_side)
     if args.command == "video":
         opts.update(max_frames=args.max_frames, keep_audio=not args.no_audio, crf=args.crf,
                     target_refresh=args.target_refresh, carry_frames=args.carry_frames)

@@ -149,7 +149,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
                      keep_audio: bool = True, crf: int = 18, progress: bool = True,
                      target_refresh: int = 15, swapper: FaceSwapper | None = None,
                      prefetch: bool = True, carry_frames: int = 5, require_face: bool = False,
-                     threads: int | None = -1) -> VideoReport:
+                     threads: int | None = -1, detect_side: int | None = 1280) -> VideoReport:
     """De-identify every face of video ``inp`` into ``out`` (H.264; audio kept when the input has it).
 
     ``target``: an image (path or RGB array) whose face conditions the live network; default each face itself
@@ -165,24 +165,28 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     face.
 
     ``threads``: torch and OpenCV threads during the run (see :func:`stage_threads`); -1 (default): with
-    ``prefetch``, half the cores each (one on a 2-core machine), else as they are; None: as they are."""
+    ``prefetch``, half the cores each (one on a 2-core machine), else as they are; None: as they are.
+
+    ``detect_side``: see :class:`FaceSwapper` (smaller is faster and misses more small faces)."""
     if threads == -1:
         threads = default_stage_threads() if prefetch else None
     with stage_threads(threads):
         rep = _deidentify_video(inp, out, deidentifier, target, detector, strength, hull, max_frames, keep_audio,
-                                crf, progress, target_refresh, swapper, prefetch, carry_frames, require_face)
+                                crf, progress, target_refresh, swapper, prefetch, carry_frames, require_face,
+                                detect_side)
     rep.threads = threads
     return rep
 
 
 def _deidentify_video(inp, out, deidentifier, target, detector, strength, hull, max_frames, keep_audio, crf,
-                      progress, target_refresh, swapper, prefetch, carry_frames, require_face) -> VideoReport:
+                      progress, target_refresh, swapper, prefetch, carry_frames, require_face,
+                      detect_side) -> VideoReport:
     inp, out = Path(inp), Path(out)
     if inp.resolve() == out.resolve():
         raise VideoError(f"{out}: output would overwrite the input")
     reader = open_video(inp)
     sw = swapper or FaceSwapper(deidentifier, detector, _load_target(target), strength, hull,
-                                target_refresh=target_refresh, carry_frames=carry_frames)
+                                target_refresh=target_refresh, carry_frames=carry_frames, detect_side=detect_side)
     # One clock per thread; with two threads each counts only its own thread's CPU time.
     clock = StageClock(time.thread_time) if prefetch else sw.clock
     ahead = StageClock(time.thread_time) if prefetch else clock
@@ -258,7 +262,8 @@ class ImageReport:
 
 def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifier: Any,
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
-                     strength: float = 1.0, hull: str = "face", require_face: bool = False) -> ImageReport:
+                     strength: float = 1.0, hull: str = "face", require_face: bool = False,
+                     detect_side: int | None = 1280) -> ImageReport:
     """De-identify every face of image ``inp`` into ``out`` (written atomically). An image without a face is
     written unchanged and reported with ``faces == 0``, or, with ``require_face``, not written
     (:class:`~deidkit.pipeline.batch.NoFaceError`)."""
@@ -266,7 +271,7 @@ def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
 
     start = time.perf_counter()
     image = load_image(inp)
-    sw = FaceSwapper(deidentifier, detector, _load_target(target), strength, hull)
+    sw = FaceSwapper(deidentifier, detector, _load_target(target), strength, hull, detect_side=detect_side)
     res = sw.process(image)
     if require_face and res.faces == 0:
         from deidkit.pipeline.batch import NoFaceError
