@@ -231,3 +231,23 @@ def test_live_defended_is_the_shipped_live_fine_tuned_against_an_adaptive_attack
     live, defended = load_deidentifier("live"), load_deidentifier("live_defended")
     assert not all(torch.equal(a, b) for a, b in zip(live.generator.state_dict().values(),
                                                      defended.generator.state_dict().values()))
+
+
+def test_shipped_fadenet_subspace_paints_face_detail_not_bands(crops_small):
+    """The third FaDeNet's change lies in its 64 face-detail components (the basis ships with the weights), and it
+    changes the faces' colours about as little as blurring does, where ``fadenet`` paints coloured bands."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.eval.quality import colour_shift
+
+    if "fadenet_subspace" not in P.shipped_models():
+        pytest.skip("fadenet_subspace is not shipped")
+    entry = P.read_manifest()["models"]["fadenet_subspace"]
+    deid = load_deidentifier("fadenet_subspace")
+    assert entry["config"]["detail_basis"] == deid.unet.detail_basis == 64
+    assert deid.unet.basis.abs().sum() > 0 and deid.feather == entry["inference"]["feather"]
+    crops = crops_small[:8]
+    subspace = colour_shift(crops, deid.deidentify(crops)).mean()
+    banded = colour_shift(crops, load_deidentifier("fadenet").deidentify(crops)).mean()
+    blurred = colour_shift(crops, load_deidentifier("blur_sigma8").deidentify(crops)).mean()
+    assert subspace < 1.5 * blurred and subspace < banded
+
