@@ -608,6 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint every N steps inside an epoch (a crash loses at most N steps)")
     p.set_defaults(func=_train)
 
+    from deidkit.pipeline.faces import DEFAULT_DETECT_SIDE
+
     p = sub.add_parser("benchmark-video", help="frames/s of the video pipeline at 360p and 1080p (speed records)")
     p.add_argument("--cases", nargs="+", default=None, help="video_360p_live_cpu video_1080p_live_cpu "
                    "video_1080p_blur_cpu (default: all)")
@@ -615,8 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None,
                    help="torch and OpenCV threads during the run (default: half the cores, since the pipeline runs "
                         "two threads of its own)")
-    p.add_argument("--detect-side", type=int, default=1280,
-                   help="longer side of the fine face-detection pass (default 1280; 0: full resolution)")
+    p.add_argument("--detect-side", type=int, default=DEFAULT_DETECT_SIDE,
+                   help=f"longer side of the fine face-detection pass (default {DEFAULT_DETECT_SIDE}; 0: full "
+                   "resolution)")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_benchmark_video)
 

@@ -146,11 +146,7 @@ class UNet(nn.Module):
         # Reflect padding needs the pad smaller than the side; replicate works for any tiny input.
         inp = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate") if ph or pw else x
         if self.input_sigma:
-            # the central square of the unpadded image, rounded as deidkit.eval.quality.face_box rounds it
-            half, cy, cx = self.input_region * min(h, w) / 2, h / 2, w / 2
-            y0, y1, x0, x1 = (max(0, int(round(v))) for v in (cy - half, cy + half, cx - half, cx + half))
-            inp = inp.clone()
-            inp[..., y0:y1, x0:x1] = _separable_blur(inp, self.input_kernel)[..., y0:y1, x0:x1]
+            inp = self._blur_face_box(inp, h, w)
         skips = []
         y = inp
         for i, block in enumerate(self.down):
@@ -208,9 +204,11 @@ class UNet(nn.Module):
 
     def blurred_input(self, x: torch.Tensor) -> torch.Tensor:
         """The input as the network sees it: its face box low-passed by ``input_sigma`` (x itself when 0)."""
-        if not self.input_sigma:
-            return x
-        h, w = x.shape[-2:]
+        return self._blur_face_box(x, *x.shape[-2:]) if self.input_sigma else x
+
+    def _blur_face_box(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``x`` (possibly padded beyond h x w) with the central square of the unpadded h x w image low-passed,
+        rounded as deidkit.eval.quality.face_box rounds it."""
         half, cy, cx = self.input_region * min(h, w) / 2, h / 2, w / 2
         y0, y1, x0, x1 = (max(0, int(round(v))) for v in (cy - half, cy + half, cx - half, cx + half))
         out = x.clone()

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deidkit.assets import asset_path, cache_dir
+from deidkit.pipeline.faces import DEFAULT_DETECT_SIDE
 from deidkit.pipeline.io import VideoWriter, open_video
 
 #: The benchmark cases: record name -> (clip, de-identifier).
@@ -56,7 +57,8 @@ def multiface_hd_clip(frames: int = 150, tiles: int = 2, offset: int = 60, progr
 
 
 def benchmark_video(cases: list[str] | None = None, max_frames: int | None = None, progress: bool = True,
-                    hd_frames: int = 150, threads: int | None = -1, detect_side: int | None = 1280
+                    hd_frames: int = 150, threads: int | None = -1,
+                    detect_side: int | None = DEFAULT_DETECT_SIDE
                     ) -> list[dict[str, Any]]:
     """``{"kind": "speed", "name": <case>, "value": frames/s, "unit": "frames/s", ...}`` of each case of
     :data:`CASES` (all by default), with the per-stage times, faces per frame and the CPU-time rate.
@@ -90,7 +92,7 @@ def benchmark_video(cases: list[str] | None = None, max_frames: int | None = Non
         frames = max(rep.frames, 1)
         cpu_ms = 1000 * (rep.cpu_s + rep.encoder_cpu_s) / frames
         records.append({
-            "kind": "speed", "name": name if detect_side == 1280 else f"{name}_detect{detect_side or 0}",
+            "kind": "speed", "name": name if detect_side == DEFAULT_DETECT_SIDE else f"{name}_detect{detect_side or 0}",
             "value": rep.fps, "unit": "frames/s", "deidentifier": deid.name, "detect_side": detect_side or 0,
             "cpu_ms_per_frame": cpu_ms, "encoder_cpu_ms_per_frame": 1000 * rep.encoder_cpu_s / frames,
             "ceiling_fps": (os.cpu_count() or 1) * 1000 / cpu_ms if cpu_ms > 0 else float("nan"),
@@ -110,33 +112,37 @@ DETECT_SIDES = (1920, 1280, 960)
 FACE_WIDTHS = (16, 20, 24, 28, 32, 40, 56, 80)
 
 
-def face_size_canvas(face_px: int, faces: int = 40, seed: int = 0, width: int = 1920, height: int = 1080
-                     ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A ``width`` x ``height`` RGB frame (mid grey) holding ``faces`` LFW photos (training-pool identities, one
-    photo each, drawn with ``seed``), each scaled so that the face YuNet finds in it at full size is ``face_px``
-    wide, in a grid; and the scaled face boxes (x0, y0, x1, y1), the ground truth."""
+def lfw_faces(faces: int = 40, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``faces`` LFW photos (training-pool identities, one photo each, drawn with ``seed``) in which YuNet finds a
+    face at full size, each with that face's box (the central one)."""
     from deidkit.data.alignment import pick_central
     from deidkit.data.images import load_image
     from deidkit.data.lfw import lfw_root, load_manifest
     from deidkit.pipeline.faces import make_face_detector
 
     pool = load_manifest("lfw_train_pool").drop_duplicates("identity")
-    order = np.random.default_rng(seed).permutation(len(pool))
     detector = make_face_detector(max_side=None, coarse_side=None)
-    root = lfw_root()
-    cols = max(1, int(np.ceil(np.sqrt(faces * width / height))))
-    rows = int(np.ceil(faces / cols))
-    cell_w, cell_h = width // cols, height // rows
-    frame = np.full((height, width, 3), 128, np.uint8)
-    boxes: list[np.ndarray] = []
-    for idx in order:
-        if len(boxes) == faces:
+    root, found = lfw_root(), []
+    for idx in np.random.default_rng(seed).permutation(len(pool)):
+        if len(found) == faces:
             break
         photo = load_image(root / pool.iloc[idx]["path"])
         dets = detector.detect(photo)
-        if not dets:
-            continue
-        box = pick_central(dets, photo.shape).box
+        if dets:
+            found.append((photo, pick_central(dets, photo.shape).box))
+    return found
+
+
+def face_size_canvas(face_px: int, photos: list[tuple[np.ndarray, np.ndarray]], width: int = 1920,
+                     height: int = 1080) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A ``width`` x ``height`` RGB frame (mid grey) holding the ``photos`` (:func:`lfw_faces`) in a grid, each
+    scaled so that its face is ``face_px`` wide; and the scaled face boxes (x0, y0, x1, y1), the ground truth."""
+    cols = max(1, int(np.ceil(np.sqrt(len(photos) * width / height))))
+    rows = int(np.ceil(len(photos) / cols))
+    cell_w, cell_h = width // cols, height // rows
+    frame = np.full((height, width, 3), 128, np.uint8)
+    boxes: list[np.ndarray] = []
+    for k, (photo, box) in enumerate(photos):
         scale = face_px / max(box[2] - box[0], 1.0)
         # the photo around its face, at most a cell (so that no two faces overlap)
         small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -145,8 +151,7 @@ def face_size_canvas(face_px: int, faces: int = 40, seed: int = 0, width: int = 
         x0 = int(max(0, min(cx - cell_w / 2, small.shape[1] - cell_w)))
         y0 = int(max(0, min(cy - cell_h / 2, small.shape[0] - cell_h)))
         patch = small[y0:y0 + cell_h, x0:x0 + cell_w]
-        r, c = divmod(len(boxes), cols)
-        oy, ox = r * cell_h, c * cell_w
+        oy, ox = (k // cols) * cell_h, (k % cols) * cell_w
         frame[oy:oy + patch.shape[0], ox:ox + patch.shape[1]] = patch
         boxes.append(b - np.array([x0, y0, x0, y0]) + np.array([ox, oy, ox, oy]))
     return frame, boxes
@@ -158,28 +163,22 @@ def detection_by_face_size(sides: tuple[int | None, ...] = DETECT_SIDES, widths:
     coarse pass as in the pipeline) by face width in a 1920x1080 frame (:func:`face_size_canvas`): records
     ``{"kind": "detection_by_size", "detect_side", "face_px", "found", "faces", "recall", "ms_per_frame"}``. A face
     counts as found when a detection covers at least half of its box (intersection over the smaller box)."""
+    from deidkit.pipeline.faces import box_overlap, make_face_detector
     from deidkit.pipeline.video import stage_threads
 
-    canvases = {w: face_size_canvas(w, faces, seed) for w in tqdm(widths, desc="face-size canvases",
-                                                                  disable=not progress)}
-    with stage_threads(1):  # the times as in the video pipeline's detection thread on 2 cores
-        records = _detect_canvases(canvases, sides)
-    return records
-
-
-def _detect_canvases(canvases: dict[int, tuple[np.ndarray, list[np.ndarray]]], sides: tuple[int | None, ...]
-                     ) -> list[dict[str, Any]]:
-    from deidkit.pipeline.faces import box_overlap, make_face_detector
-
+    photos = lfw_faces(faces, seed)
+    canvases = {w: face_size_canvas(w, photos) for w in tqdm(widths, desc="face-size canvases", disable=not progress)}
     records = []
-    for side in sides:
-        detector = make_face_detector(max_side=side)
-        for w, (frame, boxes) in canvases.items():
-            detector.detect(frame)  # the network is built for this input size on the first call
-            t = time.thread_time()
-            dets = detector.detect(frame)
-            ms = 1000 * (time.thread_time() - t)
-            found = sum(any(box_overlap(b, d.box) >= 0.5 for d in dets) for b in boxes)
-            records.append({"kind": "detection_by_size", "detect_side": side or 0, "face_px": w, "found": found,
-                            "faces": len(boxes), "recall": found / max(len(boxes), 1), "ms_per_frame": ms})
+    with stage_threads(1):  # the times as in the video pipeline's detection thread on 2 cores
+        for side in sides:
+            detector = make_face_detector(max_side=side)
+            for w, (frame, boxes) in canvases.items():
+                detector.detect(frame)  # the network is built for this input size on the first call
+                t = time.thread_time()
+                dets = detector.detect(frame)
+                ms = 1000 * (time.thread_time() - t)
+                found = sum(any(box_overlap(b, d.box) >= 0.5 for d in dets) for b in boxes)
+                records.append({"kind": "detection_by_size", "detect_side": side or 0, "face_px": w,
+                                "found": found, "faces": len(boxes), "recall": found / max(len(boxes), 1),
+                                "ms_per_frame": ms})
     return records

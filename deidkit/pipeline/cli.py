@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deidkit.pipeline.faces import HULLS
+from deidkit.pipeline.faces import DEFAULT_DETECT_SIDE, HULLS
 from deidkit.pipeline.video import deidentify_image, deidentify_video
 
 # ---------------------------------------------------------------------------------------------- the CLI
@@ -38,8 +38,8 @@ def _common_args(p: argparse.ArgumentParser) -> None:
                    "network (default: each face is its own target)")
     p.add_argument("--strength", type=float, default=1.0, help="blending weight multiplier in [0, 1]")
     p.add_argument("--detector", default="yunet", choices=["yunet", "mtcnn"])
-    p.add_argument("--detect-side", type=_side, default=1280, metavar="PIXELS",
-                   help="longer side of the copy the fine face-detection pass searches (default 1280; 0: full "
+    p.add_argument("--detect-side", type=_side, default=DEFAULT_DETECT_SIDE, metavar="PIXELS",
+                   help=f"longer side of the copy the fine face-detection pass searches (default {DEFAULT_DETECT_SIDE}; 0: full "
                    "resolution). Smaller is faster and misses more small faces: see reports/README.md, "
                    "'Faces found by size'")
     p.add_argument("--hull", default="face", choices=list(HULLS),

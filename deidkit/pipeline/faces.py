@@ -15,7 +15,12 @@ from deidkit.data.templates import ARCFACE_112, crop_to_template
 # ------------------------------------------------------------------------------------------------- frames
 
 
-def make_face_detector(detector: str = "yunet", max_side: int | None = 1280, coarse_side: int | None = 480,
+#: the longer side of the copy the fine detection pass searches by default (``--detect-side``)
+DEFAULT_DETECT_SIDE = 1280
+
+
+def make_face_detector(detector: str = "yunet", max_side: int | None = DEFAULT_DETECT_SIDE,
+                       coarse_side: int | None = 480,
                        **kwargs: Any) -> AnySizeDetector:
     """A face detector with ``.detect(rgb) -> list[Detection]`` (boxes and five landmarks, image-left eye
     first) that finds faces of any size: ``detector`` (from :mod:`deidkit.data.alignment`) wrapped in

@@ -14,6 +14,7 @@ import numpy as np
 
 from deidkit.data.templates import canonical_landmarks, similarity_matrix
 from deidkit.pipeline.faces import (
+    DEFAULT_DETECT_SIDE,
     HULLS,
     Dlib68,
     box_iou,
@@ -101,7 +102,8 @@ class FaceSwapper:
 
     def __init__(self, deidentifier: Any, detector: Any = "yunet", target: np.ndarray | None = None,
                  strength: float = 1.0, hull: str = "face", feather: float = 0.04, min_face: int = 8,
-                 target_refresh: int = 15, carry_frames: int = 5, detect_side: int | None = 1280) -> None:
+                 target_refresh: int = 15, carry_frames: int = 5,
+                 detect_side: int | None = DEFAULT_DETECT_SIDE) -> None:
         if not hasattr(deidentifier, "deidentify"):
             raise TypeError(f"{deidentifier!r} is not a de-identifier (it has no .deidentify)")
         if not 0.0 <= strength <= 1.0:

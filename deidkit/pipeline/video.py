@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from deidkit.pipeline.faces import DEFAULT_DETECT_SIDE
 from deidkit.pipeline.io import VideoError, VideoWriter, open_video
 from deidkit.pipeline.swap import STAGES, FaceSwapper, PreparedFrame, StageClock
 
@@ -149,7 +150,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
                      keep_audio: bool = True, crf: int = 18, progress: bool = True,
                      target_refresh: int = 15, swapper: FaceSwapper | None = None,
                      prefetch: bool = True, carry_frames: int = 5, require_face: bool = False,
-                     threads: int | None = -1, detect_side: int | None = 1280) -> VideoReport:
+                     threads: int | None = -1, detect_side: int | None = DEFAULT_DETECT_SIDE) -> VideoReport:
     """De-identify every face of video ``inp`` into ``out`` (H.264; audio kept when the input has it).
 
     ``target``: an image (path or RGB array) whose face conditions the live network; default each face itself
@@ -263,7 +264,7 @@ class ImageReport:
 def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifier: Any,
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
                      strength: float = 1.0, hull: str = "face", require_face: bool = False,
-                     detect_side: int | None = 1280) -> ImageReport:
+                     detect_side: int | None = DEFAULT_DETECT_SIDE) -> ImageReport:
     """De-identify every face of image ``inp`` into ``out`` (written atomically). An image without a face is
     written unchanged and reported with ``faces == 0``, or, with ``require_face``, not written
     (:class:`~deidkit.pipeline.batch.NoFaceError`)."""
