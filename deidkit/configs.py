@@ -301,7 +301,9 @@ class FaDeNetConfig(SpeedOptions):
             # eyes, nose and mouth of someone else, no bands.
             "subspace": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 6},
             # its epoch 3 fine-tuned with the refine recipe's stage-3 push (intermediate maps move other
-            # recognisers more than the critic's embedding does)
+            # recognisers more than the critic's embedding does). Shipped as fadenet_subspace: epoch 4 at feather
+            # 0.2 (selection set, MS1M: worse-level margin 5.6 SD). Taken on to 8 epochs (--overrides epochs=8):
+            # epoch 6 / 8 at feather 0.2 5.5 / 2.8 SD, at 0.16 4.2 / 1.7 SD: more push bought nothing.
             "subspace_push": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                               "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                               "epochs": 4, "init_from": "runs/fadenet-subspace/epochs/epoch003.pt"},
