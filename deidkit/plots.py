@@ -163,3 +163,29 @@ def _attack_points(ax, table: pd.DataFrame, recognizer: str, attacks: list[dict]
         ax.plot(x, r["rank1"], marker, mfc="none", color=colour, ms=6,
                 label=None if r["attack"] in shown else f"{r['attack']} attacker")
         shown.add(r["attack"])
+
+
+def video_frames_figure(original, deidentified, frames: list[int], label: str):
+    """Frames ``frames`` of a video and of its de-identified copy side by side, with the largest face of each
+    original frame (YuNet) cut out of both, original above de-identified: what a viewer of the output sees."""
+    from deidkit.data.alignment import make_detector
+    from deidkit.pipeline import largest_face_window, read_frames
+
+    a, b = read_frames(original, frames), read_frames(deidentified, frames)
+    yunet = make_detector("yunet")
+    fig, axes = plt.subplots(len(frames), 3, figsize=(12, 2.4 * len(frames)),
+                             gridspec_kw={"width_ratios": [3, 3, 1.2]}, squeeze=False)
+    for r, i in enumerate(frames):
+        axes[r, 0].imshow(a[i])
+        axes[r, 1].imshow(b[i])
+        box = largest_face_window(yunet, a[i])
+        if box is not None:
+            y0, y1, x0, x1 = box
+            axes[r, 2].imshow(np.concatenate([a[i][y0:y1, x0:x1], b[i][y0:y1, x0:x1]], 0))
+        for ax in axes[r]:
+            ax.axis("off")
+    axes[0, 0].set_title("original")
+    axes[0, 1].set_title(label)
+    axes[0, 2].set_title("face")
+    fig.tight_layout()
+    return fig

@@ -423,3 +423,19 @@ def test_alignment_in_either_thread_gives_the_same_frames(clip):
     assert align_where(blur_ahead, blur_main, 10) is False  # detection is the bottleneck: align beside the blur
     live_ahead, live_main = wall(decode=60, detect=960, align=200), wall(network=1300, blend=160, encode=65)
     assert align_where(live_ahead, live_main, 10) is True  # the network is: align beside the detection
+
+
+def test_video_frames_figure_shows_both_videos_and_the_face(clip, tmp_path):
+    """The notebooks' before/after video figure: one row per frame, original | de-identified | the face of both."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.plots import video_frames_figure
+
+    out = tmp_path / "blur.mp4"
+    deidentify_video(clip, out, load_deidentifier("blur_sigma8"), max_frames=3, progress=False)
+    fig = video_frames_figure(clip, out, [0, 2], "blur")
+    axes = fig.axes
+    assert len(axes) == 6 and axes[1].get_title() == "blur"
+    face = axes[2].get_images()[0].get_array()
+    assert face.shape[0] % 2 == 0  # the original's face window above the output's
+    top, bottom = np.split(np.asarray(face), 2)
+    assert top.shape == bottom.shape and not np.array_equal(top, bottom)  # the face was blurred
