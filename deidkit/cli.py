@@ -406,6 +406,10 @@ def _export(args: argparse.Namespace) -> int:
         config = _as_profile(args.model, config, args.as_profile)
     # inference options chosen on the selection set (deidkit select --strengths --feathers)
     options = {k: v for k, v, off in (("strength", args.strength, 1.0), ("feather", args.feather, 0.0)) if v != off}
+    if args.colour_match:
+        options["colour_match"] = True
+    if args.detail_cap:
+        options["detail_cap"] = args.detail_cap
     if options:
         extra["inference"] = options
     name = args.name or args.model
@@ -433,8 +437,8 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
-    if (args.feathers or args.epochs) and args.model != "fadenet":
-        raise ValueError("--feathers and --epochs apply to FaDeNet only (the live model: --landmark-locks, "
+    if (args.feathers or args.epochs or args.colour_match or args.detail_cap) and args.model != "fadenet":
+        raise ValueError("--feathers, --epochs, --colour-match and --detail-cap apply to FaDeNet only (the live model: --landmark-locks, "
                          "--strengths with --run-dir)")
     if args.strengths and args.model == "live" and not args.run_dir:
         raise ValueError("--strengths for the live model apply to a run's stages: give --run-dir")
@@ -468,7 +472,8 @@ def _select(args: argparse.Namespace) -> int:
             runs_dir() / FaDeNetConfig.profile(args.profile).name]
         run_dir = run_dirs[0]
         cands = fadenet_snapshot_candidates(run_dirs, epochs=args.epochs, feathers=args.feathers,
-                                            strengths=args.strengths)
+                                            strengths=args.strengths, colour_match=args.colour_match,
+                                            detail_cap=args.detail_cap)
     if args.with_shipped and cands:
         # the model the candidates must beat, measured the same way (with its manifest's inference options)
         from deidkit.pretrained import load_pretrained
@@ -656,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FaDeNet: the strength it is loaded with (chosen by deidkit select --strengths)")
     p.add_argument("--feather", type=float, default=0.0,
                    help="FaDeNet: the face box's feathered edge it is loaded with (chosen by deidkit select --feathers)")
+    p.add_argument("--colour-match", action="store_true",
+                   help="FaDeNet: load it colour matched (the face box keeps the input's exposure and white balance)")
+    p.add_argument("--detail-cap", type=float, default=0.0,
+                   help="FaDeNet: load it with this detail cap (added detail at most k x what the blur removed; 0: off)")
     p.add_argument("--name", default=None, help="the shipped model's name (default: the model kind; another name "
                    "ships a second model of that kind beside it, e.g. fadenet_luma)")
     p.set_defaults(func=_export)
@@ -686,6 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feathers", type=float, nargs="+", default=None,
                    help="FaDeNet: every snapshot (and strength) also with these feathered face box edges (fractions "
                         "of the box side, an inference option; 0: a hard edge)")
+    p.add_argument("--colour-match", action="store_true",
+                   help="FaDeNet: every candidate colour matched (its face box keeps the input's exposure and white "
+                        "balance; an inference option)")
+    p.add_argument("--detail-cap", type=float, default=0.0,
+                   help="FaDeNet: every candidate with this detail cap (the detail added at most k times what the "
+                        "input blur removed, per face; an inference option; 0: off)")
     p.add_argument("--per-identity", type=int, default=1, choices=range(1, 9), metavar="{1..8}",
                    help="selection-set images per identity (default 1: 160 faces); above 1 the table also gives the "
                         "trained-against recogniser's leave-one-out Rank-1 (reported, not a criterion)")

@@ -148,7 +148,8 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
 def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> str:
     """The de-identifier name of the snapshot a shipped model was exported from, in a retrained cache: the run
     folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``), then the shipped
-    inference options (``+lock0.6``: the landmark lock; ``_f0.03``, ``_s0.97``: FaDeNet's feather and strength)."""
+    inference options (``+lock0.6``: the landmark lock; ``_f0.03``, ``_s0.97``, ``_cm``, ``_dc1.5``: FaDeNet's feather,
+    strength, colour match and detail cap)."""
     entry = read_manifest(weights_dir)["models"].get(name)
     if entry is None:
         raise PretrainedError(f"no shipped model {name!r}")
@@ -162,7 +163,10 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     feather = entry.get("inference", {}).get("feather", 0.0)
     name = f"{name}+lock{lock:g}" if lock else name  # the live loader's order: lock, then strength
     name = f"{name}_f{feather:g}" if feather else name  # FaDeNet's feather and strength (its loader's suffixes)
-    return f"{name}_s{strength:g}" if strength != 1.0 else name
+    name = f"{name}_s{strength:g}" if strength != 1.0 else name
+    name = f"{name}_cm" if entry.get("inference", {}).get("colour_match") else name  # FaDeNet's colour match
+    cap = entry.get("inference", {}).get("detail_cap", 0.0)
+    return f"{name}_dc{cap:g}" if cap else name  # and its detail cap
 
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None

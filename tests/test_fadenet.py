@@ -737,3 +737,65 @@ def test_detail_basis_is_the_scaled_principal_components_of_the_removed_detail(t
     assert torch.equal(deid.unet.basis, trained)
     out = deid.deidentify(random_faces(2, 64, seed=4))
     assert out.shape == (2, 64, 64, 3) and out.dtype == np.uint8
+
+
+class _PaintsLitDetail(nn.Module):
+    """A stand-in FaDeNet that does what the subspace model did to the Hamilton clip's dark audience: it adds the
+    same well-lit, high-contrast detail (and brightness) to whatever face box it is given."""
+
+    def __init__(self, unet: UNet, region: float, amplitude: float = 0.3, light: float = 0.4) -> None:
+        super().__init__()
+        self.unet, self.region, self.amplitude, self.light = unet, region, amplitude, light
+
+    def blurred_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unet.blurred_input(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from deidkit.eval.quality import face_box
+
+        side = x.shape[-1]
+        x0, _, x1, _ = face_box(side, self.region)
+        stripes = torch.zeros_like(x)
+        wave = torch.sign(torch.sin(torch.arange(x1 - x0) * 1.3))[None, None, :, None]
+        stripes[..., x0:x1, x0:x1] = self.amplitude * wave + self.light
+        return (self.blurred_input(x) + stripes).clamp(-1, 1)
+
+
+def test_colour_match_and_detail_cap_keep_a_dark_soft_face_dark_and_soft(crops_small):
+    """``colour_match``: the face box's mean colour is the input's again; ``detail_cap`` k: on a soft, low-contrast
+    face the painted detail shrinks to at most k x what the input blur removed, while a detailed face keeps all of
+    it (the cap does not bind); both name the model (``_cm``, ``_dc<k>``), load by name and need a blurred box."""
+    from deidkit.deidentifiers.fadenet import face_box_mask, load_fadenet_deidentifier
+
+    cfg = FaDeNetConfig.profile("tiny", input_sigma=2.0)
+    fake = _PaintsLitDetail(build_unet(cfg), cfg.face_region)
+    size = crops_small.shape[1]
+    yy = np.linspace(0, 6, size, dtype=np.float32)
+    dark = np.clip(25 + yy[:, None, None] + 0 * yy[None, :, None] + np.array([8, 0, -5]), 0, 255)
+    dark = np.repeat(dark[None], 2, 0).astype(np.uint8)  # a dark, nearly flat (out-of-focus) face
+    box = face_box_mask(size, cfg.face_region, 0.0) > 0
+
+    plain = FaDeNetDeidentifier.from_network(cfg, fake, name="fb").deidentify(dark)
+    assert plain[:, box].mean() - dark[:, box].mean() > 30  # lit, as the video showed
+    matched = FaDeNetDeidentifier.from_network(cfg, fake, name="fb", colour_match=True).deidentify(dark)
+    assert np.abs(matched[:, box].reshape(-1, 3).mean(0) - dark[:, box].reshape(-1, 3).mean(0)).max() < 2.0
+    deid = FaDeNetDeidentifier.from_network(cfg, fake, name="fb")
+    deid.colour_match, deid.detail_cap = True, 1.5
+    assert deid.name == "fb_cm_dc1.5"
+    capped = deid.deidentify(dark)
+    assert capped[:, box].std(axis=0).mean() < 0.2 * matched[:, box].std(axis=0).mean() + 1.0
+    assert capped[:, box].astype(float).std() < 3 * dark[:, box].astype(float).std() + 2.0
+
+    faint = _PaintsLitDetail(fake.unet, cfg.face_region, amplitude=0.02, light=0.0)
+    detailed = crops_small[:3]  # real faces: more detail than this stand-in adds, so the cap does not bind
+    loose = FaDeNetDeidentifier.from_network(cfg, faint, name="fb", detail_cap=1.5).deidentify(detailed)
+    assert np.abs(loose.astype(int) - FaDeNetDeidentifier.from_network(cfg, faint, name="fb").deidentify(
+        detailed)).max() <= 1
+
+    with pytest.raises(ValueError, match="input_sigma"):
+        FaDeNetDeidentifier.from_network(FaDeNetConfig.profile("tiny"), build_unet(FaDeNetConfig.profile("tiny")),
+                                         name="r", mode="facebox", detail_cap=1.5)
+    with pytest.raises(ValueError, match="facebox"):
+        FaDeNetDeidentifier.from_network(cfg, fake, name="r", mode="resize", colour_match=True)
+    shipped = load_fadenet_deidentifier("fadenet_subspace_cm_dc1.5")
+    assert (shipped.colour_match, shipped.detail_cap) == (True, 1.5)

@@ -171,7 +171,7 @@ def test_shipped_live_keeps_a_dark_faces_exposure_and_colour(crops_small):
     the Hamilton clip's dark audience); the colour match keeps the input's exposure and white balance where the
     output is blended, with or without the pipeline's extra blending weights."""
     from deidkit.deidentifiers import load_deidentifier
-    from deidkit.deidentifiers.live import match_colour
+    from deidkit.deidentifiers.colour import match_colour
 
     deid = load_deidentifier("live")
     dark = np.clip(crops_small[:4].astype(np.float32) * np.array([0.35, 0.3, 0.25]), 0, 255).astype(np.uint8)

@@ -16,6 +16,7 @@ from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, r
 from deidkit.configs import FaDeNetConfig
 from deidkit.data.images import from_model_range, resize_crops, to_model_range
 from deidkit.deidentifiers import register_trained
+from deidkit.deidentifiers.colour import match_colour
 from deidkit.eval.quality import face_box
 from deidkit.models.unet import UNet
 
@@ -60,10 +61,23 @@ class FaDeNetDeidentifier:
     and hides little identity (selection set, the stop-22 model: feather 0.03 at strength 1 gives SSIM 0.805 at an
     MS1M cosine of 0.037, the hard box at strength 0.97 0.805 at 0.049). Also an inference option
     (``deidkit select --feathers``).
+
+    ``colour_match`` (``facebox`` mode; default off, the shipped models' value is in their manifest) scales each
+    colour channel of the network's image so that its mean over the changed face box equals the input's
+    (:func:`deidkit.deidentifiers.colour.match_colour`, the live model's gain): the networks learnt their face detail
+    from LFW's well-lit news photos, and a dark face in a video came out lit and mask-like without it.
+
+    ``detail_cap`` k (networks that see their face box blurred, ``input_sigma > 0``; 0: off) scales, per face, the
+    detail the network adds to its blurred input down so that its standard deviation in the face box is at most k
+    times the detail the blur removed from that face: an out-of-focus or dark, low-contrast face (the Hamilton
+    clip's audience) then stays as soft as it was instead of getting an LFW face's sharp eyes and mouth painted on,
+    while on LFW's faces (detail added / removed: median 0.87, 95th percentile 1.3 for ``fadenet_subspace`` on the
+    selection set) a cap of 1.5 changes almost nothing.
     """
 
     def __init__(self, run_dir: str | os.PathLike, name: str | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 32, mode: str | None = None, strength: float = 1.0, feather: float = 0.0) -> None:
+                 batch_size: int = 32, mode: str | None = None, strength: float = 1.0, feather: float = 0.0,
+                 colour_match: bool = False, detail_cap: float = 0.0) -> None:
         self.run_dir = Path(run_dir)
         self.config = read_run_config(self.run_dir)
         self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, self.config)
@@ -71,11 +85,13 @@ class FaDeNetDeidentifier:
         self._name = name or self.config.name
         self.strength = self._base_strength = strength
         self.feather = self._base_feather = feather
+        self.colour_match = self._base_colour_match = colour_match
+        self.detail_cap = self._base_detail_cap = detail_cap
 
     @classmethod
     def from_network(cls, config: FaDeNetConfig, unet: UNet, name: str, device: str | torch.device = "cpu",
-                     batch_size: int = 32, mode: str | None = None, strength: float = 1.0, feather: float = 0.0
-                     ) -> FaDeNetDeidentifier:
+                     batch_size: int = 32, mode: str | None = None, strength: float = 1.0, feather: float = 0.0,
+                     colour_match: bool = False, detail_cap: float = 0.0) -> FaDeNetDeidentifier:
         """A de-identifier from a configuration and a U-Net with its weights (e.g. the shipped model)."""
         self = cls.__new__(cls)
         self.run_dir, self.config = None, config
@@ -84,6 +100,8 @@ class FaDeNetDeidentifier:
         self._name = name
         self.strength = self._base_strength = strength
         self.feather = self._base_feather = feather
+        self.colour_match = self._base_colour_match = colour_match
+        self.detail_cap = self._base_detail_cap = detail_cap
         return self
 
     @property
@@ -109,12 +127,38 @@ class FaDeNetDeidentifier:
         self._feather = float(value)
 
     @property
+    def colour_match(self) -> bool:
+        return self._colour_match
+
+    @colour_match.setter
+    def colour_match(self, value: bool) -> None:
+        if value and self.mode != "facebox":
+            raise ValueError(f"colour_match matches the changed face box: it needs mode 'facebox', not {self.mode!r}")
+        self._colour_match = bool(value)
+
+    @property
+    def detail_cap(self) -> float:
+        return self._detail_cap
+
+    @detail_cap.setter
+    def detail_cap(self, value: float) -> None:
+        if value < 0:
+            raise ValueError(f"detail_cap must be >= 0 (0: off), got {value}")
+        if value and not self.config.input_sigma:
+            raise ValueError("detail_cap compares with what the input blur removes: it needs input_sigma > 0")
+        self._detail_cap = float(value)
+
+    @property
     def name(self) -> str:
         # the options a model was loaded with (a shipped model's manifest options) are part of that model
         name = self._name
         if self._feather != self._base_feather:
             name += f"_f{self._feather:g}"
-        return name if self._strength == self._base_strength else f"{name}_s{self._strength:g}"
+        if self._strength != self._base_strength:
+            name += f"_s{self._strength:g}"
+        if self._colour_match and not self._base_colour_match:
+            name += "_cm"
+        return name if self._detail_cap == self._base_detail_cap else f"{name}_dc{self._detail_cap:g}"
 
     @name.setter
     def name(self, value: str) -> None:
@@ -132,6 +176,8 @@ class FaDeNetDeidentifier:
             small = resize_crops(full, s_model)
             x = to_model_range(torch.from_numpy(small).permute(0, 3, 1, 2)).to(self.device)
             fx = self.unet(x)
+            if self._detail_cap:
+                fx = self._cap_detail(x, fx)
             if size == s_model:
                 y = fx
             elif self.mode == "residual":
@@ -141,13 +187,26 @@ class FaDeNetDeidentifier:
                 y = F.interpolate(fx, size=(size, size), mode="bilinear", align_corners=False)
             y = from_model_range(y).permute(0, 2, 3, 1).cpu().numpy()
             if self.mode == "facebox":  # the change inside the face box only (a hard edge at feather 0)
-                change = self._strength * face_box_mask(size, self.config.face_region, self._feather)[None, ..., None]
+                box = face_box_mask(size, self.config.face_region, self._feather)
+                if self._colour_match:
+                    y = match_colour(y, full, np.broadcast_to(box, (len(full), size, size)))
+                change = self._strength * box[None, ..., None]
                 y = np.clip(np.round(full + change * (y.astype(np.float32) - full)), 0, 255).astype(np.uint8)
             elif self._strength != 1.0:
                 y = full + self._strength * (y.astype(np.float32) - full)
                 y = np.clip(np.round(y), 0, 255).astype(np.uint8)
             out[s:s + self.batch_size] = y
         return out
+
+    def _cap_detail(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        """``fx`` with the detail it adds to the blurred input scaled so that its SD in the face box is at most
+        ``detail_cap`` times that of the detail the blur removed from ``x`` (per image)."""
+        blurred = self.unet.blurred_input(x)
+        x0, _, x1, _ = face_box(x.shape[-1], self.config.face_region)
+        removed = (x - blurred)[..., x0:x1, x0:x1].flatten(1).std(1)
+        added = (fx - blurred)[..., x0:x1, x0:x1].flatten(1).std(1)
+        scale = (self._detail_cap * removed / added.clamp_min(1e-6)).clamp(max=1.0)
+        return blurred + scale[:, None, None, None] * (fx - blurred)
 
 
 def face_box_mask(size: int, region: float, feather: float) -> np.ndarray:
@@ -178,10 +237,10 @@ def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> 
     """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists, else the run of
     ``profile`` (``fadenet-<profile>``). Registered with :mod:`deidkit.deidentifiers` under the prefix
     ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``);
-    a name ending in ``_f<feather>`` and/or ``_s<strength>`` (``fadenet-standard@epoch002_f0.03_s0.9``, that
-    order) sets those inference options."""
-    m = re.fullmatch(r"(.+?)(?:_f([0-9]*\.?[0-9]+))?(?:_s([0-9]*\.?[0-9]+))?", name)
-    if m and (m.group(2) or m.group(3)):
+    a name ending in ``_f<feather>``, ``_s<strength>``, ``_cm`` (colour matched) and/or ``_dc<k>`` (detail cap;
+    ``fadenet-standard@epoch002_f0.03_s0.9_cm_dc1.5``, that order) sets those inference options."""
+    m = re.fullmatch(r"(.+?)(?:_f([0-9]*\.?[0-9]+))?(?:_s([0-9]*\.?[0-9]+))?(_cm)?(?:_dc([0-9]*\.?[0-9]+))?", name)
+    if m and (m.group(2) or m.group(3) or m.group(4) or m.group(5)):
         from deidkit.pretrained import load_pretrained, shipped_models
 
         base = m.group(1)
@@ -190,6 +249,10 @@ def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> 
             deid.feather = float(m.group(2))
         if m.group(3):
             deid.strength = float(m.group(3))
+        if m.group(4):
+            deid.colour_match = True
+        if m.group(5):
+            deid.detail_cap = float(m.group(5))
         return deid
     if "@" in name:
         run, snap = name.split("@", 1)

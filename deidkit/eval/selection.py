@@ -66,13 +66,14 @@ def live_snapshot_candidates(run_dirs: Sequence[str | Path], locks: Iterable[flo
 
 
 def fadenet_snapshot_candidates(run_dirs: Sequence[str | Path], epochs: Iterable[int] | None = None,
-                                feathers: Iterable[float] | None = None, strengths: Iterable[float] | None = None
-                                ) -> dict[str, FaDeNetDeidentifier]:
+                                feathers: Iterable[float] | None = None, strengths: Iterable[float] | None = None,
+                                colour_match: bool = False, detail_cap: float = 0.0) -> dict[str, FaDeNetDeidentifier]:
     """Every epoch snapshot (``<run>/epochs/epochNNN.pt``) of the FaDeNet runs ``run_dirs`` (only ``epochs`` if
     given) at every feather x strength, as de-identifiers keyed by ``[<run>/]epochs/epochNNN.pt[@f<x>][@s<y>]``
     (the run's folder name only with several runs). Each de-identifier's name is what
     :func:`deidkit.deidentifiers.load_deidentifier` loads the same candidate by (``[<run>@]epochNNN[_f<x>][_s<y>]``,
-    with the run's folder under the kit's runs folder)."""
+    with the run's folder under the kit's runs folder). ``colour_match``, ``detail_cap``: every candidate with
+    these inference options (``_cm``, ``_dc<k>``)."""
     from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, read_run_config
 
     run_dirs = [Path(d) for d in run_dirs]
@@ -92,7 +93,8 @@ def fadenet_snapshot_candidates(run_dirs: Sequence[str | Path], epochs: Iterable
                     # loaded with the default options, then set, so that the name spells the options out; the
                     # key is derived from the name (one spelling of the options)
                     deid = FaDeNetDeidentifier.from_network(cfg, unet, name=base_name)
-                    deid.feather, deid.strength = feather, strength
+                    deid.feather, deid.strength, deid.colour_match = feather, strength, colour_match
+                    deid.detail_cap = detail_cap
                     options = deid.name.removeprefix(base_name).replace("_", "@")
                     cands[f"{prefix}epochs/{snap.name}{options}"] = deid
     return cands
