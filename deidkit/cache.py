@@ -224,20 +224,82 @@ class _Unhashable(Exception):
     pass
 
 
-@functools.lru_cache(maxsize=1)
-def source_digest() -> str:
-    """sha256 of the kit's Python source: any change of code invalidates what is memoised by :func:`output_keys`."""
+@functools.cache
+def source_digest(modules: frozenset[str] | None = None) -> str:
+    """sha256 of the kit's Python source (``modules``: only these ``deidkit...`` modules and every kit module they
+    import, :func:`kit_imports`): a change of that code invalidates what is memoised by :func:`output_keys`."""
     root = Path(__file__).resolve().parent
+    files = sorted(root.rglob("*.py"))
+    if modules is not None:
+        wanted = kit_imports(modules)
+        files = [f for f in files if _module_name(f, root) in wanted]
     h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
+    for f in files:
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()
 
 
-def _feed(h: Any, obj: Any, depth: int = 0) -> None:
+def _module_name(path: Path, root: Path) -> str:
+    parts = ("deidkit", *path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _import_graph() -> dict[str, frozenset[str]]:
+    """Each kit module -> the kit modules its source imports anywhere (also inside functions), read statically."""
+    import ast
+
+    root = Path(__file__).resolve().parent
+    names = {_module_name(f, root): f for f in root.rglob("*.py")}
+    graph = {}
+    for name, f in names.items():
+        deps: set[str] = set()
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(f.read_bytes())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package up
+                    up = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{up}.{base}" if base else up
+                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            else:
+                continue
+            for t in targets:
+                # a module and its parent packages (whose __init__ runs on import)
+                while t:
+                    if t in names:
+                        deps.add(t)
+                    t = t.rpartition(".")[0]
+        graph[name] = frozenset(deps - {name})
+    return graph
+
+
+def kit_imports(modules: Iterable[str]) -> frozenset[str]:
+    """``modules`` (kit modules, ``deidkit....``) and every kit module they import, directly or not."""
+    graph = _import_graph()
+    seen: set[str] = set()
+    todo = [m for m in modules if m in graph]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo.extend(graph[m] - seen)
+    return frozenset(seen)
+
+
+def _feed(h: Any, obj: Any, depth: int = 0, modules: set[str] | None = None) -> None:
+    """Fingerprint ``obj`` into ``h``; the kit modules whose code its classes and functions come from are added to
+    ``modules``."""
     import torch
 
+    if modules is None:
+        modules = set()
+    cls = obj if isinstance(obj, types.FunctionType) else type(obj)
+    if getattr(cls, "__module__", "").startswith("deidkit"):
+        modules.add(cls.__module__)
     if depth > 8:
         raise _Unhashable("nested too deep")
     if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
@@ -246,7 +308,7 @@ def _feed(h: Any, obj: Any, depth: int = 0) -> None:
         h.update(f"module {type(obj).__qualname__};".encode())
         for name, t in obj.state_dict().items():
             h.update(name.encode())
-            _feed(h, t, depth + 1)
+            _feed(h, t, depth + 1, modules)
     elif isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous().reshape(-1)
         h.update(f"tensor {tuple(obj.shape)} {t.dtype};".encode())
@@ -260,30 +322,32 @@ def _feed(h: Any, obj: Any, depth: int = 0) -> None:
     elif isinstance(obj, (list, tuple)):
         h.update(f"{type(obj).__name__}[{len(obj)}];".encode())
         for x in obj:
-            _feed(h, x, depth + 1)
+            _feed(h, x, depth + 1, modules)
     elif isinstance(obj, dict):
         h.update(f"dict[{len(obj)}];".encode())
         for k in sorted(obj, key=str):
-            _feed(h, str(k), depth + 1)
-            _feed(h, obj[k], depth + 1)
-    elif isinstance(obj, types.FunctionType) and obj.__closure__ is None:  # its code is in source_digest
+            _feed(h, str(k), depth + 1, modules)
+            _feed(h, obj[k], depth + 1, modules)
+    elif isinstance(obj, types.FunctionType) and obj.__closure__ is None:  # its code is in the source digest
         h.update(f"function {obj.__module__}.{obj.__qualname__};".encode())
     elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.FunctionType, types.MethodType)):
         h.update(f"object {type(obj).__module__}.{type(obj).__qualname__};".encode())
-        _feed(h, dict(vars(obj)), depth + 1)
+        _feed(h, dict(vars(obj)), depth + 1, modules)
     else:
         raise _Unhashable(f"cannot fingerprint a {type(obj).__name__}")
 
 
 def deidentifier_fingerprint(deidentifier: Any) -> str | None:
     """What decides a de-identifier's outputs: its class, every attribute (options, networks' weights, nested
-    helpers) and the kit's source code. None when something in it cannot be fingerprinted (then nothing of it is
-    memoised)."""
-    h = hashlib.sha256(source_digest().encode())
+    helpers) and the source of the kit modules their classes and functions come from, with every kit module those
+    import (:func:`kit_imports`: a change elsewhere in the kit keeps its memoised outputs). None when something in
+    it cannot be fingerprinted (then nothing of it is memoised)."""
+    h, modules = hashlib.sha256(), set()
     try:
-        _feed(h, deidentifier)
+        _feed(h, deidentifier, modules=modules)
     except _Unhashable:
         return None
+    h.update(source_digest(frozenset(modules)).encode())
     return h.hexdigest()
 
 

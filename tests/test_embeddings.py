@@ -147,3 +147,35 @@ def test_a_deidentifiers_outputs_are_not_recomputed_for_cached_embeddings(tmp_pa
     embed_deidentified(rec, DeidentifiedBatch(deid, crops))
     embed_deidentified(rec, DeidentifiedBatch(deid, crops))
     assert deid.calls == 2
+
+
+def test_a_deidentifiers_fingerprint_covers_the_code_it_runs_not_the_whole_kit(monkeypatch):
+    """The source part of a fingerprint is the kit modules the de-identifier's classes come from plus everything
+    they import (also inside functions), so an edit of the evaluation, the CLI or the trainers keeps memoised
+    outputs, and an edit of the network's or a helper's module does not."""
+    import deidkit.cache as cache
+    from deidkit.baselines import get_deidentifier
+    from deidkit.configs import FaDeNetConfig
+    from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
+
+    blur_code = cache.kit_imports(["deidkit.baselines"])
+    assert {"deidkit.baselines", "deidkit.data.images", "deidkit.eval.quality"} <= blur_code
+    assert not blur_code & {"deidkit.cli", "deidkit.train.fadenet", "deidkit.eval.benchmark", "deidkit.reports"}
+    fadenet_code = cache.kit_imports(["deidkit.deidentifiers.fadenet"])
+    # imported only inside a function (load_fadenet_deidentifier): still part of the code it may run
+    assert {"deidkit.models.unet", "deidkit.deidentifiers.colour", "deidkit.pretrained"} <= fadenet_code
+    assert "deidkit.train.fadenet" not in fadenet_code  # inference imports no trainer
+
+    asked = []
+    real = cache.source_digest
+    monkeypatch.setattr(cache, "source_digest", lambda modules=None: asked.append(modules) or real(modules))
+    blur = get_deidentifier("blur_sigma8")
+    first = cache.deidentifier_fingerprint(blur)
+    assert asked == [frozenset({"deidkit.baselines"})]
+    cfg = FaDeNetConfig.profile("tiny", input_sigma=2.0)
+    cache.deidentifier_fingerprint(FaDeNetDeidentifier.from_network(cfg, build_unet(cfg), name="t"))
+    assert {"deidkit.deidentifiers.fadenet", "deidkit.models.unet", "deidkit.configs"} <= asked[-1]
+    # the same code, options and weights: the same fingerprint; other source: another one
+    assert cache.deidentifier_fingerprint(get_deidentifier("blur_sigma8")) == first
+    monkeypatch.setattr(cache, "source_digest", lambda modules=None: real(None) + "edited")
+    assert cache.deidentifier_fingerprint(blur) != first
