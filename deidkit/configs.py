@@ -307,6 +307,22 @@ class FaDeNetConfig(SpeedOptions):
             "subspace_push": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                               "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                               "epochs": 4, "init_from": "runs/fadenet-subspace/epochs/epoch003.pt"},
+            # Stop 33: the same two steps with 128 components (a richer face prior for the push to move identity
+            # in): "subspace128" 3 epochs (held-out critic accuracy 0.003 after each, embedding cosine 0.098 / 0.111
+            # / 0.097), then "subspace128_push" 4 epochs from its epoch 3 (cosine 0.068 / 0.060 / 0.058 / 0.061;
+            # K = 64's push: 0.077 / 0.070 / 0.079 / 0.076), ~2 CPU-minutes an epoch. Selection set (MS1M, colour
+            # matched, detail cap 1.5; reports/metrics/selection_fadenet_subspace128_push.json): epoch 4 at feather
+            # 0.16 / 0.2 / 0.25: crop SSIM 0.842 / 0.860 / 0.881, crop Rank-1 0.031 / 0.039 / 0.061, worse-level
+            # margin 3.3 / 4.7 / 10.2 SD; the shipped K = 64 snapshot at 0.2: 0.865, 0.043, 6.0 SD. More components
+            # moved the critic's embedding further but not the trade-off against the naive frontier. Not shipped.
+            # Also tried (subspace_push with --overrides ssim_weight=1 or 3: the evaluation's quality measure as a
+            # training term; selection_fadenet_subspace_push_ssim.json): held-out critic cosine 0.12 / 0.17 instead
+            # of 0.08, and along the same curve or below it (ssim_weight 1, epoch 4 at 0.16: crop SSIM 0.867,
+            # Rank-1 0.062, margin 5.3 SD).
+            "subspace128": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 3},
+            "subspace128_push": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0,
+                                 "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
+                                 "epochs": 4, "init_from": "runs/fadenet-subspace128/epochs/epoch003.pt"},
             # A GPU's minutes (scripts/gpu_train_fadenet.py plans the epochs to a time budget; the crops travel in a
             # pack): the standard recipe from scratch, four times the batch, bf16, and the discriminator's weight
             # tripled, since what the CPU runs lacked was steps for the adversarial term to make the output a face
@@ -383,7 +399,8 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "robust", "paper")
 FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push",
-                    "robust", "robust_sharp", "subspace", "subspace_push", "gpu", "paper")
+                    "robust", "robust_sharp", "subspace", "subspace_push", "subspace128", "subspace128_push", "gpu",
+                    "paper")
 LIVE_PROFILES = PROFILES
 
 

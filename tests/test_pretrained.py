@@ -245,6 +245,8 @@ def test_shipped_fadenet_subspace_paints_face_detail_not_bands(crops_small):
     deid = load_deidentifier("fadenet_subspace")
     assert entry["config"]["detail_basis"] == deid.unet.detail_basis == 64
     assert deid.unet.basis.abs().sum() > 0 and deid.feather == entry["inference"]["feather"]
+    # loaded as the manifest says: colour matched, detail capped (the video defect of stop 32)
+    assert (deid.colour_match, deid.detail_cap) == (entry["inference"]["colour_match"], entry["inference"]["detail_cap"])
     crops = crops_small[:8]
     subspace = colour_shift(crops, deid.deidentify(crops)).mean()
     banded = colour_shift(crops, load_deidentifier("fadenet").deidentify(crops)).mean()
