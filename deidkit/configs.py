@@ -159,6 +159,12 @@ class FaDeNetConfig(SpeedOptions):
     # (unit-norm distance, edges, low-level maps) pull the output to that de-identifier's output instead of the input
     teacher_weight: float = 0.0  # > 0 (with a teacher): plus this times the mean absolute pixel difference to it
     detail_basis: int = 0  # 0: the paper; K > 0: the correction is K face-detail components (see models.unet.UNet)
+    # not in the paper: the live defend recipe's online adaptive attacker (deidkit.train.adversary) on the critic's
+    # embedding: the U-Net pays this weight times the cosine a freshly fitted linear head reads back above the margin
+    adversary_weight: float = 0.0
+    adversary_margin: float = 0.0
+    adversary_bank: int = 1024
+    adversary_ridge: float = 0.1
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -319,6 +325,14 @@ class FaDeNetConfig(SpeedOptions):
             # training term; selection_fadenet_subspace_push_ssim.json): held-out critic cosine 0.12 / 0.17 instead
             # of 0.08, and along the same curve or below it (ssim_weight 1, epoch 4 at 0.16: crop SSIM 0.867,
             # Rank-1 0.062, margin 5.3 SD).
+            # Stop 33: the shipped subspace_push snapshot (epoch 4) fine-tuned against the live defend recipe's
+            # online adaptive attacker on the critic's embedding (deidkit.train.adversary; weight 1, margin 0.1,
+            # ridge 0.01 as there): notebook 04's adapted attacker read the identity back from fadenet_subspace's
+            # outputs (CASIA 0.112 -> 0.389, MS1M 0.191 -> 0.541; blur sigma 8: 0.173 / 0.264).
+            "subspace_defend": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
+                                "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
+                                "adversary_weight": 1.0, "adversary_margin": 0.1, "adversary_ridge": 0.01,
+                                "epochs": 3, "init_from": "runs/fadenet-subspace_push/epochs/epoch004.pt"},
             "subspace128": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 3},
             "subspace128_push": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                  "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
@@ -349,14 +363,18 @@ class FaDeNetConfig(SpeedOptions):
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.ce_cap is not None and self.ce_cap <= 0:
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        for margin in ("embed_margin", "push_margin"):
+        if self.adversary_ridge <= 0 or self.adversary_bank < 2:
+            raise ValueError(f"adversary: ridge > 0 and a bank of >= 2 pairs expected, got {self.adversary_ridge}, "
+                             f"{self.adversary_bank}")
+        for margin in ("embed_margin", "push_margin", "adversary_margin"):
             if not -1.0 <= getattr(self, margin) < 1.0:
                 raise ValueError(f"{margin} is a cosine in [-1, 1), got {getattr(self, margin)}")
         weights = dict(edge_weight=self.edge_weight, critic_views=self.critic_views, adv_weight=self.adv_weight,
                        embed_weight=self.embed_weight, input_sigma=self.input_sigma,
                        feature_weight=self.feature_weight, detect_weight=self.detect_weight,
                        chroma_weight=self.chroma_weight, push_weight=self.push_weight,
-                       ssim_weight=self.ssim_weight, teacher_weight=self.teacher_weight)
+                       ssim_weight=self.ssim_weight, teacher_weight=self.teacher_weight,
+                       adversary_weight=self.adversary_weight)
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")
@@ -399,7 +417,8 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 #: define them (a test keeps the two in step).
 CRITIC_PROFILES = ("tiny", "quick", "robust", "paper")
 FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push",
-                    "robust", "robust_sharp", "subspace", "subspace_push", "subspace128", "subspace128_push", "gpu",
+                    "robust", "robust_sharp", "subspace", "subspace_push", "subspace128", "subspace128_push",
+                    "subspace_defend", "gpu",
                     "paper")
 LIVE_PROFILES = PROFILES
 

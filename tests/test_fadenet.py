@@ -799,3 +799,31 @@ def test_colour_match_and_detail_cap_keep_a_dark_soft_face_dark_and_soft(crops_s
         FaDeNetDeidentifier.from_network(cfg, fake, name="r", mode="resize", colour_match=True)
     shipped = load_fadenet_deidentifier("fadenet_subspace_cm_dc1.5")
     assert (shipped.colour_match, shipped.detail_cap) == (True, 1.5)
+
+
+def test_online_adversary_reads_back_a_linear_leak_and_the_term_trains(tmp_path):
+    """deidkit.train.adversary: outputs whose embedding is a fixed linear map of the original's are read back (cosine
+    near 1) by the freshly fitted head, unrelated ones are not; the bank keeps the recent pairs only; FaDeNet's
+    ``adversary_weight`` trains, logs ``adversary_cos`` and refuses bad settings."""
+    from deidkit.train.adversary import OnlineAdversary
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.linalg.qr(torch.randn(16, 16, generator=g))[0]  # a rotation: all the identity, none of it visible
+    leak, noise = OnlineAdversary(bank=64, ridge=0.01), OnlineAdversary(bank=64, ridge=0.01)
+    for _ in range(8):
+        orig = torch.randn(16, 16, generator=g)
+        out = (orig @ mix).requires_grad_(True)
+        penalty, read_leak = leak(out, orig)
+        _, read_noise = noise(torch.randn(16, 16, generator=g), orig)
+    assert read_leak.mean() > 0.95 and read_noise.mean() < 0.6
+    penalty.backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0  # differentiable in the output's embedding
+    assert sum(len(a) for a, _ in leak.pairs) <= 64 + 16
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, adversary_weight=1.0,
+                                 adversary_bank=12, adversary_ridge=0.01)
+    res = train_fadenet(fcfg, data=toy_data(size=64), critic=EmbeddingCritic(MobileFaceNetMS1M(), 3),
+                        run_dir=tmp_path / "f", progress=False)
+    assert res.log["adversary_cos"].between(-1, 1).all() and (res.log["adversary_cos"] != 0).all()
+    for bad in (dict(adversary_weight=-1.0), dict(adversary_ridge=0.0), dict(adversary_margin=1.0)):
+        with pytest.raises(ValueError, match="adversary"):
+            FaDeNetConfig.profile("tiny", **bad)

@@ -464,7 +464,7 @@ def test_adversary_term_trains_and_is_logged(real_crops):
     x, x_in, _ = T.make_batch(imgs, cfg)
     logged = [trainer.step(x, x_in, 0) for _ in range(3)]
     assert all(-1 <= t["adversary_cos"] <= 1 and t["adversary_cos"] != 0 for t in logged)
-    assert sum(len(a) for a, _ in trainer.adversary_bank) <= 4 + len(x)  # a bounded bank of recent pairs
+    assert sum(len(a) for a, _ in trainer.adversary.pairs) <= 4 + len(x)  # a bounded bank of recent pairs
     plain = T.LiveTrainer(T.LiveConfig.profile("tiny", device="cpu"), feats, device="cpu")
     assert "adversary_cos" not in plain.step(x, x_in, 0)
     with pytest.raises(ValueError, match="adversary"):

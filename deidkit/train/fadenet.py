@@ -54,6 +54,7 @@ from deidkit.losses.fadenet import (
 )
 from deidkit.models.critic import Critic, fold_batchnorm
 from deidkit.models.unet import UNet
+from deidkit.train.adversary import OnlineAdversary
 from deidkit.train.augment import ArrayBatches, random_views
 from deidkit.train.critic import (
     CriticRecognizer,
@@ -159,6 +160,9 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         from deidkit.recognizers import load_five_landmarks
 
         face_net = load_five_landmarks().to(device)
+    adversary = None
+    if config.adversary_weight:
+        adversary = OnlineAdversary(config.adversary_bank, config.adversary_ridge, config.adversary_margin)
     box = config.face_region
     side = int(round(box * config.image_size))
     top = (config.image_size - side) // 2
@@ -217,6 +221,12 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
                                for f in (feats, *view_feats)]).mean()
             total = total + config.embed_weight * sim
             extra["embed_sim"] = float(sim.detach())
+        if adversary is not None:
+            with torch.no_grad():
+                original = fast_critic.features(x)
+            adv, read_back = adversary(feats, original)
+            total = total + config.adversary_weight * adv
+            extra["adversary_cos"] = float(read_back.mean())
         if config.feature_weight:
             # the live model's attraction of low-level appearance (Gafni et al.): textures the critic would
             # read as a new identity change these maps most, a changed face shape least

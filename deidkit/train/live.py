@@ -66,7 +66,6 @@ from deidkit.deidentifiers.live import (
     to_tensor,
     to_uint8,
 )
-from deidkit.eval.attack import fit_adapted_head
 from deidkit.losses.live import (
     blend,
     generator_loss,
@@ -77,6 +76,7 @@ from deidkit.losses.live import (
     sample_beta,
 )
 from deidkit.models.live import LiveDiscriminator, LiveGenerator, RecognizerFeatures
+from deidkit.train.adversary import OnlineAdversary
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
 from deidkit.train.loop import TrainingRun, seed_everything
@@ -266,9 +266,8 @@ class LiveTrainer:
             from deidkit.recognizers import load_five_landmarks
 
             self.landmarks = load_five_landmarks().to(self.device)
-        # the online adaptive attacker (only with its term on): the recent (output, original) embedding pairs it
-        # fits its linear head to, afresh at every step (not checkpointed: a resumed run refills it)
-        self.adversary_bank: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # the online adaptive attacker (its term is on with adversary_weight > 0)
+        self.adversary = OnlineAdversary(cfg.adversary_bank, cfg.adversary_ridge, cfg.adversary_margin)
         self.anchor: LiveGenerator | None = None  # the frozen initial generator of anchor_weight (set_anchor)
         self.total_steps = 1
         self.warmup_steps = 0
@@ -334,20 +333,9 @@ class LiveTrainer:
         terms["landmarks"] = 0.0  # same log columns with the term off
         extra_terms = {}
         if cfg.adversary_weight > 0 and not warm:
-            # `deidkit attack`'s adapted head, refitted at every step to the last adversary_bank pairs (this batch
-            # included): a fresh closed-form fit cannot be dodged by moving the embedding where one slowly trained
-            # head is not looking; the generator pays for the cosine the head reads back above the margin
-            e_out, e_orig = F.normalize(fo["embedding"], dim=1), F.normalize(fx["embedding"], dim=1)
-            self.adversary_bank.append((e_out.detach().double().cpu(), e_orig.double().cpu()))
-            while sum(len(a) for a, _ in self.adversary_bank) - len(self.adversary_bank[0][0]) >= cfg.adversary_bank:
-                self.adversary_bank.pop(0)
-            head = fit_adapted_head(torch.cat([a for a, _ in self.adversary_bank]).numpy(),
-                                    torch.cat([b for _, b in self.adversary_bank]).numpy(), cfg.adversary_ridge)
-            weight, bias = torch.from_numpy(head.weight).to(e_out), torch.from_numpy(head.bias).to(e_out)
-            read_back = F.cosine_similarity(e_out @ weight + bias, e_orig, dim=1)
-            adv = (read_back - cfg.adversary_margin).clamp_min(0.0).mean()
+            adv, read_back = self.adversary(fo["embedding"], fx["embedding"])
             g_loss = g_loss + cfg.adversary_weight * adv
-            extra_terms = {"adversary_cos": float(read_back.detach().mean())}
+            extra_terms = {"adversary_cos": float(read_back.mean())}
         if self.anchor is not None and cfg.anchor_weight:
             with torch.no_grad():
                 anchored = blend(*self.anchor(x_in, t), x_in)
