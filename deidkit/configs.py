@@ -328,7 +328,11 @@ class FaDeNetConfig(SpeedOptions):
             # Stop 33: the shipped subspace_push snapshot (epoch 4) fine-tuned against the live defend recipe's
             # online adaptive attacker on the critic's embedding (deidkit.train.adversary; weight 1, margin 0.1,
             # ridge 0.01 as there): notebook 04's adapted attacker read the identity back from fadenet_subspace's
-            # outputs (CASIA 0.112 -> 0.389, MS1M 0.191 -> 0.541; blur sigma 8: 0.173 / 0.264).
+            # outputs (CASIA 0.112 -> 0.389, MS1M 0.191 -> 0.541; blur sigma 8: 0.173 / 0.264). Measured (3 epochs,
+            # ~3 CPU-minutes each; selection set, MS1M, feather 0.2, colour matched, detail cap 1.5): the adapted
+            # attacker's Rank-1 0.402 (shipped) -> 0.391 / 0.378 after epochs 1 / 3, worse-level frontier margin
+            # 6.0 -> 5.0 / 2.1 / 2.6 SD after epochs 1-3: the identity the head reads back lies in the blurred face
+            # FaDeNet keeps, not in the detail it paints. Not shipped.
             "subspace_defend": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                 "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                                 "adversary_weight": 1.0, "adversary_margin": 0.1, "adversary_ridge": 0.01,
