@@ -160,11 +160,13 @@ class FaDeNetConfig(SpeedOptions):
     teacher_weight: float = 0.0  # > 0 (with a teacher): plus this times the mean absolute pixel difference to it
     detail_basis: int = 0  # 0: the paper; K > 0: the correction is K face-detail components (see models.unet.UNet)
     # not in the paper: the live defend recipe's online adaptive attacker (deidkit.train.adversary) on the critic's
-    # embedding: the U-Net pays this weight times the cosine a freshly fitted linear head reads back above the margin
+    # embedding: the U-Net pays this weight times the cosine a freshly fitted linear head reads back above the
+    # margin. Bank and ridge must be set with the term (0 = off by default, so runs and sweep hashes made before
+    # these fields existed stay the same experiments).
     adversary_weight: float = 0.0
     adversary_margin: float = 0.0
-    adversary_bank: int = 1024
-    adversary_ridge: float = 0.1
+    adversary_bank: int = 0
+    adversary_ridge: float = 0.0
     lr: float = 2e-3
     batch_size: int = 8
     epochs: int = 3
@@ -336,7 +338,7 @@ class FaDeNetConfig(SpeedOptions):
             "subspace_defend": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                 "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                                 "adversary_weight": 1.0, "adversary_margin": 0.1, "adversary_ridge": 0.01,
-                                "epochs": 3, "init_from": "runs/fadenet-subspace_push/epochs/epoch004.pt"},
+                                "adversary_bank": 1024, "epochs": 3, "init_from": "runs/fadenet-subspace_push/epochs/epoch004.pt"},
             "subspace128": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 3},
             "subspace128_push": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                  "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
@@ -367,9 +369,9 @@ class FaDeNetConfig(SpeedOptions):
             raise ValueError(f"lambda must be >= 0, got {self.lam}")
         if self.ce_cap is not None and self.ce_cap <= 0:
             raise ValueError(f"ce_cap must be positive or None, got {self.ce_cap}")
-        if self.adversary_ridge <= 0 or self.adversary_bank < 2:
-            raise ValueError(f"adversary: ridge > 0 and a bank of >= 2 pairs expected, got {self.adversary_ridge}, "
-                             f"{self.adversary_bank}")
+        if self.adversary_weight and (self.adversary_ridge <= 0 or self.adversary_bank < 2):
+            raise ValueError(f"adversary: with adversary_weight, a ridge > 0 and a bank of >= 2 pairs, got "
+                             f"{self.adversary_ridge}, {self.adversary_bank}")
         for margin in ("embed_margin", "push_margin", "adversary_margin"):
             if not -1.0 <= getattr(self, margin) < 1.0:
                 raise ValueError(f"{margin} is a cosine in [-1, 1), got {getattr(self, margin)}")

@@ -824,6 +824,11 @@ def test_online_adversary_reads_back_a_linear_leak_and_the_term_trains(tmp_path)
     res = train_fadenet(fcfg, data=toy_data(size=64), critic=EmbeddingCritic(MobileFaceNetMS1M(), 3),
                         run_dir=tmp_path / "f", progress=False)
     assert res.log["adversary_cos"].between(-1, 1).all() and (res.log["adversary_cos"] != 0).all()
-    for bad in (dict(adversary_weight=-1.0), dict(adversary_ridge=0.0), dict(adversary_margin=1.0)):
+    # off by default in every field, so runs and sweep hashes from before the term existed are unchanged
+    from deidkit.cache import config_payload
+
+    assert not any(k.startswith("adversary") for k in config_payload(FaDeNetConfig.profile("quick")))
+    for bad in (dict(adversary_weight=-1.0), dict(adversary_weight=1.0, adversary_bank=8),
+                dict(adversary_weight=1.0, adversary_ridge=0.1, adversary_bank=1), dict(adversary_margin=1.0)):
         with pytest.raises(ValueError, match="adversary"):
             FaDeNetConfig.profile("tiny", **bad)
