@@ -79,14 +79,10 @@ class FaDeNetDeidentifier:
                  batch_size: int = 32, mode: str | None = None, strength: float = 1.0, feather: float = 0.0,
                  colour_match: bool = False, detail_cap: float = 0.0) -> None:
         self.run_dir = Path(run_dir)
-        self.config = read_run_config(self.run_dir)
-        self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, self.config)
-        self.unet = load_module_state(self.run_dir, "unet", build_unet(self.config)).to(self.device).eval()
-        self._name = name or self.config.name
-        self.strength = self._base_strength = strength
-        self.feather = self._base_feather = feather
-        self.colour_match = self._base_colour_match = colour_match
-        self.detail_cap = self._base_detail_cap = detail_cap
+        config = read_run_config(self.run_dir)
+        unet = load_module_state(self.run_dir, "unet", build_unet(config))
+        self._setup(config, unet, name or config.name, device, batch_size, mode, strength, feather, colour_match,
+                    detail_cap)
 
     @classmethod
     def from_network(cls, config: FaDeNetConfig, unet: UNet, name: str, device: str | torch.device = "cpu",
@@ -94,15 +90,21 @@ class FaDeNetDeidentifier:
                      colour_match: bool = False, detail_cap: float = 0.0) -> FaDeNetDeidentifier:
         """A de-identifier from a configuration and a U-Net with its weights (e.g. the shipped model)."""
         self = cls.__new__(cls)
-        self.run_dir, self.config = None, config
+        self.run_dir = None
+        self._setup(config, unet, name, device, batch_size, mode, strength, feather, colour_match, detail_cap)
+        return self
+
+    def _setup(self, config: FaDeNetConfig, unet: UNet, name: str, device: str | torch.device, batch_size: int,
+               mode: str | None, strength: float, feather: float, colour_match: bool, detail_cap: float) -> None:
+        self.config = config
         self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, config)
         self.unet = unet.to(self.device).eval()
         self._name = name
+        # the options it is loaded with (a shipped model's manifest options) are part of the model, not its name
         self.strength = self._base_strength = strength
         self.feather = self._base_feather = feather
         self.colour_match = self._base_colour_match = colour_match
         self.detail_cap = self._base_detail_cap = detail_cap
-        return self
 
     @property
     def strength(self) -> float:
