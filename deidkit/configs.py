@@ -348,7 +348,11 @@ class FaDeNetConfig(SpeedOptions):
             # 6.0; reports/metrics/selection_fadenet_subspace_push_m_f.json). Also tried at stop 34, not shipped: an
             # input blur of sigma 4 (input_sigma=4 in both steps: 4.7 SD at best within the bound) and a face box of
             # 0.75 of the crop (input_region=0.75: 2.3 SD at best), selection_fadenet_subspace_s4_push.json and
-            # selection_fadenet_subspace_m_r75.json.
+            # selection_fadenet_subspace_m_r75.json. Margins lower still (embed_margin -0.3, push_margin 0.1,
+            # run fadenet-subspace_push_m2; held-out cosine 0.061 / 0.056 / 0.065 / 0.062) bought nothing: epoch 3 at
+            # 0.23 crop Rank-1 0.048, 7.2 SD (selection_fadenet_subspace_push_m2.json). Judged on lfw_57x8 (shipped
+            # model): crop SSIM 0.877, dlib 0.102, CASIA 0.121 (stop 33: 0.866, 0.084, 0.112), every frontier margin
+            # larger than stop 33's (README model card).
             "subspace_push_m": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                 "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                 "lr": 2.5e-4, "epochs": 4, "init_from": "runs/fadenet-subspace/epochs/epoch003.pt"},
