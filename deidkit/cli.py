@@ -437,6 +437,8 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
+    if args.max_rank1 is not None and "crop" not in (args.by_frontier or []):
+        raise ValueError("--max-rank1 bounds the crop-level Rank-1 of --by-frontier: give --by-frontier crop ...")
     if (args.feathers or args.epochs or args.colour_match or args.detail_cap) and args.model != "fadenet":
         raise ValueError("--feathers, --epochs, --colour-match and --detail-cap apply to FaDeNet only (the live model: --landmark-locks, "
                          "--strengths with --run-dir)")
@@ -519,6 +521,8 @@ def _select(args: argparse.Namespace) -> int:
                                        levels=tuple(args.by_frontier))
             table = table.merge(margins, on="candidate", how="left")
             defined = margins.dropna(subset=["min_margin_sd"])  # undefined: SSIM beyond every naive strength
+            if args.max_rank1 is not None:  # the privacy bound first (crop level, selection protocol)
+                defined = defined[defined["crop_rank1"] <= args.max_rank1]
             if len(defined):
                 name = str(defined.loc[defined["min_margin_sd"].idxmax(), "candidate"])
     print(table.round(4).to_string(index=False))
@@ -536,7 +540,7 @@ def _select(args: argparse.Namespace) -> int:
                      "run": r["candidate"].split("/", 1)[0] if several else run_dir.name, **r, "min_ssim": args.min_ssim,
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
-                     "max_colour_shift": args.max_colour_shift,
+                     "max_colour_shift": args.max_colour_shift, "max_rank1": args.max_rank1,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
                    args.name or f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""),
                    args.out)
@@ -708,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose, among the candidates within the bounds, the one furthest beyond the naive frontier "
                         "(blur, pixelation at the same SSIM; worst of these levels, e.g. crop image) on the "
                         "lfw_select_160x8 protocol with the trained-against recogniser, instead of the lowest cosine")
+    p.add_argument("--max-rank1", type=float, default=None,
+                   help="with --by-frontier: only candidates whose crop-level Rank-1 on the selection protocol "
+                        "(trained-against recogniser) is at most this are chosen from (the kit's rule since stop 32: "
+                        "0.05, half the issue's 0.10); the others stay in the table")
     p.add_argument("--with-shipped", action="store_true",
                    help="also measure the shipped model (candidate 'shipped'), which a new one must beat")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")

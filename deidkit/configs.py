@@ -176,6 +176,9 @@ class FaDeNetConfig(SpeedOptions):
     workers: int = 0  # > 0: a torch DataLoader with this many workers (and pinned memory on CUDA) augments
     critic_profile: str = "quick"  # the CriticConfig profile of the critic to train against
     critic_run: str = ""  # run directory name of the critic (default: that profile's default name)
+    # not in the paper: a second frozen critic (a CriticConfig profile, e.g. "robust") whose embedding and mid-level
+    # maps the embed and push terms also move (the mean over both): what moves two networks carries further
+    extra_critic_profile: str = ""
     run_name: str = ""  # default: fadenet-<profile_name>
     init_from: str | None = None  # start from "pretrained:fadenet" (the shipped U-Net) or a run's epoch snapshot
     crop_pack: str | None = None  # train from this crop pack (deidkit data pack --critic-identities) instead of LFW
@@ -401,6 +404,13 @@ class FaDeNetConfig(SpeedOptions):
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")
+        if self.extra_critic_profile and not (self.embed_weight or self.push_weight):
+            raise ValueError("extra_critic_profile needs the embed or push term (embed_weight or push_weight > 0)")
+        if self.extra_critic_profile:
+            extra = CriticConfig.profile(self.extra_critic_profile)
+            if extra.kind != "mobilefacenet" or extra.name == self.critic_config().name:
+                raise ValueError(f"extra_critic_profile {self.extra_critic_profile!r}: a MobileFaceNet critic other "
+                                 f"than the main one ({self.critic_config().name})")
         if self.teacher_weight and not self.teacher:
             raise ValueError(f"teacher_weight {self.teacher_weight} needs a teacher de-identifier (teacher=...)")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0:

@@ -84,6 +84,8 @@ def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
     assert "judge" in capsys.readouterr().err
     assert main(["select", "fadenet", "--min-ssim", "0.8", "--landmark-locks", "0", "0.5"]) == 2
     assert "live model only" in capsys.readouterr().err
+    assert main(["select", "fadenet", "--min-ssim", "0.8", "--max-rank1", "0.05", "--by-frontier", "image"]) == 2
+    assert "--by-frontier crop" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
     assert "--landmark-locks" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--epochs", "2"]) == 2

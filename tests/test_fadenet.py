@@ -553,6 +553,37 @@ def test_push_on_views_pairs_each_view_of_the_output_with_the_same_view_of_the_i
     assert res.log["push_sim"].iloc[0] > 0.9 and res.log["push_sim"].between(0, 1 + 1e-5).all()
 
 
+def test_extra_critic_joins_the_embed_and_push_terms(tmp_path, monkeypatch):
+    """``extra_critic_profile``: a second frozen critic (loaded through ensure_critic by its profile) whose embedding
+    cosine is logged (near 1 at the start: the U-Net starts as the identity) and averaged into the embed and push
+    terms; it must be another MobileFaceNet critic and needs one of those terms."""
+    import deidkit.train.fadenet as fadenet_training
+
+    torch.manual_seed(1)
+    second = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    asked = []
+
+    def fake_ensure(cfg, data=None, progress=True):
+        asked.append(cfg.name)
+        return second, data.identities, tmp_path / cfg.name
+
+    monkeypatch.setattr(fadenet_training, "ensure_critic", fake_ensure)
+    torch.manual_seed(0)
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, embed_weight=0.5, push_weight=0.5,
+                                 push_layers=("stage2",), extra_critic_profile="robust")
+    res = train_fadenet(fcfg, data=toy_data(size=64), critic=critic, run_dir=tmp_path / "e", progress=False)
+    assert asked == ["critic-robust"]
+    assert res.log["extra_embed_sim"].iloc[0] > 0.9 and res.log["extra_embed_sim"].between(-1, 1 + 1e-5).all()
+    assert res.log["push_sim"].iloc[0] > 0.9
+    with pytest.raises(ValueError, match="embed or push term"):
+        FaDeNetConfig.profile("tiny", extra_critic_profile="robust")
+    with pytest.raises(ValueError, match="other than the main one"):
+        FaDeNetConfig.profile("tiny", embed_weight=0.5, extra_critic_profile="tiny")
+    with pytest.raises(ValueError, match="unknown critic profile"):
+        FaDeNetConfig.profile("tiny", embed_weight=0.5, extra_critic_profile="nosuch")
+
+
 def test_ssim_index_is_the_evaluations_ssim_and_the_ssim_term_trains(tmp_path):
     """``ssim_index`` (torch, differentiable) gives scikit-image's SSIM as :func:`deidkit.eval.quality.ssim`
     computes it on the same images in [-1, 1]; the ``ssim_weight`` term is logged as 1 - SSIM."""

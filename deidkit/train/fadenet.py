@@ -124,6 +124,11 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
         raise ValueError("pass the training data together with an explicit critic (labels must match its classes)")
     if data.num_classes != critic.num_classes:
         raise ValueError(f"data has {data.num_classes} identities, the critic {critic.num_classes} classes")
+    extra_critic = None
+    if config.extra_critic_profile:
+        # trained (or loaded) on the same training pool, so its classes are the main critic's
+        extra_critic, _, extra_dir = ensure_critic(CriticConfig.profile(config.extra_critic_profile), data, progress)
+        critic_dir += f";{extra_dir}"
     critic_wall = time.perf_counter() - t_start
     data = data.resized(config.image_size)
     teacher_images = teacher_outputs(config.teacher, data.train_images, run_dir, progress) if config.teacher else None
@@ -131,6 +136,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     # The critic runs forward and backward at every step: a BatchNorm-folded copy computes the same function
     # in evaluation mode, faster.
     fast_critic = fold_batchnorm(critic)
+    fast_extra = fold_batchnorm(extra_critic.to(device).freeze()) if extra_critic is not None else None
 
     torch.manual_seed(config.seed)  # identical initial U-Net weights for a given seed
     unet = build_unet(config).to(device)
@@ -214,11 +220,21 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
                                   ce_cap=config.ce_cap).l2 for f in view_feats]
             total = loss.l1 - config.lam * (loss.l2 + sum(views)) / (1 + len(views))
         extra = {}
+        extra_pair = None  # (maps of the output, maps of the input) in the second critic
+        if fast_extra is not None:
+            with torch.no_grad():
+                extra_ref = fast_extra.feature_maps(x)
+            extra_pair = (fast_extra.feature_maps(fx), extra_ref)
         if config.embed_weight:
             with torch.no_grad():
                 ref = fast_critic.features(x)
             sim = torch.stack([embedding_similarity(f, ref, config.embed_margin).mean()
                                for f in (feats, *view_feats)]).mean()
+            if extra_pair is not None:
+                extra_sim = embedding_similarity(extra_pair[0]["features"], extra_pair[1]["features"],
+                                                 config.embed_margin).mean()
+                extra["extra_embed_sim"] = float(extra_sim.detach())
+                sim = (sim + extra_sim) / 2
             total = total + config.embed_weight * sim
             extra["embed_sim"] = float(sim.detach())
         if adversary is not None:
@@ -245,6 +261,11 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             push = torch.stack([embedding_similarity(m[k].flatten(1), r[k].flatten(1), config.push_margin).mean()
                                 for m, r in ((maps, ref_maps), *view_pairs)
                                 for k in config.push_layers or DEFAULT_PUSH_LAYERS]).mean()
+            if extra_pair is not None:
+                m, r = extra_pair
+                push = (push + torch.stack([embedding_similarity(m[k].flatten(1), r[k].flatten(1),
+                                                                 config.push_margin).mean()
+                                            for k in config.push_layers or DEFAULT_PUSH_LAYERS]).mean()) / 2
             total = total + config.push_weight * push
             extra["push_sim"] = float(push.detach())
         if target is not None and config.teacher_weight:
