@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from deidkit.assets import AssetError
@@ -88,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.overrides or [])
     if args.threads:
         torch.set_num_threads(args.threads)
-    with run_limits(args.max_minutes, args.checkpoint_every):
+    with _one_cpu_training(shard.active, say), run_limits(args.max_minutes, args.checkpoint_every):
         try:
             if args.model == "live":
                 from deidkit.configs import LiveConfig
@@ -126,6 +128,24 @@ def _train(args: argparse.Namespace) -> int:
     say(f"trained {args.model} ({args.profile}) in {shard.world} process{'es' if shard.active else ''}: {run_dir}"
         f"\n{_run_summary(Path(run_dir))}")
     return 0
+
+
+@contextlib.contextmanager
+def _one_cpu_training(distributed: bool, say) -> Iterator[None]:
+    """Warn when another ``deidkit train`` runs on this machine's CPU (see :mod:`deidkit.train.exclusive`); GPU
+    and torchrun trainings share their devices on purpose and skip it."""
+    import torch
+
+    if distributed or torch.cuda.is_available():
+        yield
+        return
+    from deidkit.assets import cache_dir
+    from deidkit.train.exclusive import training_lock
+
+    with training_lock(cache_dir() / "train.lock") as warning:
+        if warning:
+            say(f"deidkit train: warning: {warning}", file=sys.stderr)
+        yield
 
 
 def _run_summary(run_dir: Path) -> str:

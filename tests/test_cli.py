@@ -158,3 +158,26 @@ def test_export_checks_the_profile_and_follows_the_training_lineage(tmp_path):
     seconds, steps, chain = _lineage(str(first / "epochs" / "epoch001.pt"), tmp_path / "second")
     assert (seconds, steps) == (pytest.approx(8.0), 9)
     assert chain[1].startswith("pretrained:fadenet (sha256 abababababab") and "no record" not in chain[1]
+
+
+def test_a_second_cpu_training_is_warned_about(tmp_path):
+    """``deidkit train`` holds a machine-wide advisory lock: a second training (another process) is told, in one
+    line naming the first, that both would run many times slower; the lock goes with the process that held it."""
+    import subprocess
+    import sys
+
+    from deidkit.train.exclusive import training_lock
+
+    lock = tmp_path / "train.lock"
+    hold = ("import sys, time; from deidkit.train.exclusive import training_lock\n"
+            "with training_lock(sys.argv[1]) as w:\n    print(w, flush=True); time.sleep(30)")
+    first = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().strip() == "None"  # the first holds it
+        with training_lock(lock) as warning:
+            assert warning is not None and f"pid {first.pid}" in warning and "slower" in warning
+    finally:
+        first.kill()
+        first.wait()
+    with training_lock(lock) as warning:  # released with the killed process
+        assert warning is None
