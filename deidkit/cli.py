@@ -244,9 +244,15 @@ def _frontier(args: argparse.Namespace) -> int:
     """Measure de-identifiers against the naive frontier; records go to reports/metrics/<name>.json."""
     from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.frontier import measure_frontier
+    from deidkit.eval.selection import SELECTION_PROTOCOL
     from deidkit.recognizers import get_recognizer
     from deidkit.reports import record_metrics
 
+    judges = sorted(set(args.recognizers) & set(JUDGES))
+    if args.protocol == SELECTION_PROTOCOL and judges:
+        # what the judges read on the selection identities would steer the choice of models: they never see them
+        raise ValueError(f"--protocol {SELECTION_PROTOCOL} is for the trained-against recogniser only; drop the "
+                         f"judges {', '.join(judges)} (e.g. --recognizers mobilefacenet_ms1m), or use deidkit select")
     methods = []
     for name in args.methods:
         try:

@@ -88,6 +88,10 @@ def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
     assert "--by-frontier crop" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
     assert "--landmark-locks" in capsys.readouterr().err
+    assert main(["frontier", "blur_sigma8", "--protocol", "lfw_select_160x8"]) == 2  # the default judges
+    assert "drop the judges dlib, mobilefacenet_casia" in capsys.readouterr().err
+    assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
+    assert "--landmark-locks" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--epochs", "2"]) == 2
     assert "FaDeNet only" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--strengths", "0.9"]) == 2
