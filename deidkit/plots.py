@@ -189,3 +189,39 @@ def video_frames_figure(original, deidentified, frames: list[int], label: str):
     axes[0, 2].set_title("face")
     fig.tight_layout()
     return fig
+
+
+def selection_curves_figure(table: pd.DataFrame, max_rank1: float | None = None,
+                            highlight: list[tuple[str, str]] | None = None, levels: tuple[str, ...] = ("crop", "image")):
+    """Training recipes compared on the selection protocol (a :func:`deidkit.eval.selection.recorded_selections`
+    table): per level, each candidate's Rank-1 with the trained-against recogniser against its SSIM, one colour per
+    run, with the naive frontier's Rank-1 at the same SSIMs (grey) and ``max_rank1`` (the selection rule's bound,
+    crop level) dashed. ``highlight`` rings (run, candidate) pairs, e.g. the shipped one."""
+    fig, axes = plt.subplots(1, len(levels), figsize=(6.2 * len(levels), 4.6), squeeze=False)
+    runs = sorted(table["run"].unique())
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(runs), 2)))
+    for ax, level in zip(axes[0], levels):
+        s, r, f = table[f"{level}_ssim"], table[f"{level}_rank1"], table[f"{level}_frontier_rank1"]
+        order = np.argsort(s.to_numpy())
+        ax.plot(s.to_numpy()[order], f.to_numpy()[order], color="0.6", lw=1, marker="x", ms=3,
+                label="naive frontier (blur / pixelate) at that SSIM")
+        for colour, run in zip(colours, runs):
+            grp = table[table["run"] == run]
+            ax.scatter(grp[f"{level}_ssim"], grp[f"{level}_rank1"], s=18, color=colour, label=run, zorder=3)
+        for run, cand in highlight or []:
+            hit = table[(table["run"] == run) & (table["candidate"] == cand)]
+            ax.scatter(hit[f"{level}_ssim"], hit[f"{level}_rank1"], s=110, facecolors="none", edgecolors="k",
+                       lw=1.5, zorder=4, label=f"{run} {cand}" if level == levels[0] else None)
+        if max_rank1 is not None and level == "crop":
+            ax.axhline(max_rank1, color="k", ls="--", lw=1, label=f"selection bound {max_rank1:g}")
+        ax.set_ylim(0, max([0.3, *(r.dropna() * 1.2)]))
+        if table.empty:
+            ax.text(0.5, 0.5, "no selection records", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel(f"SSIM ({level} level)")
+        ax.set_ylabel("Rank-1, trained-against recogniser")
+        ax.set_title(f"{level} level: lower right is better")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.06 + 0.022 * ((len(labels) + 3) // 4), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    return fig

@@ -381,3 +381,50 @@ def test_frontier_figure_shows_the_adaptive_attackers_above_the_plain_points():
     assert "adapted attacker" in labels and "reversal attacker" in labels
     adapted = next(ln for ln in ax.get_lines() if ln.get_label() == "adapted attacker")
     assert tuple(adapted.get_xydata()[0]) == (0.88, 0.16)
+
+
+def test_recorded_selections_gather_the_candidates_and_plot_them(tmp_path):
+    """The by-frontier selection records of several files become one table (the latest record of a candidate
+    wins, records without frontier numbers and other kinds are left out; a corrupt file is one clear error), and
+    the recipes' figure draws every candidate at its SSIM and Rank-1."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from deidkit.eval.selection import recorded_selections
+    from deidkit.plots import selection_curves_figure
+
+    def rec(run, cand, ssim, rank1, **kw):
+        return {"kind": "selection", "run": run, "candidate": cand, "crop_ssim": ssim, "crop_rank1": rank1,
+                "crop_frontier_rank1": 0.6, "image_ssim": ssim + 0.04, "image_rank1": rank1 + 0.01,
+                "image_frontier_rank1": 0.1, "min_margin_sd": 3.0, "selected": False, **kw}
+
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "selection_a.json").write_text(json.dumps([rec("r1", "e1", 0.86, 0.05), rec("r1", "e2", 0.87, 0.06),
+                                                          {"kind": "selection", "run": "r9", "candidate": "x",
+                                                           "ssim": 0.8}]))
+    (metrics / "selection_b.json").write_text(json.dumps([rec("r1", "e2", 0.871, 0.055), rec("r2", "e1", 0.85, 0.04),
+                                                          {"kind": "frontier", "crop_rank1": 0.3}]))
+    (metrics / "other.json").write_text(json.dumps([rec("r3", "e1", 0.9, 0.2)]))
+    table = recorded_selections(out=tmp_path)
+    assert sorted(zip(table["run"], table["candidate"])) == [("r1", "e1"), ("r1", "e2"), ("r2", "e1")]
+    assert table.set_index(["run", "candidate"]).loc[("r1", "e2"), "crop_rank1"] == 0.055  # the later file
+    fig = selection_curves_figure(table, max_rank1=0.05, highlight=[("r2", "e1")])
+    crop_ax, image_ax = fig.axes
+    points = np.concatenate([c.get_offsets() for c in crop_ax.collections])
+    assert any(np.allclose(p, (0.85, 0.04)) for p in points) and any(np.allclose(p, (0.871, 0.055)) for p in points)
+    assert any(np.allclose(p, (0.89, 0.05)) for p in np.concatenate([c.get_offsets() for c in image_ax.collections]))
+    assert [tuple(line.get_ydata()) for line in crop_ax.lines if line.get_linestyle() == "--"] == [(0.05, 0.05)]
+    # the shipped natural-looking model is found among the kit's own records under its manifest's run and options
+    from deidkit.eval.selection import shipped_candidate
+
+    run, cand = shipped_candidate("fadenet_subspace")
+    kit = recorded_selections("selection_fadenet_subspace*")
+    assert len(kit[(kit["run"] == run) & (kit["candidate"] == cand)]) == 1
+    empty = selection_curves_figure(recorded_selections(out=tmp_path / "nothing"))  # no records: an empty figure
+    assert "no selection records" in [t.get_text() for t in empty.axes[0].texts]
+    (metrics / "selection_c.json").write_text("{not json")
+    with pytest.raises(ValueError, match="selection_c.json: not a metrics file"):
+        recorded_selections(out=tmp_path)

@@ -8,6 +8,8 @@ MobileFaceNet-CASIA) never are.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -206,3 +208,45 @@ def frontier_margins(candidates: dict[str, object], recognizer, levels: tuple[st
     table = pd.DataFrame([rows[k] for k in candidates])
     table["min_margin_sd"] = table[[f"{level}_margin_sd" for level in levels]].min(axis=1)
     return table
+
+
+def recorded_selections(pattern: str = "selection_*", out: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Every by-frontier selection candidate recorded by ``deidkit select --by-frontier`` in
+    ``reports/metrics/<pattern>.json``, one row each (``run``, ``candidate``, ``crop_ssim``, ``crop_rank1``,
+    ``image_ssim``, ``image_rank1``, the naive frontier's Rank-1 at those SSIMs, ``min_margin_sd``, ``selected``,
+    ``source``), for comparing training recipes on the selection protocol. Candidates measured in several
+    records keep their latest one; ``--with-shipped`` rows (candidate ``shipped``: whichever model shipped that day)
+    are left out."""
+    from deidkit.reports import reports_dir
+
+    rows = []
+    for path in sorted((reports_dir(out) / "metrics").glob(f"{pattern}.json")):
+        try:
+            records = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not a metrics file ({exc})") from None
+        rows += [r for r in records if r.get("kind") == "selection" and r.get("crop_rank1") is not None
+                 and r.get("candidate") != "shipped"]
+    cols = ["run", "candidate", "crop_ssim", "crop_rank1", "crop_frontier_rank1", "image_ssim", "image_rank1",
+            "image_frontier_rank1", "min_margin_sd", "selected", "source"]
+    table = pd.DataFrame(rows, columns=cols)
+    return table.drop_duplicates(["run", "candidate"], keep="last").reset_index(drop=True)
+
+
+def shipped_candidate(model: str = "fadenet_subspace") -> tuple[str, str]:
+    """The (run, candidate) under which a shipped FaDeNet model was chosen, as :func:`recorded_selections` lists
+    it: its manifest's run and checkpoint with its inference options spelled as the candidates' keys are."""
+    from deidkit.pretrained import read_manifest
+
+    entry = read_manifest()["models"][model]
+    opts = entry.get("inference", {})
+    key = entry["checkpoint"]
+    if opts.get("feather"):
+        key += f"@f{opts['feather']:g}"
+    if opts.get("strength", 1.0) != 1.0:
+        key += f"@s{opts['strength']:g}"
+    if opts.get("colour_match"):
+        key += "@cm"
+    if opts.get("detail_cap"):
+        key += f"@dc{opts['detail_cap']:g}"
+    return entry["run"], key
