@@ -359,6 +359,14 @@ class FaDeNetConfig(SpeedOptions):
             "subspace_push_m": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                 "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                 "lr": 2.5e-4, "epochs": 4, "init_from": "runs/fadenet-subspace/epochs/epoch003.pt"},
+            # Stop 35, four variants of subspace_push_m (3 epochs each from subspace epoch 3; selection set, MS1M,
+            # colour matched, detail cap 1.5, crop SSIM / Rank-1 at feathers 0.2 / 0.23 / 0.26): against the robust
+            # critic (critic_profile "robust") 0.852 / 0.025, 0.867 / 0.039, 0.878 / 0.051; against both critics
+            # (extra_critic_profile "robust") 0.855 / 0.029, 0.870 / 0.040, 0.881 / 0.053; the push over stages 2
+            # and 3 and the views 0.862 / 0.031, 0.877 / 0.047, 0.888 / 0.067; input_sigma 2: 0.873 / 0.065, 0.886 /
+            # 0.082, 0.896 / 0.102. The shipped snapshot: 0.871 / 0.041 (feather 0.22), 0.877 / 0.048: the same
+            # curve (sigma 2 above it); within the rule's bound 5.2 / 3.5 / 5.9 SD against its 8.3. Not shipped
+            # (selection_fadenet_subspace_robust_ens.json, selection_fadenet_subspace_l23v_s2.json).
             "subspace128": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 3},
             "subspace128_push": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                  "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,

@@ -7,6 +7,7 @@ import math
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -863,3 +864,59 @@ def test_online_adversary_reads_back_a_linear_leak_and_the_term_trains(tmp_path)
                 dict(adversary_weight=1.0, adversary_ridge=0.1, adversary_bank=1), dict(adversary_margin=1.0)):
         with pytest.raises(ValueError, match="adversary"):
             FaDeNetConfig.profile("tiny", **bad)
+
+
+def test_collapse_to_the_identity_map_is_detected_from_the_log():
+    """A change term that falls to a fiftieth of its peak by the end of the last epoch is a collapse (measured on
+    a quick run: 0.04 -> 1e-4 in one step); a slow decline, a change that never started, a short log are not."""
+    from deidkit.train.loop import collapsed_in_last_epoch
+
+    def log(values, per_epoch=50):
+        return pd.DataFrame({"epoch": np.arange(len(values)) // per_epoch, "l1": values})
+
+    rising = np.r_[np.zeros(5), np.full(95, 0.04)]
+    assert collapsed_in_last_epoch(log(np.r_[rising, np.full(30, 0.04), np.full(20, 1e-4)]))[0]
+    assert not collapsed_in_last_epoch(log(np.r_[rising, np.linspace(0.04, 0.01, 50)]))[0]  # a slow decline
+    assert not collapsed_in_last_epoch(log(np.full(150, 1e-5)))[0]  # never changed anything (below the floor)
+    assert not collapsed_in_last_epoch(log(np.full(10, 0.04)))[0]  # too short to tell
+    ok, last, peak = collapsed_in_last_epoch(log(np.r_[rising, np.full(30, 0.04), np.full(20, 1e-4)]))
+    assert last == pytest.approx(1e-4) and peak == pytest.approx(0.04)
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_collapsed_epoch_runs_again_at_half_the_learning_rate(tmp_path, monkeypatch, epoch):
+    """When an epoch ends collapsed, it runs again from where it started at half the learning rate: recorded in
+    recoveries.json and the metrics, every step logged once, every epoch's held-out row once. A collapse in the
+    first epoch restarts the run exactly as a run at half the rate from the start would be; one that halving
+    never cures is a clear error."""
+    import deidkit.train.fadenet as fadenet_training
+    from deidkit.train.loop import TrainingCollapsed
+
+    real = fadenet_training.collapsed_in_last_epoch
+    calls = []
+
+    def collapse_once(log):
+        calls.append(int(log["epoch"].max()) + 1)
+        hit = calls.count(epoch) == 1 and calls[-1] == epoch
+        return (True, 1e-5, 0.04) if hit else real(log)
+
+    monkeypatch.setattr(fadenet_training, "collapsed_in_last_epoch", collapse_once)
+    critic = EmbeddingCritic(MobileFaceNetMS1M(), 3)
+    data = toy_data(size=64)
+    cfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=3, epochs=2, lr=2e-3)
+    res = train_fadenet(cfg, data=data, critic=critic, run_dir=tmp_path / "r", progress=False)
+    rec = json.loads((tmp_path / "r" / "recoveries.json").read_text())
+    assert [(r["epoch"], r["lr"]) for r in rec] == [(epoch, 1e-3)] and res.metrics["recoveries"] == rec
+    assert list(res.epochs["epoch"]) == [1, 2]
+    assert list(res.log["step"]) == list(range(len(res.log)))
+    ckpt = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert ckpt["optimizers"]["adam"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    if epoch == 1:
+        monkeypatch.setattr(fadenet_training, "collapsed_in_last_epoch", real)
+        half = train_fadenet(FaDeNetConfig.profile("tiny", image_size=64, batch_size=3, epochs=2, lr=1e-3),
+                             data=data, critic=critic, run_dir=tmp_path / "half", progress=False)
+        assert all(torch.equal(res.unet.state_dict()[k], half.unet.state_dict()[k]) for k in half.unet.state_dict())
+    else:
+        monkeypatch.setattr(fadenet_training, "collapsed_in_last_epoch", lambda log: (True, 1e-5, 0.04))
+        with pytest.raises(TrainingCollapsed, match="collapsed to the identity map"):
+            train_fadenet(cfg, data=data, critic=critic, run_dir=tmp_path / "never", progress=False)

@@ -29,6 +29,8 @@ Runs live in ``cache_dir()/runs/<run_name>`` like the critic's (``checkpoint.pt`
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,14 @@ from deidkit.train.critic import (
 )
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
-from deidkit.train.loop import CHECKPOINT_NAME, TimeLimitReached, TrainingRun, load_checkpoint
+from deidkit.train.loop import (
+    CHECKPOINT_NAME,
+    TimeLimitReached,
+    TrainingCollapsed,
+    TrainingRun,
+    collapsed_in_last_epoch,
+    load_checkpoint,
+)
 from deidkit.train.speed import WorkerBatches, autocast, prepare
 
 
@@ -94,6 +103,46 @@ class FaDeNetResult:
     log: pd.DataFrame
     epochs: pd.DataFrame
     metrics: dict[str, Any]
+
+
+#: how often one epoch may run again at half the learning rate after a collapse to the identity map
+MAX_RECOVERIES = 3
+RECOVERIES_NAME = "recoveries.json"
+EPOCH_START_NAME = "checkpoint.epoch_start.pt"
+
+
+def _epoch_start_saved(run_dir: Path, epoch: int) -> bool:
+    """Keep a copy of the checkpoint that starts ``epoch`` (the end of the one before), to roll back to; True
+    when there is one (an epoch resumed mid-way has its copy from the process that started it)."""
+    ckpt, start = run_dir / CHECKPOINT_NAME, run_dir / EPOCH_START_NAME
+    if ckpt.is_file():
+        saved = load_checkpoint(run_dir)
+        if int(saved["epoch"]) == epoch - 1 and not int(saved.get("epoch_step", 0)):
+            shutil.copyfile(ckpt, start)
+            return True
+    return start.is_file() and int(torch.load(start, map_location="cpu", weights_only=True)["epoch"]) == epoch - 1
+
+
+def _roll_back_epoch(run: TrainingRun, run_dir: Path, epoch: int, initial: dict[str, dict]) -> float:
+    """Make the next ``run.fit`` train ``epoch`` again from its start at half the learning rate; returns that
+    rate. Epoch 1 starts afresh (the modules' initial weights, empty optimiser states, the same seed)."""
+    if epoch == 1:
+        (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+        for name, module in run.modules.items():
+            module.load_state_dict(initial[name])
+        for opt in run.optimizers.values():
+            opt.state.clear()
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        return float(run.optimizers["adam"].param_groups[0]["lr"])
+    start = torch.load(run_dir / EPOCH_START_NAME, map_location="cpu", weights_only=True)
+    for opt in start["optimizers"].values():
+        for group in opt["param_groups"]:
+            group["lr"] *= 0.5
+    tmp = run_dir / f".{CHECKPOINT_NAME}.tmp{os.getpid()}"
+    torch.save(start, tmp)
+    os.replace(tmp, run_dir / CHECKPOINT_NAME)
+    return float(start["optimizers"]["adam"]["param_groups"][0]["lr"])
 
 
 def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, critic: Critic | None = None,
@@ -310,8 +359,29 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     original_acc = rows[0]["heldout_critic_acc_original"] if rows else None
     t0 = time.perf_counter()
     log = run.read_log()
+    # a collapse to the identity map (see collapsed_in_last_epoch) is undone: the epoch runs again from where it
+    # started at half the learning rate (recorded in recoveries.json and the metrics)
+    initial = {k: {n: t.clone() for n, t in m.state_dict().items()} for k, m in modules.items()}
+    recoveries = read_json(run_dir / RECOVERIES_NAME) or []
     for e in range(1, config.epochs + 1):  # one epoch per fit() so the held-out split is evaluated in between
-        log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
+        for attempt in range(MAX_RECOVERIES + 1):
+            at_start = shard.is_main and _epoch_start_saved(run_dir, e)
+            log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
+            if run.stopped or any(int(r["epoch"]) == e for r in rows):
+                break
+            collapsed, last, peak = collapsed_in_last_epoch(log)
+            if not collapsed:
+                break
+            where = f"{run_dir}: epoch {e}: the U-Net collapsed to the identity map (its change to the input " \
+                    f"fell from {peak:.3g} to {last:.2g}; its outputs would be the input)"
+            if attempt == MAX_RECOVERIES or shard.active or not (e == 1 or at_start):
+                raise TrainingCollapsed(f"{where}; halving the learning rate {attempt} time(s) did not help: lower "
+                                        f"lr (--overrides lr=...) and delete the run folder to train it afresh")
+            lr = _roll_back_epoch(run, run_dir, e, initial)
+            recoveries.append({"epoch": e, "lr": lr, "collapsed_l1": last, "peak_l1": peak})
+            if shard.is_main:
+                write_json(run_dir / RECOVERIES_NAME, recoveries)
+                print(f"{where}; running the epoch again at learning rate {lr:.3g}", file=sys.stderr)
         if run.stopped:  # the time limit of deidkit.train.loop.run_limits: the next call continues
             break
         if not any(int(r["epoch"]) == e for r in rows):
@@ -333,6 +403,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
                              {"stopped": True, "epoch": run.epoch, "global_step": run.global_step})
     metrics: dict[str, Any] = {"profile": config.profile_name, "epochs": config.epochs, "lam": config.lam,
                                "train_images": int(len(data.train_images)), "critic_dir": critic_dir,
+                               **({"recoveries": recoveries} if recoveries else {}),
                                **({k: v for k, v in rows[-1].items() if k != "epoch"} if rows else {})}
     if len(log) and "n" in log:
         metrics["train_images_per_s"] = float(log["n"].sum() / log["wall_s"].sum())
