@@ -74,6 +74,9 @@ def _parse_overrides(items: list[str]) -> dict:
 #: Exit status of ``deidkit train`` when ``--max-minutes`` stopped the run before it finished (one process; under
 #: torchrun, which reads any other status than 0 as a failure, the workers end with 0 and print that they stopped).
 EXIT_STOPPED = 3
+#: Exit status of ``deidkit train`` when training diverged (non-finite losses) or collapsed to the identity map:
+#: one line naming the run and what to change, no traceback.
+EXIT_DIVERGED = 4
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -83,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from deidkit.checkpoints import load_checkpoint
     from deidkit.train.distributed import setup
-    from deidkit.train.loop import TimeLimitReached, run_limits
+    from deidkit.train.loop import TimeLimitReached, TrainingDiverged, run_limits
 
     shard = setup()  # under torchrun: join the process group (DDP); otherwise one process
     say = print if shard.is_main else (lambda *a, **k: None)
@@ -119,6 +122,9 @@ def _train(args: argparse.Namespace) -> int:
         except TimeLimitReached as exc:
             say(f"deidkit train: stopped at the time limit: {exc}", file=sys.stderr)
             return 0 if shard.active else EXIT_STOPPED
+        except TrainingDiverged as exc:  # non-finite losses, or a collapse that halving the rate did not cure
+            say(f"deidkit train: {exc}", file=sys.stderr)
+            return EXIT_DIVERGED
     ckpt = load_checkpoint(run_dir)
     if ckpt["epoch"] < target:
         # torchrun reports any non-zero worker status as a failure: under it a stop is status 0 and this line

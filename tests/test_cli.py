@@ -185,3 +185,18 @@ def test_a_second_cpu_training_is_warned_about(tmp_path):
         first.wait()
     with training_lock(lock) as warning:  # released with the killed process
         assert warning is None
+
+
+def test_a_diverged_or_collapsed_training_is_one_line_and_exit_status_4(monkeypatch, capsys):
+    """``deidkit train``: a run that diverged or collapsed to the identity map ends with the trainer's one-line
+    message (the run folder and what to change) and exit status 4, not a traceback."""
+    import deidkit.train.fadenet as fadenet_training
+    from deidkit.train.loop import TrainingCollapsed
+
+    def collapse(*args, **kwargs):
+        raise TrainingCollapsed("/runs/fadenet-x: epoch 2: the U-Net collapsed to the identity map; lower lr")
+
+    monkeypatch.setattr(fadenet_training, "train_fadenet", collapse)
+    assert main(["train", "fadenet", "--profile", "tiny"]) == 4
+    err = capsys.readouterr().err
+    assert "/runs/fadenet-x: epoch 2: the U-Net collapsed" in err and "Traceback" not in err
