@@ -469,6 +469,8 @@ def _select(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.recognizer} is a judge of the kit's evaluation: it never selects models")
     if args.landmark_locks and args.model != "live":
         raise ValueError("--landmark-locks applies to the live model only")
+    if args.identities is not None and not (args.by_frontier and 2 <= args.identities <= 160):
+        raise ValueError("--identities N (2-160) narrows the --by-frontier protocol: give --by-frontier too")
     if args.max_rank1 is not None and "crop" not in (args.by_frontier or []):
         raise ValueError("--max-rank1 bounds the crop-level Rank-1 of --by-frontier: give --by-frontier crop ...")
     if (args.feathers or args.epochs or args.colour_match or args.detail_cap) and args.model != "fadenet":
@@ -550,7 +552,7 @@ def _select(args: argparse.Namespace) -> int:
         name = None
         if ok:
             margins = frontier_margins({k: cands[k] for k in ok}, get_recognizer(args.recognizer),
-                                       levels=tuple(args.by_frontier))
+                                       levels=tuple(args.by_frontier), n_identities=args.identities)
             table = table.merge(margins, on="candidate", how="left")
             defined = margins.dropna(subset=["min_margin_sd"])  # undefined: SSIM beyond every naive strength
             if args.max_rank1 is not None:  # the privacy bound first (crop level, selection protocol)
@@ -573,6 +575,7 @@ def _select(args: argparse.Namespace) -> int:
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "max_colour_shift": args.max_colour_shift, "max_rank1": args.max_rank1,
+                     "identities": args.identities,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
                    args.name or f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""),
                    args.out)
@@ -744,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose, among the candidates within the bounds, the one furthest beyond the naive frontier "
                         "(blur, pixelation at the same SSIM; worst of these levels, e.g. crop image) on the "
                         "lfw_select_160x8 protocol with the trained-against recogniser, instead of the lowest cosine")
+    p.add_argument("--identities", type=int, default=None, metavar="N",
+                   help="with --by-frontier: the selection protocol's first N identities only (e.g. 57: the test "
+                        "protocol's size, where Rank-1 runs higher than among all 160)")
     p.add_argument("--max-rank1", type=float, default=None,
                    help="with --by-frontier: only candidates whose crop-level Rank-1 on the selection protocol "
                         "(trained-against recogniser) is at most this are chosen from (the kit's rule since stop 32: "

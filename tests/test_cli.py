@@ -86,6 +86,8 @@ def test_select_refuses_judges_and_misplaced_landmark_options(capsys):
     assert "live model only" in capsys.readouterr().err
     assert main(["select", "fadenet", "--min-ssim", "0.8", "--max-rank1", "0.05", "--by-frontier", "image"]) == 2
     assert "--by-frontier crop" in capsys.readouterr().err
+    assert main(["select", "fadenet", "--min-ssim", "0.8", "--identities", "57"]) == 2
+    assert "--identities N (2-160) narrows the --by-frontier protocol" in capsys.readouterr().err
     assert main(["select", "live", "--min-ssim", "0.9", "--apply"]) == 2
     assert "--landmark-locks" in capsys.readouterr().err
     assert main(["frontier", "blur_sigma8", "--protocol", "lfw_select_160x8"]) == 2  # the default judges

@@ -406,7 +406,8 @@ def test_recorded_selections_gather_the_candidates_and_plot_them(tmp_path):
                                                           {"kind": "selection", "run": "r9", "candidate": "x",
                                                            "ssim": 0.8}]))
     (metrics / "selection_b.json").write_text(json.dumps([rec("r1", "e2", 0.871, 0.055), rec("r2", "e1", 0.85, 0.04),
-                                                          {"kind": "frontier", "crop_rank1": 0.3}]))
+                                                          {"kind": "frontier", "crop_rank1": 0.3},
+                                                          rec("r4", "e1", 0.85, 0.2, identities=57)]))
     (metrics / "other.json").write_text(json.dumps([rec("r3", "e1", 0.9, 0.2)]))
     table = recorded_selections(out=tmp_path)
     assert sorted(zip(table["run"], table["candidate"])) == [("r1", "e1"), ("r1", "e2"), ("r2", "e1")]

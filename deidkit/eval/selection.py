@@ -216,7 +216,7 @@ def recorded_selections(pattern: str = "selection_*", out: str | os.PathLike | N
     ``image_ssim``, ``image_rank1``, the naive frontier's Rank-1 at those SSIMs, ``min_margin_sd``, ``selected``,
     ``source``), for comparing training recipes on the selection protocol. Candidates measured in several
     records keep their latest one; ``--with-shipped`` rows (candidate ``shipped``: whichever model shipped that day)
-    are left out."""
+    and those measured on part of the protocol (``--identities``) are left out."""
     from deidkit.reports import reports_dir
 
     rows = []
@@ -226,7 +226,7 @@ def recorded_selections(pattern: str = "selection_*", out: str | os.PathLike | N
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not a metrics file ({exc})") from None
         rows += [r for r in records if r.get("kind") == "selection" and r.get("crop_rank1") is not None
-                 and r.get("candidate") != "shipped"]
+                 and r.get("candidate") != "shipped" and r.get("identities") is None]
     cols = ["run", "candidate", "crop_ssim", "crop_rank1", "crop_frontier_rank1", "image_ssim", "image_rank1",
             "image_frontier_rank1", "min_margin_sd", "selected", "source"]
     table = pd.DataFrame(rows, columns=cols)
