@@ -909,6 +909,7 @@ def test_a_collapsed_epoch_runs_again_at_half_the_learning_rate(tmp_path, monkey
     assert [(r["epoch"], r["lr"]) for r in rec] == [(epoch, 1e-3)] and res.metrics["recoveries"] == rec
     assert list(res.epochs["epoch"]) == [1, 2]
     assert list(res.log["step"]) == list(range(len(res.log)))
+    assert not (tmp_path / "r" / "checkpoint.epoch_start.pt").exists()  # kept only while the run trains
     ckpt = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     assert ckpt["optimizers"]["adam"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
     if epoch == 1:

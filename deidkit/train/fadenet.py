@@ -365,9 +365,13 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     recoveries = read_json(run_dir / RECOVERIES_NAME) or []
     for e in range(1, config.epochs + 1):  # one epoch per fit() so the held-out split is evaluated in between
         for attempt in range(MAX_RECOVERIES + 1):
+            if any(int(r["epoch"]) == e for r in rows):  # done before (a resumed or finished run)
+                log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
+                break
             at_start = shard.is_main and _epoch_start_saved(run_dir, e)
             log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
-            if run.stopped or any(int(r["epoch"]) == e for r in rows):
+            # (with a teacher, l1 is the distance to the teacher's output, which may rightly fall to nothing)
+            if run.stopped or config.teacher:
                 break
             collapsed, last, peak = collapsed_in_last_epoch(log)
             if not collapsed:
@@ -398,6 +402,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             shard.barrier()
     wall = time.perf_counter() - t0
     unet.eval()
+    if not run.stopped and shard.is_main:
+        (run_dir / EPOCH_START_NAME).unlink(missing_ok=True)  # only a run still training can roll back
     if run.stopped:
         return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows),
                              {"stopped": True, "epoch": run.epoch, "global_step": run.global_step})
