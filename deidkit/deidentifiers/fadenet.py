@@ -153,14 +153,9 @@ class FaDeNetDeidentifier:
     @property
     def name(self) -> str:
         # the options a model was loaded with (a shipped model's manifest options) are part of that model
-        name = self._name
-        if self._feather != self._base_feather:
-            name += f"_f{self._feather:g}"
-        if self._strength != self._base_strength:
-            name += f"_s{self._strength:g}"
-        if self._colour_match and not self._base_colour_match:
-            name += "_cm"
-        return name if self._detail_cap == self._base_detail_cap else f"{name}_dc{self._detail_cap:g}"
+        return self._name + option_suffix(self._feather, self._strength, self._colour_match, self._detail_cap,
+                                          base=(self._base_feather, self._base_strength, self._base_colour_match,
+                                                self._base_detail_cap))
 
     @name.setter
     def name(self, value: str) -> None:
@@ -209,6 +204,16 @@ class FaDeNetDeidentifier:
         added = (fx - blurred)[..., x0:x1, x0:x1].flatten(1).std(1)
         scale = (self._detail_cap * removed / added.clamp_min(1e-6)).clamp(max=1.0)
         return blurred + scale[:, None, None, None] * (fx - blurred)
+
+
+def option_suffix(feather: float = 0.0, strength: float = 1.0, colour_match: bool = False, detail_cap: float = 0.0,
+                  base: tuple[float, float, bool, float] = (0.0, 1.0, False, 0.0)) -> str:
+    """How a de-identifier's name spells the inference options that differ from ``base`` (those it was loaded
+    with): ``_f<feather>``, ``_s<strength>``, ``_cm``, ``_dc<cap>``, in that order."""
+    suffix = f"_f{feather:g}" if feather != base[0] else ""
+    suffix += f"_s{strength:g}" if strength != base[1] else ""
+    suffix += "_cm" if colour_match and not base[2] else ""
+    return suffix + (f"_dc{detail_cap:g}" if detail_cap != base[3] else "")
 
 
 def face_box_mask(size: int, region: float, feather: float) -> np.ndarray:

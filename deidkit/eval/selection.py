@@ -236,17 +236,9 @@ def recorded_selections(pattern: str = "selection_*", out: str | os.PathLike | N
 def shipped_candidate(model: str = "fadenet_subspace") -> tuple[str, str]:
     """The (run, candidate) under which a shipped FaDeNet model was chosen, as :func:`recorded_selections` lists
     it: its manifest's run and checkpoint with its inference options spelled as the candidates' keys are."""
+    from deidkit.deidentifiers.fadenet import option_suffix
     from deidkit.pretrained import read_manifest
 
     entry = read_manifest()["models"][model]
-    opts = entry.get("inference", {})
-    key = entry["checkpoint"]
-    if opts.get("feather"):
-        key += f"@f{opts['feather']:g}"
-    if opts.get("strength", 1.0) != 1.0:
-        key += f"@s{opts['strength']:g}"
-    if opts.get("colour_match"):
-        key += "@cm"
-    if opts.get("detail_cap"):
-        key += f"@dc{opts['detail_cap']:g}"
-    return entry["run"], key
+    # the snapshot candidates' keys spell the options as the de-identifier's name does, with "@" for "_"
+    return entry["run"], entry["checkpoint"] + option_suffix(**entry.get("inference", {})).replace("_", "@")
