@@ -49,7 +49,10 @@ def nbval_run(tmp_path_factory):
                             parameters={"profile": "tiny", "reports_dir": str(tmp / "reports"),
                                         **parameters_for(nb, {"threads": 1})})
     cells = sum(c["cell_type"] == "code" for nb in tmp.glob("*.ipynb") for c in json.loads(nb.read_text())["cells"])
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "DEIDKIT_CACHE": str(nbval_cache_root(tmp)), **ONE_THREAD}
+    # its own study folder: the papermill run simulates the same participants at the same time, and a participant's
+    # live-session lock in a shared folder would turn one run away (seen once in make test)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "DEIDKIT_CACHE": str(nbval_cache_root(tmp)),
+           "DEIDKIT_STUDY_DIR": str(tmp / "study"), **ONE_THREAD}
     log = tmp / "nbval.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
