@@ -739,6 +739,41 @@ def test_detail_basis_unet_outputs_the_blurred_input_plus_basis_detail():
         FaDeNetConfig.profile("tiny", detail_basis=4)  # no input blur
 
 
+def test_shape_warp_moves_the_face_box_only_and_starts_from_a_snapshot_without_it(tmp_path):
+    """``shape_warp``: with its head at zero the network is the detail-basis network it started from (a snapshot
+    without the warp loads into it, anything else is refused); a warp moves content inside the face box, by at most
+    ``warp_px``, and leaves every pixel outside it as it was; gradients reach the warp head."""
+    from deidkit.train.fadenet import load_init_state
+
+    kw = dict(width=4, depth=2, residual=True, out_activation="tanh", input_sigma=1.0, input_region=0.5,
+              detail_basis=3, image_size=32)
+    plain, warped = UNet(**kw).eval(), UNet(**kw, shape_warp=3, warp_px=2.0).eval()
+    g = torch.Generator().manual_seed(0)
+    plain.set_detail_basis(0.1 * torch.randn(3, 3, 32, 32, generator=g), 0.05 * torch.randn(1, 3, 32, 32, generator=g))
+    load_init_state(warped, plain.state_dict(), "plain")
+    x = torch.rand(2, 3, 32, 32, generator=g) * 1.6 - 0.8
+    with torch.no_grad():
+        assert torch.allclose(warped(x), plain(x), atol=1e-3)  # the head starts (almost) at no warp
+        warped.warp.weight.zero_()
+        assert torch.equal(warped(x), plain(x))
+        warped.warp.bias.copy_(torch.linspace(-3, 3, 18))
+        out, ref = warped(x), plain(x)
+        field = warped.warp_field(torch.zeros(1, 16, 8, 8))
+    assert field.abs().max() <= 2.0 and field.abs().max() > 1.0
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[8:24, 8:24] = False
+    assert torch.equal(out[..., outside], ref[..., outside]) and (out - ref).abs().max() > 0.05
+    warped.train()
+    warped(x).sum().backward()
+    assert warped.warp.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="not a state of this U-Net"):
+        load_init_state(plain, warped.state_dict(), "warped")
+    with pytest.raises(ValueError, match="shape_warp"):
+        UNet(**kw, shape_warp=3)
+    with pytest.raises(ValueError, match="shape_warp"):
+        FaDeNetConfig.profile("tiny", shape_warp=3, warp_px=2.0)  # no detail basis
+
+
 def test_detail_basis_is_the_scaled_principal_components_of_the_removed_detail(tmp_path):
     """fit_detail_basis: orthogonal components, each scaled to the standard deviation of the training faces'
     projections on it (largest first); a subspace run trains, resumes with the same basis and loads as a

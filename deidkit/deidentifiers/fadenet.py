@@ -25,7 +25,8 @@ def build_unet(config: FaDeNetConfig) -> UNet:
     return UNet(width=config.unet_width, depth=config.unet_depth, residual=config.residual,
                 out_activation=config.out_activation, smooth_sigma=config.smooth_sigma,
                 input_sigma=config.input_sigma, input_region=config.face_region, luma_only=config.luma_only,
-                detail_basis=config.detail_basis, image_size=config.image_size)
+                detail_basis=config.detail_basis, image_size=config.image_size, shape_warp=config.shape_warp,
+                warp_px=config.warp_px)
 
 
 def read_run_config(run_dir: str | os.PathLike) -> FaDeNetConfig:

@@ -83,12 +83,19 @@ class UNet(nn.Module):
     from the contracting path's pooled features. Every output is then the blurred face plus detail that some real
     face has: a face prior that a CPU can afford, where a free correction pushed by a critic paints colour bands
     (every recipe of stops 19-30). The expansive path is not used (nor built).
+
+    ``shape_warp`` G (detail-basis networks only; 0 = off, not in the paper) with ``warp_px`` D: the blurred face
+    plus its detail is also resampled along a smooth displacement field, G x G vectors of at most D pixels read
+    from the same pooled features, interpolated bicubically and faded to nothing at the face box's edge by a
+    raised-cosine window. The detail basis changes what a face's features look like, the warp where they are:
+    the geometry (eye distance, nose length, face width) that the blurred base otherwise keeps, and blurred
+    content moves at little cost to SSIM.
     """
 
     def __init__(self, width: int = 64, depth: int = 4, in_channels: int = 3, out_channels: int = 3,
                  residual: bool = False, out_activation: str = "none", smooth_sigma: float = 0.0,
                  input_sigma: float = 0.0, input_region: float = 1.0, luma_only: bool = False,
-                 detail_basis: int = 0, image_size: int = 0) -> None:
+                 detail_basis: int = 0, image_size: int = 0, shape_warp: int = 0, warp_px: float = 0.0) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"UNet needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
@@ -105,6 +112,10 @@ class UNet(nn.Module):
         if detail_basis < 0 or detail_basis and not (residual and out_activation == "tanh" and input_sigma
                                                       and image_size > 0 and not luma_only):
             raise ValueError("detail_basis needs a residual tanh UNet with input_sigma > 0 and the image_size")
+        if shape_warp < 0 or warp_px < 0 or bool(shape_warp) != bool(warp_px) or shape_warp and (
+                not detail_basis or shape_warp < 2):
+            raise ValueError(f"shape_warp (a grid of >= 2) needs warp_px > 0 and a detail_basis, got {shape_warp}, "
+                             f"{warp_px}")
         self.smooth_sigma, self.input_sigma, self.input_region = float(smooth_sigma), float(input_sigma), input_region
         self.luma_only = bool(luma_only)
         # fixed, not learned, and not saved: they follow from the sigmas
@@ -118,6 +129,7 @@ class UNet(nn.Module):
         self.down = nn.ModuleList([_DoubleConv(in_channels, chans[0])])
         self.down.extend(_DoubleConv(chans[i], chans[i + 1]) for i in range(depth))
         self.detail_basis = int(detail_basis)
+        self.shape_warp, self.warp_px = 0, 0.0
         if self.detail_basis:
             # saved with the weights (a trained model is its coefficients' reader and the basis together)
             self.register_buffer("basis", torch.zeros(self.detail_basis, in_channels, image_size, image_size))
@@ -126,6 +138,14 @@ class UNet(nn.Module):
             with torch.no_grad():  # start at the mean detail (c = 0), with gradients flowing (see the head below)
                 self.coefficients.weight.mul_(1e-3)
                 self.coefficients.bias.zero_()
+            self.shape_warp, self.warp_px = int(shape_warp), float(warp_px)
+            if self.shape_warp:
+                self.warp = nn.Linear(chans[-1], 2 * self.shape_warp**2)
+                with torch.no_grad():  # start as no warp, as the coefficients start at the mean
+                    self.warp.weight.mul_(1e-3)
+                    self.warp.bias.zero_()
+                # fixed, follows from the face box: not saved
+                self.register_buffer("warp_window", _box_window(image_size, input_region), persistent=False)
             return
         self.upconv = nn.ModuleList(_UpConv(chans[i + 1], chans[i]) for i in reversed(range(depth)))
         self.up = nn.ModuleList(_DoubleConv(2 * chans[i], chans[i]) for i in reversed(range(depth)))
@@ -188,7 +208,27 @@ class UNet(nn.Module):
             raise ValueError(f"a detail-basis UNet works at {tuple(self.basis.shape[-2:])}, got {tuple(inp.shape[-2:])}")
         c = self.detail_coefficients(bottleneck)
         correction = self.basis_mean + torch.einsum("nk,kchw->nchw", c, self.basis.to(c.dtype))
-        return torch.tanh(torch.atanh(inp.clamp(-_TANH_LIMIT, _TANH_LIMIT)) + correction)
+        pre = torch.atanh(inp.clamp(-_TANH_LIMIT, _TANH_LIMIT)) + correction
+        if self.shape_warp:
+            pre = self._warp(pre, self.warp_field(bottleneck))
+        return torch.tanh(pre)
+
+    def warp_field(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        """(N, 2, S, S) displacement (x, y) in pixels of a ``shape_warp`` network, zero outside the face box."""
+        g, s = self.shape_warp, self.basis.shape[-1]
+        grid = self.warp_px * torch.tanh(self.warp(bottleneck.mean((2, 3)))).view(-1, 2, g, g)
+        return F.interpolate(grid, size=(s, s), mode="bicubic", align_corners=True) * self.warp_window
+
+    @staticmethod
+    def _warp(y: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """``y`` resampled at each pixel's position plus ``field`` (pixels; bilinear, border values outside)."""
+        n, _, h, w = y.shape
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=y.dtype, device=y.device),
+                                torch.arange(w, dtype=y.dtype, device=y.device), indexing="ij")
+        gx = (xs + field[:, 0] + 0.5) * (2.0 / w) - 1.0  # pixel centres, align_corners=False
+        gy = (ys + field[:, 1] + 0.5) * (2.0 / h) - 1.0
+        return F.grid_sample(y, torch.stack([gx, gy], dim=-1), mode="bilinear", padding_mode="border",
+                             align_corners=False)
 
     @torch.no_grad()
     def set_detail_basis(self, basis: torch.Tensor, mean: torch.Tensor) -> None:
@@ -218,6 +258,17 @@ class UNet(nn.Module):
     def n_conv_layers(self) -> int:
         """How many convolution layers the network has (23 for depth 4)."""
         return sum(isinstance(m, nn.Conv2d) for m in self.modules())
+
+
+def _box_window(size: int, region: float) -> torch.Tensor:
+    """(1, 1, size, size): a raised cosine over the central square of side ``region`` (rounded as the input blur
+    rounds its box), 1 at its centre and 0 at and beyond its edge."""
+    half = region * size / 2
+    lo, hi = (max(0, int(round(v))) for v in (size / 2 - half, size / 2 + half))
+    ramp = torch.zeros(size)
+    t = (torch.arange(lo, hi, dtype=torch.float32) + 0.5 - lo) / (hi - lo)
+    ramp[lo:hi] = 0.5 - 0.5 * torch.cos(2 * torch.pi * t)
+    return torch.outer(ramp, ramp).view(1, 1, size, size)
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:

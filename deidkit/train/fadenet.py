@@ -192,7 +192,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     if config.detail_basis:  # (a resumed run's checkpoint holds the same basis)
         unet.set_detail_basis(*fit_detail_basis(unet, data.train_images, config.detail_basis, config.seed))
     if config.init_from:  # fine-tuning; a resumed run's checkpoint overwrites this in fit()
-        unet.load_state_dict(init_state(config.init_from, run_dir))
+        load_init_state(unet, init_state(config.init_from, run_dir), config.init_from)
     optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
     modules, optimizers = {"unet": unet}, {"adam": optimizer}
     disc = opt_d = None
@@ -473,6 +473,15 @@ def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: b
     np.savez(tmp, images=out, teacher=np.array(teacher), digest=np.array(digest))
     os.replace(tmp, path)
     return out
+
+
+def load_init_state(unet: UNet, state: dict[str, torch.Tensor], source: str) -> None:
+    """``state`` into ``unet``; a ``shape_warp`` network may start from one without the warp (its warp head then
+    starts as no warp), any other difference is an error."""
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("warp.")]
+    if missing or unexpected:
+        raise ValueError(f"{source}: not a state of this U-Net (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def init_state(init_from: str, run_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
