@@ -1,0 +1,51 @@
+"""What the warped FaDeNet candidates of stop 36 do to faces: one face of every 20th identity of the selection
+protocol (``lfw_select_160x8``; never the test protocol), the original and each candidate at its selection-rule
+operating point, as one grid. Writes ``reports/figures/fadenet_subspace_warp_grid.png``.
+
+Run: ``python scripts/fadenet_warp_grid.py`` (needs the runs named below in the kit's cache: see the profiles
+``subspace_push_m``, ``subspace_warp`` and ``subspace_warp_g8`` in ``deidkit/configs.py``)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from deidkit.data.lfw import aligned_crops
+from deidkit.deidentifiers import load_deidentifier
+from deidkit.eval.selection import selection_set
+from deidkit.reports import save_figure
+
+#: row label -> de-identifier name (run @ epoch snapshot with its inference options)
+CANDIDATES = {
+    "no warp (shipped)": "fadenet-subspace_push_m@epoch003_f0.23_cm_dc1.5",
+    "5x5 warp, 4 px": "fadenet-subspace_warp@epoch003_f0.26_cm_dc1.5",
+    "5x5 warp, 6 px": "fadenet-subspace_warp6@epoch003_f0.26_cm_dc1.5",
+    "8x8 warp, 4 px": "fadenet-subspace_warp_g8@epoch003_f0.26_cm_dc1.5",
+    "12x12 warp, 4 px": "fadenet-subspace_warp_g12@epoch003_f0.26_cm_dc1.5",
+    "4x4 warp, 2 px": "fadenet-subspace_warp_g4p2@epoch003_f0.26_cm_dc1.5",
+    "5x5 warp, 1.5 px": "fadenet-subspace_warp_g5p15@epoch003_f0.26_cm_dc1.5",
+}
+
+
+def main() -> None:
+    chosen = selection_set(1).iloc[::20].head(8)
+    crops = aligned_crops(chosen["path"].tolist())
+    rows = {"original": crops}
+    for label, name in CANDIDATES.items():
+        try:
+            rows[label] = load_deidentifier(name).deidentify(crops)
+        except FileNotFoundError as exc:  # a run this machine has not trained
+            print(f"skipped {label}: {exc}")
+    fig, axes = plt.subplots(len(rows), 1, figsize=(2 * len(crops), 2.1 * len(rows)), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        ax.imshow(np.concatenate(list(images), axis=1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, fontsize=9)
+    fig.suptitle("FaDeNet with a learned warp of the face box (selection protocol faces)", fontsize=10)
+    fig.tight_layout()
+    print(save_figure(fig, "fadenet_subspace_warp_grid"))
+
+
+if __name__ == "__main__":
+    main()
