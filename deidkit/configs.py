@@ -378,7 +378,9 @@ class FaDeNetConfig(SpeedOptions):
             # subspace_push_m at 0.23: 0.877 / 0.048, 8.3). Larger steps (warp_px 6): 0.856 / 0.026, 0.870 / 0.035,
             # 0.881 / 0.047, 5.7 / 6.6 / 11.0 SD; a finer grid (shape_warp 8, below, shipped): 0.857 / 0.020, 0.871 /
             # 0.022, 0.882 / 0.027, 6.8 / 8.6 / 17.1 SD; finer still (shape_warp 12): 0.860 / 0.034, 0.874 / 0.041,
-            # 0.885 / 0.048, 6.1 / 9.7 / 16.2 SD.
+            # 0.885 / 0.048, 6.1 / 9.7 / 16.2 SD. Milder warps, which keep the face (shape_warp 4 at warp_px 2,
+            # shape_warp 5 at 1.5): 0.858 / 0.050, 0.872 / 0.063, 0.884 / 0.077 and 0.857 / 0.039, 0.872 / 0.056, 0.883
+            # / 0.077, best within the bound 5.4 / 5.7 SD (selection_fadenet_subspace_warp_mild.json): on the curve.
             "subspace_warp": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                               "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                               "shape_warp": 5, "warp_px": 4.0, "lr": 2.5e-4, "epochs": 3,

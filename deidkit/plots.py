@@ -194,20 +194,22 @@ def video_frames_figure(original, deidentified, frames: list[int], label: str):
 def selection_curves_figure(table: pd.DataFrame, max_rank1: float | None = None,
                             highlight: list[tuple[str, str]] | None = None, levels: tuple[str, ...] = ("crop", "image")):
     """Training recipes compared on the selection protocol (a :func:`deidkit.eval.selection.recorded_selections`
-    table): per level, each candidate's Rank-1 with the trained-against recogniser against its SSIM, one colour per
-    run, with the naive frontier's Rank-1 at the same SSIMs (grey) and ``max_rank1`` (the selection rule's bound,
+    table): per level, each candidate's Rank-1 with the trained-against recogniser against its SSIM, one colour and
+    marker per run, with the naive frontier's Rank-1 at the same SSIMs (grey) and ``max_rank1`` (the selection rule's bound,
     crop level) dashed. ``highlight`` rings (run, candidate) pairs, e.g. the shipped one."""
     fig, axes = plt.subplots(1, len(levels), figsize=(6.2 * len(levels), 4.6), squeeze=False)
     runs = sorted(table["run"].unique())
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(runs), 2)))
+    # ten colours, then the next marker: every run keeps a pair of its own however many there are
+    styles = [(plt.get_cmap("tab10")(i % 10), "o^sDv"[(i // 10) % 5]) for i in range(len(runs))]
     for ax, level in zip(axes[0], levels):
         s, r, f = table[f"{level}_ssim"], table[f"{level}_rank1"], table[f"{level}_frontier_rank1"]
         order = np.argsort(s.to_numpy())
         ax.plot(s.to_numpy()[order], f.to_numpy()[order], color="0.6", lw=1, marker="x", ms=3,
                 label="naive frontier (blur / pixelate) at that SSIM")
-        for colour, run in zip(colours, runs):
+        for (colour, marker), run in zip(styles, runs):
             grp = table[table["run"] == run]
-            ax.scatter(grp[f"{level}_ssim"], grp[f"{level}_rank1"], s=18, color=colour, label=run, zorder=3)
+            ax.scatter(grp[f"{level}_ssim"], grp[f"{level}_rank1"], s=20, color=colour, marker=marker, label=run,
+                       zorder=3)
         for run, cand in highlight or []:
             hit = table[(table["run"] == run) & (table["candidate"] == cand)]
             ax.scatter(hit[f"{level}_ssim"], hit[f"{level}_rank1"], s=110, facecolors="none", edgecolors="k",

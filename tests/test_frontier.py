@@ -424,6 +424,11 @@ def test_recorded_selections_gather_the_candidates_and_plot_them(tmp_path):
     run, cand = shipped_candidate("fadenet_subspace")
     kit = recorded_selections("selection_fadenet_subspace*")
     assert len(kit[(kit["run"] == run) & (kit["candidate"] == cand)]) == 1
+    # more runs than a colour map has colours: each run still gets a style of its own (colour, marker)
+    many = pd.concat([table.assign(run=f"run{i}") for i in range(23)], ignore_index=True)
+    crop_ax = selection_curves_figure(many).axes[0]
+    styles = {(tuple(c.get_facecolor()[0]), c.get_paths()[0].vertices.tobytes()) for c in crop_ax.collections}
+    assert len(styles) == 23
     empty = selection_curves_figure(recorded_selections(out=tmp_path / "nothing"))  # no records: an empty figure
     assert "no selection records" in [t.get_text() for t in empty.axes[0].texts]
     (metrics / "selection_c.json").write_text("{not json")
