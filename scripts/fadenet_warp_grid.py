@@ -1,4 +1,4 @@
-"""What the warped FaDeNet candidates of stop 36 do to faces: one face of every 20th identity of the selection
+"""What the warped FaDeNet candidates of stop 36 do to faces: one face of every 25th identity of the selection
 protocol (``lfw_select_160x8``; never the test protocol), the original and each candidate at its selection-rule
 operating point, as one grid. Writes ``reports/figures/fadenet_subspace_warp_grid.png``.
 
@@ -28,7 +28,7 @@ CANDIDATES = {
 
 
 def main() -> None:
-    chosen = selection_set(1).iloc[::20].head(8)
+    chosen = selection_set(1).iloc[::25].head(6)
     crops = aligned_crops(chosen["path"].tolist())
     rows = {"original": crops}
     for label, name in CANDIDATES.items():
@@ -36,13 +36,14 @@ def main() -> None:
             rows[label] = load_deidentifier(name).deidentify(crops)
         except FileNotFoundError as exc:  # a run this machine has not trained
             print(f"skipped {label}: {exc}")
-    fig, axes = plt.subplots(len(rows), 1, figsize=(2 * len(crops), 2.1 * len(rows)), squeeze=False)
+    # small enough to keep in git (the wedges show at this size)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * len(crops), 1.25 * len(rows)), squeeze=False)
     for ax, (label, images) in zip(axes[:, 0], rows.items()):
         ax.imshow(np.concatenate(list(images), axis=1))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(label, fontsize=9)
-    fig.suptitle("FaDeNet with a learned warp of the face box (selection protocol faces)", fontsize=10)
+        ax.set_ylabel(label, fontsize=6)
+    fig.suptitle("FaDeNet with a learned warp of the face box (selection protocol faces)", fontsize=7)
     fig.tight_layout()
     print(save_figure(fig, "fadenet_subspace_warp_grid"))
 
