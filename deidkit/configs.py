@@ -376,7 +376,7 @@ class FaDeNetConfig(SpeedOptions):
             # 1.5, feathers 0.2 / 0.23 / 0.26, epoch 3; selection_fadenet_subspace_warp*.json): crop SSIM / Rank-1
             # 0.857 / 0.023, 0.872 / 0.031, 0.883 / 0.040, worse-level margin 4.8 / 7.0 / 13.9 SD (the shipped
             # subspace_push_m at 0.23: 0.877 / 0.048, 8.3). Larger steps (warp_px 6): 0.856 / 0.026, 0.870 / 0.035,
-            # 0.881 / 0.047, 5.7 / 6.6 / 11.0 SD; a finer grid (shape_warp 8, below, shipped): 0.857 / 0.020, 0.871 /
+            # 0.881 / 0.047, 5.7 / 6.6 / 11.0 SD; a finer grid (shape_warp 8, below): 0.857 / 0.020, 0.871 /
             # 0.022, 0.882 / 0.027, 6.8 / 8.6 / 17.1 SD; finer still (shape_warp 12): 0.860 / 0.034, 0.874 / 0.041,
             # 0.885 / 0.048, 6.1 / 9.7 / 16.2 SD. Milder warps, which keep the face (shape_warp 4 at warp_px 2,
             # shape_warp 5 at 1.5): 0.858 / 0.050, 0.872 / 0.063, 0.884 / 0.077 and 0.857 / 0.039, 0.872 / 0.056, 0.883

@@ -2,8 +2,8 @@
 protocol (``lfw_select_160x8``; never the test protocol), the original and each candidate at its selection-rule
 operating point, as one grid. Writes ``reports/figures/fadenet_subspace_warp_grid.png``.
 
-Run: ``python scripts/fadenet_warp_grid.py`` (needs the runs named below in the kit's cache: see the profiles
-``subspace_push_m``, ``subspace_warp`` and ``subspace_warp_g8`` in ``deidkit/configs.py``)."""
+Run: ``python scripts/fadenet_warp_grid.py`` (the warp runs named below must be in the kit's cache: see the
+profiles ``subspace_warp`` and ``subspace_warp_g8`` in ``deidkit/configs.py``; rows of runs it lacks are left out)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from deidkit.reports import save_figure
 
 #: row label -> de-identifier name (run @ epoch snapshot with its inference options)
 CANDIDATES = {
-    "no warp (shipped)": "fadenet-subspace_push_m@epoch003_f0.23_cm_dc1.5",
+    "shipped (no warp)": "fadenet_subspace",
     "5x5 warp, 4 px": "fadenet-subspace_warp@epoch003_f0.26_cm_dc1.5",
     "5x5 warp, 6 px": "fadenet-subspace_warp6@epoch003_f0.26_cm_dc1.5",
     "8x8 warp, 4 px": "fadenet-subspace_warp_g8@epoch003_f0.26_cm_dc1.5",
