@@ -759,7 +759,9 @@ def test_shape_warp_moves_the_face_box_only_and_starts_from_a_snapshot_without_i
         warped.warp.bias.copy_(torch.linspace(-3, 3, 18))
         out, ref = warped(x), plain(x)
         field = warped.warp_field(torch.zeros(1, 16, 8, 8))
+        applied = warped.warp_field_of(x)
     assert field.abs().max() <= 2.0 and field.abs().max() > 1.0
+    assert torch.allclose(applied, field.expand_as(applied))  # the bias alone sets it (weights are zero)
     outside = torch.ones(32, 32, dtype=torch.bool)
     outside[8:24, 8:24] = False
     assert torch.equal(out[..., outside], ref[..., outside]) and (out - ref).abs().max() > 0.05
@@ -768,6 +770,8 @@ def test_shape_warp_moves_the_face_box_only_and_starts_from_a_snapshot_without_i
     assert warped.warp.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="not a state of this U-Net"):
         load_init_state(plain, warped.state_dict(), "warped")
+    with pytest.raises(ValueError, match="no warp"):
+        plain.warp_field_of(x)
     with pytest.raises(ValueError, match="shape_warp"):
         UNet(**kw, shape_warp=3)
     with pytest.raises(ValueError, match="shape_warp"):

@@ -11,7 +11,14 @@ from deidkit.baselines import (
     get_deidentifier,
 )
 from deidkit.data.alignment import YuNetDetector
-from deidkit.eval.quality import detection_rate, face_box, pixel_descriptor_distances, psnr, ssim
+from deidkit.eval.quality import (
+    detection_rate,
+    face_box,
+    pixel_descriptor_distances,
+    psnr,
+    ssim,
+    warp_stretch,
+)
 
 
 def test_ssim_psnr_identity(crops_small):
@@ -110,3 +117,20 @@ def test_colour_shift_sees_casts_and_bands_not_blur_or_brightness(crops_small):
     assert (band > 3 * blurred).all()
     with pytest.raises(ValueError):
         colour_shift(c, c[:2])
+
+
+def test_warp_stretch_is_the_largest_principal_stretch_and_ignores_rotation():
+    """A uniform 5 % widening reads 0.05, a 10 % squeeze 0.1, a rotation and no warp 0; a local shear is found
+    wherever it is."""
+    ys, xs = np.mgrid[0:32, 0:32].astype(float)
+    zero = np.zeros_like(xs)
+    theta = 0.2
+    rotation = np.stack([np.cos(theta) * xs - np.sin(theta) * ys - xs, np.sin(theta) * xs + np.cos(theta) * ys - ys])
+    local = np.zeros((2, 32, 32))
+    local[0] = np.clip(ys - 10, 0, 3)  # rows 10-13 slide sideways by 1 px per row (a shear of 1), then all by 3
+    fields = np.stack([np.stack([0.05 * xs, zero]), np.stack([zero, -0.1 * ys]), rotation, np.zeros((2, 32, 32)), local])
+    got = warp_stretch(fields)
+    np.testing.assert_allclose(got[:4], [0.05, 0.1, 0.0, 0.0], atol=1e-9)
+    assert abs(got[4] - 0.618) < 0.001  # shear 1: singular values 1.618 and 0.618
+    with pytest.raises(ValueError, match="displacement field"):
+        warp_stretch(np.zeros((2, 3, 8, 8)))

@@ -106,3 +106,18 @@ def pixel_descriptor_distances(original: np.ndarray, other: np.ndarray, recogniz
     rmse = np.sqrt(((a - b) ** 2).reshape(len(a), -1).mean(1))
     cos = (recognizer.embed(original) * recognizer.embed(other)).sum(1)
     return pd.DataFrame({"pixel_rmse": rmse, "descriptor_distance": 1.0 - cos})
+
+
+def warp_stretch(field: np.ndarray) -> np.ndarray:
+    """Per image, the largest relative stretch or squeeze a displacement field (N, 2, H, W; x then y, in pixels)
+    applies anywhere: max over pixels of |s - 1| for both singular values s of its Jacobian I + grad u. A natural
+    change of a face's geometry stays within a few per cent; a warp that smears features into streaks does not."""
+    field = np.asarray(field, dtype=np.float64)
+    if field.ndim != 4 or field.shape[1] != 2:
+        raise ValueError(f"expected a displacement field (N, 2, H, W), got {field.shape}")
+    dux_dy, dux_dx = np.gradient(field[:, 0], axis=(1, 2))
+    duy_dy, duy_dx = np.gradient(field[:, 1], axis=(1, 2))
+    a, b, c, d = 1 + dux_dx, dux_dy, duy_dx, 1 + duy_dy
+    # singular values of [[a, b], [c, d]] in closed form
+    p, q = np.hypot(a + d, c - b) / 2, np.hypot(a - d, b + c) / 2
+    return np.maximum(np.abs(p + q - 1), np.abs(np.abs(p - q) - 1)).reshape(len(field), -1).max(1)

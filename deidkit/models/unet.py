@@ -219,6 +219,18 @@ class UNet(nn.Module):
         grid = self.warp_px * torch.tanh(self.warp(bottleneck.mean((2, 3)))).view(-1, 2, g, g)
         return F.interpolate(grid, size=(s, s), mode="bicubic", align_corners=True) * self.warp_window
 
+    @torch.no_grad()
+    def warp_field_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The (N, 2, S, S) displacement field (pixels) a ``shape_warp`` network applies to images ``x``."""
+        if not self.shape_warp:
+            raise ValueError("this UNet has no warp (shape_warp=0)")
+        y = self._blur_face_box(x, *x.shape[-2:])
+        for i, block in enumerate(self.down):
+            y = block(y)
+            if i < self.depth:
+                y = F.max_pool2d(y, 2)
+        return self.warp_field(y)
+
     @staticmethod
     def _warp(y: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         """``y`` resampled at each pixel's position plus ``field`` (pixels; bilinear, border values outside)."""

@@ -1,0 +1,54 @@
+"""How far each warped FaDeNet candidate of stop 36 stretches faces: for one face of each of the selection
+protocol's 160 identities (``lfw_select_160x8``; never the test protocol), the largest principal stretch of the
+warp the network applies (:func:`deidkit.eval.quality.warp_stretch`, at the network's 96 px), and its median and
+95th percentile over the faces. Records ``reports/metrics/fadenet_warp_stretch.json``.
+
+Run: ``python scripts/fadenet_warp_stretch.py`` (the runs below must be in the kit's cache; see the profiles
+``subspace_warp`` and ``subspace_warp_g8`` in ``deidkit/configs.py``; runs it lacks are left out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deidkit.data.images import resize_crops, to_model_range
+from deidkit.data.lfw import aligned_crops
+from deidkit.deidentifiers import load_deidentifier
+from deidkit.eval.quality import warp_stretch
+from deidkit.eval.selection import selection_set
+from deidkit.reports import record_metrics
+
+#: run -> its warp (the runs of scripts/fadenet_warp_grid.py), each at epoch 3
+RUNS = {
+    "fadenet-subspace_warp": "5x5, 4 px",
+    "fadenet-subspace_warp6": "5x5, 6 px",
+    "fadenet-subspace_warp_g8": "8x8, 4 px",
+    "fadenet-subspace_warp_g12": "12x12, 4 px",
+    "fadenet-subspace_warp_g4p2": "4x4, 2 px",
+    "fadenet-subspace_warp_g5p15": "5x5, 1.5 px",
+}
+
+
+def main() -> None:
+    crops = aligned_crops(selection_set(1)["path"].tolist())
+    rows = []
+    for run, warp in RUNS.items():
+        try:
+            deid = load_deidentifier(f"{run}@epoch003")
+        except FileNotFoundError as exc:
+            print(f"skipped {run}: {exc}")
+            continue
+        small = resize_crops(crops, deid.config.image_size)
+        x = to_model_range(torch.from_numpy(small).permute(0, 3, 1, 2))
+        stretch = warp_stretch(deid.unet.warp_field_of(x).numpy())
+        rows.append({"kind": "warp_stretch", "protocol": "lfw_select_160x8 (1 per identity)", "run": run,
+                     "snapshot": "epochs/epoch003.pt", "warp": warp, "faces": len(stretch),
+                     "median": float(np.median(stretch)), "p95": float(np.percentile(stretch, 95)),
+                     "max": float(stretch.max())})
+        print(f"{run:32s} {warp:12s} stretch median {rows[-1]['median']:.3f} p95 {rows[-1]['p95']:.3f} "
+              f"max {rows[-1]['max']:.3f}")
+    record_metrics(rows, "fadenet_warp_stretch")
+
+
+if __name__ == "__main__":
+    main()
