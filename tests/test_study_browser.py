@@ -94,10 +94,17 @@ def open_and_start(page, port: int, pid: str) -> None:
     page.wait_for_selector("button:has-text('Begin')", timeout=TIMEOUT_MS)
 
 
+#: The answer buttons of the trial on screen. The next trial's text can show while the last trial's buttons
+#: (disabled after the click) are still in the page: only enabled buttons are this trial's.
+ANSWER_BUTTONS = "button.jupyter-button:visible:enabled"
+
+
 def current_trial(page) -> tuple[int, int, list[str]]:
     m = TRIAL.search(page.inner_text("body"))
     assert m, f"no trial on screen: {page.inner_text('body')[-600:]!r}"
-    labels = [b.inner_text().strip() for b in page.locator("button.jupyter-button:visible").all()]
+    answers_now = page.locator(ANSWER_BUTTONS)
+    answers_now.first.wait_for(timeout=TIMEOUT_MS)
+    labels = [b.inner_text().strip() for b in answers_now.all()]
     return int(m.group(1)), int(m.group(2)), labels
 
 
@@ -105,7 +112,7 @@ def click_answer(page, index: int, double: bool = False) -> tuple[int, int, str,
     """Click answer button ``index`` of the trial on screen; wait for the next screen. Returns
     (trial number, of n, kind, label)."""
     k, n, labels = current_trial(page)
-    button = page.locator("button.jupyter-button:visible").nth(index)
+    button = page.locator(ANSWER_BUTTONS).nth(index)
     button.dblclick() if double else button.click()
     nxt = f"text=/Trial {k + 1} of {n}/" if k < n else "text=Thank you"  # /.../: case-sensitive
     page.wait_for_selector(nxt, timeout=TIMEOUT_MS)
@@ -193,7 +200,8 @@ async def _participant(browser, port: int, study: ds.Study, pid: str, stats: dic
     while True:
         m = TRIAL.search(await page.inner_text("body"))
         k, n = int(m.group(1)), int(m.group(2))
-        buttons = page.locator("button.jupyter-button:visible")
+        buttons = page.locator(ANSWER_BUTTONS)
+        await buttons.first.wait_for(timeout=TIMEOUT_MS)
         index = (k + len(pid)) % await buttons.count()
         before = path.read_bytes().count(b"\n")
         t = time.perf_counter()
