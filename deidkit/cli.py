@@ -541,14 +541,14 @@ def _select(args: argparse.Namespace) -> int:
     name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim, crops=crops,
                                     detector=detector, min_detection=args.min_detection, landmarks=predictor,
                                     max_landmarks=max_landmarks, labels=labels,
-                                    max_colour_shift=args.max_colour_shift)
+                                    max_colour_shift=args.max_colour_shift, max_warp_stretch=args.max_warp_stretch)
     if args.by_frontier:
         # the issue's measure on the selection protocol: among the candidates within the bounds, the one furthest
         # beyond the naive frontier at its worse level (crop or whole photo), trained-against recogniser only
         from deidkit.eval.selection import frontier_margins, within_bounds
 
         ok = table[within_bounds(table, args.min_ssim, max_landmarks, args.min_detection,
-                                 args.max_colour_shift)]["candidate"].tolist()
+                                 args.max_colour_shift, args.max_warp_stretch)]["candidate"].tolist()
         name = None
         if ok:
             margins = frontier_margins({k: cands[k] for k in ok}, get_recognizer(args.recognizer),
@@ -574,7 +574,8 @@ def _select(args: argparse.Namespace) -> int:
                      "run": r["candidate"].split("/", 1)[0] if several else run_dir.name, **r, "min_ssim": args.min_ssim,
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
-                     "max_colour_shift": args.max_colour_shift, "max_rank1": args.max_rank1,
+                     "max_colour_shift": args.max_colour_shift, "max_warp_stretch": args.max_warp_stretch,
+                     "max_rank1": args.max_rank1,
                      "identities": args.identities,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
                    args.name or f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""),
@@ -721,6 +722,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-colour-shift", type=float, default=None,
                    help="also bound the colour change in the face box (8-bit Cb+Cr levels, smoothed; blur sigma 8: "
                         "about 3): a natural look, no coloured bands")
+    p.add_argument("--max-warp-stretch", type=float, default=None,
+                   help="also bound how far a warping FaDeNet (shape_warp) stretches the face locally (95th "
+                        "percentile of the largest principal stretch; stop 36's wedge-eyed warps: 0.4-0.9)")
     p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
     p.add_argument("--max-landmarks-vs", default=None, metavar="DEIDENTIFIER",
                    help="also bound the dlib-68 landmark displacement by --landmarks-ratio times this "

@@ -765,6 +765,14 @@ def test_shape_warp_moves_the_face_box_only_and_starts_from_a_snapshot_without_i
     outside = torch.ones(32, 32, dtype=torch.bool)
     outside[8:24, 8:24] = False
     assert torch.equal(out[..., outside], ref[..., outside]) and (out - ref).abs().max() > 0.05
+    # the de-identifier reports the stretch of the warp it applies (deidkit select --max-warp-stretch); none without
+    from deidkit.eval.quality import warp_stretch
+
+    cfg = FaDeNetConfig.profile("tiny", image_size=32)
+    faces = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    stretch = FaDeNetDeidentifier.from_network(cfg, warped, "w").warp_stretch(faces)
+    assert np.allclose(stretch, warp_stretch(field.numpy())[0]) and stretch.min() > 0.05
+    assert not FaDeNetDeidentifier.from_network(cfg, plain, "p").warp_stretch(faces).any()
     warped.train()
     warped(x).sum().backward()
     assert warped.warp.weight.grad.abs().sum() > 0

@@ -238,6 +238,21 @@ def test_select_checkpoint_takes_the_strongest_that_keeps_quality():
     with pytest.raises(ValueError, match="detector"):
         select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops, min_detection=0.5)
 
+    class Warping:  # a stand-in warping FaDeNet: black box, and a warp that stretches every face by 0.5
+        name = "warping"
+
+        def deidentify(self, batch):
+            return get_deidentifier("blackbox").deidentify(batch)
+
+        def warp_stretch(self, batch):
+            return np.full(len(batch), 0.5)
+
+    cands = {"weak": get_deidentifier("blur_sigma1"), "warping": Warping()}
+    name, table = select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops)
+    assert name == "warping" and table.set_index("candidate")["warp_stretch"].to_dict()["warping"] == 0.5
+    name, _ = select_checkpoint(cands, MeanColour(), min_ssim=0.0, crops=crops, max_warp_stretch=0.2)
+    assert name == "weak"  # no warp: no stretch, within any bound
+
 
 def test_selection_protocol_is_the_rest_of_lfw_217x8():
     from deidkit.data.lfw import load_manifest

@@ -196,6 +196,18 @@ class FaDeNetDeidentifier:
             out[s:s + self.batch_size] = y
         return out
 
+    @torch.no_grad()
+    def warp_stretch(self, batch: np.ndarray) -> np.ndarray:
+        """Per crop, the largest principal stretch of the network's warp of the face box
+        (:func:`deidkit.eval.quality.warp_stretch`, at the training size); zeros for a network without a warp."""
+        from deidkit.eval.quality import warp_stretch
+
+        if not self.unet.shape_warp:
+            return np.zeros(len(batch))
+        x = to_model_range(torch.from_numpy(resize_crops(np.asarray(batch), self.config.image_size)).permute(0, 3, 1, 2))
+        return np.concatenate([warp_stretch(self.unet.warp_field_of(x[s:s + self.batch_size].to(self.device)).cpu().numpy())
+                               for s in range(0, len(x), self.batch_size)])
+
     def _cap_detail(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
         """``fx`` with the detail it adds to the blurred input scaled so that its SD in the face box is at most
         ``detail_cap`` times that of the detail the blur removed from ``x`` (per image)."""

@@ -125,7 +125,8 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
                       crops: np.ndarray | None = None, landmarks: object | None = None,
                       max_landmarks: float | None = None, detector: object | None = None,
                       min_detection: float | None = None, labels: np.ndarray | None = None,
-                      max_colour_shift: float | None = None) -> tuple[str | None, pd.DataFrame]:
+                      max_colour_shift: float | None = None,
+                      max_warp_stretch: float | None = None) -> tuple[str | None, pd.DataFrame]:
     """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
     those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
 
@@ -136,7 +137,9 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
     ``min_detection`` then also bounds it from below. ``labels`` (the crops' identities, several images each) add
     ``rank1``, the trained-against recogniser's :func:`leave_one_out_rank1` (reported, not a criterion).
     ``max_colour_shift`` also bounds ``colour_shift`` (:func:`deidkit.eval.quality.colour_shift`, always
-    reported).
+    reported). Candidates that warp the face (a ``warp_stretch`` method, FaDeNet's ``shape_warp``) report
+    ``warp_stretch``, the 95th percentile over the crops of the warp's largest principal stretch;
+    ``max_warp_stretch`` bounds it (those without a warp stretch nothing).
     Returns (name, the table of every candidate)."""
     crops = aligned_crops(selection_paths()) if crops is None else crops
     if max_landmarks is not None and landmarks is None:
@@ -160,20 +163,25 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
             row["landmark_iod"] = float(landmark_displacement(crops, out, landmarks)["iod"].mean())
         if detector is not None:
             row["detection_rate"] = detection_rate(out, detector)
+        if callable(getattr(deid, "warp_stretch", None)):
+            row["warp_stretch"] = float(np.percentile(deid.warp_stretch(crops), 95))
         rows.append(row)
     table = pd.DataFrame(rows)
-    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection, max_colour_shift)]
+    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection, max_colour_shift, max_warp_stretch)]
     return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
 
 
 def within_bounds(table: pd.DataFrame, min_ssim: float, max_landmarks: float | None = None,
-                  min_detection: float | None = None, max_colour_shift: float | None = None) -> pd.Series:
+                  min_detection: float | None = None, max_colour_shift: float | None = None,
+                  max_warp_stretch: float | None = None) -> pd.Series:
     """Which rows of a :func:`select_checkpoint` table keep the quality bounds (bool per row).
     ``max_colour_shift`` bounds :func:`deidkit.eval.quality.colour_shift` (a natural look: no colour bands or
-    casts)."""
+    casts), ``max_warp_stretch`` the warp's stretch (a natural look: no features smeared into streaks)."""
     ok = table["ssim"] >= min_ssim
     if max_colour_shift is not None:
         ok &= table["colour_shift"] <= max_colour_shift
+    if max_warp_stretch is not None and "warp_stretch" in table:
+        ok &= table["warp_stretch"].fillna(0.0) <= max_warp_stretch
     if max_landmarks is not None:
         ok &= table["landmark_iod"] <= max_landmarks
     if min_detection is not None:
