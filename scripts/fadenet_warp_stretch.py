@@ -1,6 +1,6 @@
 """How far each warped FaDeNet candidate of stop 36 stretches faces: for one face of each of the selection
 protocol's 160 identities (``lfw_select_160x8``; never the test protocol), the largest principal stretch of the
-warp the network applies (:func:`deidkit.eval.quality.warp_stretch`, at the network's 96 px), and its median and
+warp the network applies (``FaDeNetDeidentifier.warp_stretch``, at the network's 96 px), and its median and
 95th percentile over the faces. Records ``reports/metrics/fadenet_warp_stretch.json``.
 
 Run: ``python scripts/fadenet_warp_stretch.py`` (the runs below must be in the kit's cache; see the profiles
@@ -9,12 +9,9 @@ Run: ``python scripts/fadenet_warp_stretch.py`` (the runs below must be in the k
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from deidkit.data.images import resize_crops, to_model_range
 from deidkit.data.lfw import aligned_crops
 from deidkit.deidentifiers import load_deidentifier
-from deidkit.eval.quality import warp_stretch
 from deidkit.eval.selection import selection_set
 from deidkit.reports import record_metrics
 
@@ -38,9 +35,7 @@ def main() -> None:
         except FileNotFoundError as exc:
             print(f"skipped {run}: {exc}")
             continue
-        small = resize_crops(crops, deid.config.image_size)
-        x = to_model_range(torch.from_numpy(small).permute(0, 3, 1, 2))
-        stretch = warp_stretch(deid.unet.warp_field_of(x).numpy())
+        stretch = deid.warp_stretch(crops)
         rows.append({"kind": "warp_stretch", "protocol": "lfw_select_160x8 (1 per identity)", "run": run,
                      "snapshot": "epochs/epoch003.pt", "warp": warp, "faces": len(stretch),
                      "median": float(np.median(stretch)), "p95": float(np.percentile(stretch, 95)),

@@ -167,13 +167,7 @@ class UNet(nn.Module):
         inp = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < h and pw < w else "replicate") if ph or pw else x
         if self.input_sigma:
             inp = self._blur_face_box(inp, h, w)
-        skips = []
-        y = inp
-        for i, block in enumerate(self.down):
-            y = block(y)
-            if i < self.depth:
-                skips.append(y)
-                y = F.max_pool2d(y, 2)
+        y, skips = self._contract(inp)
         if self.detail_basis:
             return self._detail_output(inp, y)[..., :h, :w]
         for upconv, block, skip in zip(self.upconv, self.up, reversed(skips)):
@@ -224,12 +218,17 @@ class UNet(nn.Module):
         """The (N, 2, S, S) displacement field (pixels) a ``shape_warp`` network applies to images ``x``."""
         if not self.shape_warp:
             raise ValueError("this UNet has no warp (shape_warp=0)")
-        y = self._blur_face_box(x, *x.shape[-2:])
+        return self.warp_field(self._contract(self._blur_face_box(x, *x.shape[-2:]))[0])
+
+    def _contract(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The contracting path: the bottleneck features and each level's skip features."""
+        skips = []
         for i, block in enumerate(self.down):
             y = block(y)
             if i < self.depth:
+                skips.append(y)
                 y = F.max_pool2d(y, 2)
-        return self.warp_field(y)
+        return y, skips
 
     @staticmethod
     def _warp(y: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
