@@ -161,6 +161,9 @@ class FaDeNetConfig(SpeedOptions):
     detail_basis: int = 0  # 0: the paper; K > 0: the correction is K face-detail components (see models.unet.UNet)
     shape_warp: int = 0  # 0: the paper; G > 1 (with detail_basis): also a G x G smooth warp of the face box
     warp_px: float = 0.0  # the warp's largest displacement in pixels at image_size (with shape_warp)
+    shape_basis: int = 0  # 0: the paper; K > 0 (with detail_basis): the warp moves the face along K modes of real
+    # faces' geometry (see models.unet.UNet), its coefficients' length at most shape_bound standard deviations
+    shape_bound: float = 0.0
     # not in the paper: the live defend recipe's online adaptive attacker (deidkit.train.adversary) on the critic's
     # embedding: the U-Net pays this weight times the cosine a freshly fitted linear head reads back above the
     # margin. Bank and ridge must be set with the term (0 = off by default, so runs and sweep hashes made before
@@ -395,6 +398,16 @@ class FaDeNetConfig(SpeedOptions):
                                  "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2,
                                  "embed_margin": -0.1, "shape_warp": 8, "warp_px": 4.0, "lr": 2.5e-4, "epochs": 3,
                                  "init_from": "runs/fadenet-subspace_push_m/epochs/epoch003.pt"},
+            # Stop 37: the warp along real faces' geometry (shape_basis K modes of the optical flow from the mean
+            # training face, coefficients' length at most shape_bound SD) instead of a free grid. Selection set, MS1M,
+            # colour matched, detail cap 1.5, epoch 3 at feathers 0.2 / 0.23 / 0.26: crop SSIM / Rank-1 0.858 /
+            # 0.031, 0.873 / 0.044, 0.884 / 0.054, worse-level margin 6.3 / 8.5 / 14.0 SD; the rule's pick is epoch 2
+            # at 0.26 (0.881 / 0.046, 12.8 SD; selection_fadenet_subspace_shape.json). The warp is nearly the same
+            # for every face (coefficients' length 2.8-2.9 of 3), its stretch 0.33 (p95).
+            "subspace_shape": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
+                               "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
+                               "shape_basis": 16, "shape_bound": 3.0, "lr": 2.5e-4, "epochs": 3,
+                               "init_from": "runs/fadenet-subspace_push_m/epochs/epoch003.pt"},
             "subspace128": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0, "epochs": 3},
             "subspace128_push": {**standard, "detail_basis": 128, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                  "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
@@ -458,6 +471,10 @@ class FaDeNetConfig(SpeedOptions):
                 self.shape_warp and (self.shape_warp < 2 or not self.detail_basis)):
             raise ValueError(f"shape_warp (a grid of >= 2) needs warp_px > 0 and a detail_basis, got "
                              f"{self.shape_warp}, {self.warp_px}")
+        if self.shape_basis < 0 or self.shape_bound < 0 or bool(self.shape_basis) != bool(self.shape_bound) or (
+                self.shape_basis and (self.shape_warp or not self.detail_basis)):
+            raise ValueError(f"shape_basis needs shape_bound > 0, a detail_basis and no shape_warp, got "
+                             f"{self.shape_basis}, {self.shape_bound}")
 
     @property
     def name(self) -> str:
@@ -491,7 +508,7 @@ PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "def
 CRITIC_PROFILES = ("tiny", "quick", "robust", "paper")
 FADENET_PROFILES = ("tiny", "quick", "standard", "push", "finetune", "refine", "luma", "distill", "distill_push",
                     "robust", "robust_sharp", "subspace", "subspace_push", "subspace_push_m", "subspace_warp",
-                    "subspace_warp_g8", "subspace128", "subspace128_push", "subspace_defend", "gpu", "paper")
+                    "subspace_warp_g8", "subspace_shape", "subspace128", "subspace128_push", "subspace_defend", "gpu", "paper")
 LIVE_PROFILES = PROFILES
 
 

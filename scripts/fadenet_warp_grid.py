@@ -1,9 +1,9 @@
-"""What the warped FaDeNet candidates of stop 36 do to faces: one face of every 25th identity of the selection
+"""What the warped FaDeNet candidates of stops 36 and 37 do to faces: one face of every 25th identity of the selection
 protocol (``lfw_select_160x8``; never the test protocol), the original and each candidate at its selection-rule
 operating point, as one grid. Writes ``reports/figures/fadenet_subspace_warp_grid.png``.
 
 Run: ``python scripts/fadenet_warp_grid.py`` (the warp runs named below must be in the kit's cache: see the
-profiles ``subspace_warp`` and ``subspace_warp_g8`` in ``deidkit/configs.py``; rows of runs it lacks are left out)."""
+profiles ``subspace_warp``, ``subspace_warp_g8`` and ``subspace_shape`` in ``deidkit/configs.py``; rows of runs it lacks are left out)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ CANDIDATES = {
     "12x12 warp, 4 px": "fadenet-subspace_warp_g12@epoch003_f0.26_cm_dc1.5",
     "4x4 warp, 2 px": "fadenet-subspace_warp_g4p2@epoch003_f0.26_cm_dc1.5",
     "5x5 warp, 1.5 px": "fadenet-subspace_warp_g5p15@epoch003_f0.26_cm_dc1.5",
+    "16 face-shape modes, 3 SD": "fadenet-subspace_shape@epoch003_f0.26_cm_dc1.5",
 }
 
 

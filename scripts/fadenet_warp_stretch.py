@@ -1,10 +1,10 @@
-"""How far each warped FaDeNet candidate of stop 36 stretches faces: for one face of each of the selection
+"""How far each warped FaDeNet candidate of stops 36 and 37 stretches faces: for one face of each of the selection
 protocol's 160 identities (``lfw_select_160x8``; never the test protocol), the largest principal stretch of the
 warp the network applies (``FaDeNetDeidentifier.warp_stretch``, at the network's 96 px), and its median and
 95th percentile over the faces. Records ``reports/metrics/fadenet_warp_stretch.json``.
 
 Run: ``python scripts/fadenet_warp_stretch.py`` (the runs below must be in the kit's cache; see the profiles
-``subspace_warp`` and ``subspace_warp_g8`` in ``deidkit/configs.py``; runs it lacks are left out)."""
+``subspace_warp``, ``subspace_warp_g8`` and ``subspace_shape`` in ``deidkit/configs.py``; runs it lacks are left out)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ RUNS = {
     "fadenet-subspace_warp_g12": "12x12, 4 px",
     "fadenet-subspace_warp_g4p2": "4x4, 2 px",
     "fadenet-subspace_warp_g5p15": "5x5, 1.5 px",
+    "fadenet-subspace_shape": "16 face-shape modes, 3 SD",
 }
 
 

@@ -786,6 +786,64 @@ def test_shape_warp_moves_the_face_box_only_and_starts_from_a_snapshot_without_i
         FaDeNetConfig.profile("tiny", shape_warp=3, warp_px=2.0)  # no detail basis
 
 
+def test_shape_basis_warps_along_real_face_geometry_within_its_bound():
+    """``shape_basis``: the fitted modes are orthogonal principal components of the flow from the mean face, zero
+    outside the face box, ordered by their spread; the network's warp is a combination of them whose coefficients'
+    length never exceeds ``shape_bound``; it starts as no warp from a snapshot without it; gradients reach it."""
+    from deidkit.train.fadenet import fit_shape_basis, load_init_state
+
+    kw = dict(width=4, depth=2, residual=True, out_activation="tanh", input_sigma=1.0, input_region=0.5,
+              detail_basis=3, image_size=32)
+    plain, shaped = UNet(**kw).eval(), UNet(**kw, shape_basis=4, shape_bound=2.0).eval()
+    # faces whose one feature (a dark blob) sits at a random place: the geometry varies, the texture does not
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    faces = []
+    for dy, dx in rng.uniform(-2.5, 2.5, (60, 2)):
+        blob = 200 - 150 * np.exp(-((yy - 16 - dy) ** 2 + (xx - 16 - dx) ** 2) / 12.0)
+        faces.append(np.repeat(blob[..., None], 3, axis=2).astype(np.uint8))
+    modes = fit_shape_basis(shaped, np.stack(faces), 4)
+    assert modes.shape == (4, 2, 32, 32)
+    flat = modes.flatten(1).double()
+    gram = flat @ flat.T
+    assert torch.allclose(gram - torch.diag(torch.diag(gram)), torch.zeros(4, 4, dtype=torch.float64), atol=1e-3)
+    spread = torch.diag(gram)
+    assert (spread[:-1] >= spread[1:]).all() and spread[0] > 10 * spread[2]  # two real degrees of freedom (dx, dy)
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[8:24, 8:24] = False
+    assert modes[..., outside].abs().max() < 1e-6
+    shaped.set_shape_basis(modes)
+    g = torch.Generator().manual_seed(0)
+    plain.set_detail_basis(0.1 * torch.randn(3, 3, 32, 32, generator=g), 0.05 * torch.randn(1, 3, 32, 32, generator=g))
+    load_init_state(shaped, plain.state_dict(), "plain")  # the basis stays as fitted
+    assert torch.equal(shaped.shape_modes, modes)
+    x = torch.rand(2, 3, 32, 32, generator=g) * 1.6 - 0.8
+    with torch.no_grad():
+        assert torch.allclose(shaped(x), plain(x), atol=1e-3)
+        shaped.shape.bias.copy_(torch.tensor([30.0, -40.0, 0.0, 0.0]))
+        shaped.shape.weight.zero_()
+        c = shaped.shape_coefficients(torch.zeros(1, 16, 8, 8))
+        field = shaped.warp_field_of(x)
+        out, ref = shaped(x), plain(x)
+    assert c.norm() <= 2.0 + 1e-5 and c.norm() > 1.99  # saturated at the bound, in the head's direction
+    assert torch.allclose(c / c.norm(), torch.tensor([[0.6, -0.8, 0.0, 0.0]]), atol=1e-5)
+    expected = torch.einsum("nk,kchw->nchw", c, modes) * shaped.warp_window
+    assert torch.allclose(field, expected.expand_as(field), atol=1e-6)
+    assert torch.equal(out[..., outside], ref[..., outside]) and (out - ref).abs().max() > 0.01
+    shaped.train()
+    with torch.no_grad():  # away from saturation, where tanh passes gradients
+        shaped.shape.bias.fill_(0.1)
+        shaped.shape.weight.normal_(0, 0.1, generator=g)
+    shaped(x).sum().backward()
+    assert shaped.shape.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="shape_basis needs"):
+        UNet(**kw, shape_basis=4, shape_bound=2.0, shape_warp=3, warp_px=1.0)
+    with pytest.raises(ValueError, match="shape_basis needs"):
+        FaDeNetConfig.profile("tiny", shape_basis=4, shape_bound=2.0)  # no detail basis
+    with pytest.raises(ValueError, match="do not fit"):
+        shaped.set_shape_basis(modes[:2])
+
+
 def test_detail_basis_is_the_scaled_principal_components_of_the_removed_detail(tmp_path):
     """fit_detail_basis: orthogonal components, each scaled to the standard deviation of the training faces'
     projections on it (largest first); a subspace run trains, resumes with the same basis and loads as a

@@ -26,7 +26,7 @@ def build_unet(config: FaDeNetConfig) -> UNet:
                 out_activation=config.out_activation, smooth_sigma=config.smooth_sigma,
                 input_sigma=config.input_sigma, input_region=config.face_region, luma_only=config.luma_only,
                 detail_basis=config.detail_basis, image_size=config.image_size, shape_warp=config.shape_warp,
-                warp_px=config.warp_px)
+                warp_px=config.warp_px, shape_basis=config.shape_basis, shape_bound=config.shape_bound)
 
 
 def read_run_config(run_dir: str | os.PathLike) -> FaDeNetConfig:
@@ -202,7 +202,7 @@ class FaDeNetDeidentifier:
         (:func:`deidkit.eval.quality.warp_stretch`, at the training size); zeros for a network without a warp."""
         from deidkit.eval.quality import warp_stretch
 
-        if not self.unet.shape_warp:
+        if not self.unet.warps:
             return np.zeros(len(batch))
         x = to_model_range(torch.from_numpy(resize_crops(np.asarray(batch), self.config.image_size)).permute(0, 3, 1, 2))
         return np.concatenate([warp_stretch(self.unet.warp_field_of(x[s:s + self.batch_size].to(self.device)).cpu().numpy())

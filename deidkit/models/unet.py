@@ -90,12 +90,22 @@ class UNet(nn.Module):
     raised-cosine window. The detail basis changes what a face's features look like, the warp where they are:
     the geometry (eye distance, nose length, face width) that the blurred base otherwise keeps, and blurred
     content moves at little cost to SSIM.
+
+    ``shape_basis`` K (detail-basis networks only, instead of ``shape_warp``; 0 = off, not in the paper) with
+    ``shape_bound`` R: the warp is ``sum_k c_k W_k`` over K fixed *face-geometry* fields (the principal components
+    of how real training faces' features sit relative to the mean face, i.e. optical flow from the mean face to
+    each face, windowed to the face box; set by :meth:`set_shape_basis`, saved with the weights), with the
+    coefficient vector ``c`` (in standard deviations of real faces) read from the pooled features and bounded in
+    length by R. A free grid warp pushed by a critic stretches every face the same unnatural way (stop 36: eyes
+    drawn into wedges); this one can only move a face's geometry the ways real faces differ, by at most R standard
+    deviations in all.
     """
 
     def __init__(self, width: int = 64, depth: int = 4, in_channels: int = 3, out_channels: int = 3,
                  residual: bool = False, out_activation: str = "none", smooth_sigma: float = 0.0,
                  input_sigma: float = 0.0, input_region: float = 1.0, luma_only: bool = False,
-                 detail_basis: int = 0, image_size: int = 0, shape_warp: int = 0, warp_px: float = 0.0) -> None:
+                 detail_basis: int = 0, image_size: int = 0, shape_warp: int = 0, warp_px: float = 0.0,
+                 shape_basis: int = 0, shape_bound: float = 0.0) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"UNet needs depth >= 1 and width >= 1, got depth={depth}, width={width}")
@@ -116,6 +126,10 @@ class UNet(nn.Module):
                 not detail_basis or shape_warp < 2):
             raise ValueError(f"shape_warp (a grid of >= 2) needs warp_px > 0 and a detail_basis, got {shape_warp}, "
                              f"{warp_px}")
+        if shape_basis < 0 or shape_bound < 0 or bool(shape_basis) != bool(shape_bound) or shape_basis and (
+                not detail_basis or shape_warp):
+            raise ValueError(f"shape_basis needs shape_bound > 0, a detail_basis and no shape_warp, got {shape_basis}, "
+                             f"{shape_bound}")
         self.smooth_sigma, self.input_sigma, self.input_region = float(smooth_sigma), float(input_sigma), input_region
         self.luma_only = bool(luma_only)
         # fixed, not learned, and not saved: they follow from the sigmas
@@ -130,6 +144,7 @@ class UNet(nn.Module):
         self.down.extend(_DoubleConv(chans[i], chans[i + 1]) for i in range(depth))
         self.detail_basis = int(detail_basis)
         self.shape_warp, self.warp_px = 0, 0.0
+        self.shape_basis, self.shape_bound = 0, 0.0
         if self.detail_basis:
             # saved with the weights (a trained model is its coefficients' reader and the basis together)
             self.register_buffer("basis", torch.zeros(self.detail_basis, in_channels, image_size, image_size))
@@ -144,6 +159,14 @@ class UNet(nn.Module):
                 with torch.no_grad():  # start as no warp, as the coefficients start at the mean
                     self.warp.weight.mul_(1e-3)
                     self.warp.bias.zero_()
+            self.shape_basis, self.shape_bound = int(shape_basis), float(shape_bound)
+            if self.shape_basis:
+                self.register_buffer("shape_modes", torch.zeros(self.shape_basis, 2, image_size, image_size))
+                self.shape = nn.Linear(chans[-1], self.shape_basis)
+                with torch.no_grad():  # start as no warp
+                    self.shape.weight.mul_(1e-3)
+                    self.shape.bias.zero_()
+            if self.warps:
                 # fixed, follows from the face box: not saved
                 self.register_buffer("warp_window", _box_window(image_size, input_region), persistent=False)
             return
@@ -203,21 +226,36 @@ class UNet(nn.Module):
         c = self.detail_coefficients(bottleneck)
         correction = self.basis_mean + torch.einsum("nk,kchw->nchw", c, self.basis.to(c.dtype))
         pre = torch.atanh(inp.clamp(-_TANH_LIMIT, _TANH_LIMIT)) + correction
-        if self.shape_warp:
+        if self.warps:
             pre = self._warp(pre, self.warp_field(bottleneck))
         return torch.tanh(pre)
 
+    @property
+    def warps(self) -> bool:
+        """Whether the network warps the face box (``shape_warp`` or ``shape_basis``)."""
+        return bool(self.shape_warp or self.shape_basis)
+
+    def shape_coefficients(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        """(N, K) coefficients of a ``shape_basis`` network in standard deviations, their length below
+        ``shape_bound``."""
+        a = self.shape(bottleneck.mean((2, 3)))
+        length = a.norm(dim=1, keepdim=True).clamp_min(1e-6)
+        return self.shape_bound * torch.tanh(length) / length * a
+
     def warp_field(self, bottleneck: torch.Tensor) -> torch.Tensor:
-        """(N, 2, S, S) displacement (x, y) in pixels of a ``shape_warp`` network, zero outside the face box."""
+        """(N, 2, S, S) displacement (x, y) in pixels of a warping network, zero outside the face box."""
+        if self.shape_basis:
+            c = self.shape_coefficients(bottleneck)
+            return torch.einsum("nk,kchw->nchw", c, self.shape_modes.to(c.dtype)) * self.warp_window
         g, s = self.shape_warp, self.basis.shape[-1]
         grid = self.warp_px * torch.tanh(self.warp(bottleneck.mean((2, 3)))).view(-1, 2, g, g)
         return F.interpolate(grid, size=(s, s), mode="bicubic", align_corners=True) * self.warp_window
 
     @torch.no_grad()
     def warp_field_of(self, x: torch.Tensor) -> torch.Tensor:
-        """The (N, 2, S, S) displacement field (pixels) a ``shape_warp`` network applies to images ``x``."""
-        if not self.shape_warp:
-            raise ValueError("this UNet has no warp (shape_warp=0)")
+        """The (N, 2, S, S) displacement field (pixels) a warping network applies to images ``x``."""
+        if not self.warps:
+            raise ValueError("this UNet has no warp (shape_warp=0, shape_basis=0)")
         return self.warp_field(self._contract(self._blur_face_box(x, *x.shape[-2:]))[0])
 
     def _contract(self, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -252,6 +290,16 @@ class UNet(nn.Module):
                              f"{tuple(self.basis.shape)} / {tuple(self.basis_mean.shape)}")
         self.basis.copy_(basis)
         self.basis_mean.copy_(mean)
+
+    @torch.no_grad()
+    def set_shape_basis(self, modes: torch.Tensor) -> None:
+        """Install the face-geometry basis: (K, 2, S, S) displacement fields in pixels (x, y), one standard deviation
+        of real faces each."""
+        if not self.shape_basis:
+            raise ValueError("this UNet has no shape basis (shape_basis=0)")
+        if modes.shape != self.shape_modes.shape:
+            raise ValueError(f"shape modes {tuple(modes.shape)} do not fit {tuple(self.shape_modes.shape)}")
+        self.shape_modes.copy_(modes)
 
     def blurred_input(self, x: torch.Tensor) -> torch.Tensor:
         """The input as the network sees it: its face box low-passed by ``input_sigma`` (x itself when 0)."""

@@ -191,6 +191,8 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     unet = build_unet(config).to(device)
     if config.detail_basis:  # (a resumed run's checkpoint holds the same basis)
         unet.set_detail_basis(*fit_detail_basis(unet, data.train_images, config.detail_basis, config.seed))
+    if config.shape_basis:
+        unet.set_shape_basis(fit_shape_basis(unet, data.train_images, config.shape_basis))
     if config.init_from:  # fine-tuning; a resumed run's checkpoint overwrites this in fit()
         load_init_state(unet, init_state(config.init_from, run_dir), config.init_from)
     optimizer = torch.optim.Adam(unet.parameters(), lr=config.lr)
@@ -448,6 +450,30 @@ def fit_detail_basis(unet: UNet, images: np.ndarray, k: int, seed: int = 0, max_
     return basis, mean.reshape(1, chans, side, side)
 
 
+def fit_shape_basis(unet: UNet, images: np.ndarray, k: int, max_images: int = 4000,
+                    smooth_sigma: float = 1.5) -> torch.Tensor:
+    """The face-geometry basis of a ``shape_basis`` U-Net: the first ``k`` principal components of where real faces'
+    features sit relative to the mean face (dense optical flow, OpenCV's DIS, from the mean grey face to each
+    training face, both smoothed by ``smooth_sigma`` pixels so texture does not count as geometry), windowed to the
+    face box as the network applies it, each scaled to one standard deviation: (k, 2, S, S) pixels. Deterministic
+    (the first ``max_images`` crops, uint8 N x S x S x 3)."""
+    import cv2
+
+    faces = images[:max_images]
+    grey = np.stack([cv2.GaussianBlur(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY), (0, 0), smooth_sigma)
+                     for f in faces])
+    mean_face = np.round(grey.astype(np.float32).mean(0)).astype(np.uint8)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    # flow[y, x] = where the mean face's pixel (x, y) lies in the face: a warp by it maps that face to the mean
+    flows = torch.from_numpy(np.stack([dis.calc(mean_face, g, None) for g in grey])).permute(0, 3, 1, 2)
+    flows = (flows * unet.warp_window.cpu()).flatten(1).double()
+    centred = flows - flows.mean(0, keepdim=True)
+    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
+    scale = s[:k] / max(len(flows) - 1, 1) ** 0.5
+    side = images.shape[1]
+    return (vt[:k] * scale[:, None]).float().reshape(k, 2, side, side)
+
+
 def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: bool = True,
                     batch_size: int = 64) -> np.ndarray:
     """What the de-identifier ``teacher`` (a name for :func:`deidkit.deidentifiers.load_deidentifier`) makes of
@@ -476,10 +502,11 @@ def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: b
 
 
 def load_init_state(unet: UNet, state: dict[str, torch.Tensor], source: str) -> None:
-    """``state`` into ``unet``; a ``shape_warp`` network may start from one without the warp (its warp head then
-    starts as no warp), any other difference is an error."""
+    """``state`` into ``unet``; a warping network (``shape_warp``, ``shape_basis``) may start from one without the
+    warp (its warp head then starts as no warp, its shape basis stays as fitted), any other difference is an
+    error."""
     missing, unexpected = unet.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("warp.")]
+    missing = [k for k in missing if not (k.startswith(("warp.", "shape.")) or k == "shape_modes")]
     if missing or unexpected:
         raise ValueError(f"{source}: not a state of this U-Net (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
