@@ -403,7 +403,10 @@ class FaDeNetConfig(SpeedOptions):
             # colour matched, detail cap 1.5, epoch 3 at feathers 0.2 / 0.23 / 0.26: crop SSIM / Rank-1 0.858 /
             # 0.031, 0.873 / 0.044, 0.884 / 0.054, worse-level margin 6.3 / 8.5 / 14.0 SD; the rule's pick is epoch 2
             # at 0.26 (0.881 / 0.046, 12.8 SD; selection_fadenet_subspace_shape.json). The warp is nearly the same
-            # for every face (coefficients' length 2.8-2.9 of 3), its stretch 0.33 (p95).
+            # for every face (coefficients' length 2.8-2.9 of 3), its stretch 0.33 (p95). A longer bound buys nothing
+            # (shape_bound 5: epoch 2 at 0.26 0.879 / 0.049, 8.9 SD; stretch 0.57, the eyes drawn toward wedges again;
+            # selection_fadenet_subspace_shape_b5.json). 3 SD is about how far the median training face's own geometry
+            # lies from the mean face's (its coefficients' length: median 3.1, 95th percentile 7.0).
             "subspace_shape": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                "shape_basis": 16, "shape_bound": 3.0, "lr": 2.5e-4, "epochs": 3,
