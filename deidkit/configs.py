@@ -406,7 +406,9 @@ class FaDeNetConfig(SpeedOptions):
             # for every face (coefficients' length 2.8-2.9 of 3), its stretch 0.33 (p95). A longer bound buys nothing
             # (shape_bound 5: epoch 2 at 0.26 0.879 / 0.049, 8.9 SD; stretch 0.57, the eyes drawn toward wedges again;
             # selection_fadenet_subspace_shape_b5.json). 3 SD is about how far the median training face's own geometry
-            # lies from the mean face's (its coefficients' length: median 3.1, 95th percentile 7.0).
+            # lies from the mean face's (its coefficients' length: median 3.1, 95th percentile 7.0). More modes in the
+            # same bound buy nothing either (shape_basis 32: the rule's pick epoch 3 at 0.23, 0.870 / 0.047, 5.8 SD;
+            # stretch 0.54-0.65; selection_fadenet_subspace_shape_k32.json).
             "subspace_shape": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                "shape_basis": 16, "shape_bound": 3.0, "lr": 2.5e-4, "epochs": 3,
