@@ -30,9 +30,11 @@ ifneq ($(RETRAIN),)
 	$(BIN)/deidkit train fadenet --profile finetune
 	$(BIN)/deidkit train fadenet --profile refine
 	$(BIN)/deidkit train fadenet --profile luma
-	# fadenet_subspace: the correction is 64 face-detail components (~20 CPU-minutes in all)
+	# fadenet_subspace: the correction is 64 face-detail components, the warp 16 modes of real faces' geometry
+	# (~25 CPU-minutes in all)
 	$(BIN)/deidkit train fadenet --profile subspace
 	$(BIN)/deidkit train fadenet --profile subspace_push_m
+	$(BIN)/deidkit train fadenet --profile subspace_shape
 	# the shipped live model was trained on a GPU (profiles gpu, gpu_finetune: ~9 minutes on an H200, ~10 hours on 2 CPU cores)
 	$(BIN)/deidkit train live --profile gpu
 	$(BIN)/deidkit train live --profile gpu_finetune
