@@ -408,7 +408,9 @@ class FaDeNetConfig(SpeedOptions):
             # selection_fadenet_subspace_shape_b5.json). 3 SD is about how far the median training face's own geometry
             # lies from the mean face's (its coefficients' length: median 3.1, 95th percentile 7.0). More modes in the
             # same bound buy nothing either (shape_basis 32: the rule's pick epoch 3 at 0.23, 0.870 / 0.047, 5.8 SD;
-            # stretch 0.54-0.65; selection_fadenet_subspace_shape_k32.json).
+            # stretch 0.54-0.65; selection_fadenet_subspace_shape_k32.json), nor fewer (shape_basis 8: epoch 2 at 0.23,
+            # 0.867 / 0.038, 5.4 SD; stretch 0.76; _k8.json). A shorter bound (shape_bound 2) comes close: epoch 2 at
+            # 0.26, 0.881 / 0.041, 12.2 SD (stretch 0.34; _b2.json), just behind 3 SD's 12.8 under the rule.
             "subspace_shape": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                "shape_basis": 16, "shape_bound": 3.0, "lr": 2.5e-4, "epochs": 3,
