@@ -723,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also bound the colour change in the face box (8-bit Cb+Cr levels, smoothed; blur sigma 8: "
                         "about 3): a natural look, no coloured bands")
     p.add_argument("--max-warp-stretch", type=float, default=None,
-                   help="also bound how far a warping FaDeNet (shape_warp) stretches the face locally (95th "
+                   help="also bound how far a warping FaDeNet (shape_warp, shape_basis) stretches the face locally (95th "
                         "percentile of the largest principal stretch; stop 36's wedge-eyed warps: 0.4-0.9)")
     p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
     p.add_argument("--max-landmarks-vs", default=None, metavar="DEIDENTIFIER",

@@ -15,36 +15,37 @@ from deidkit.deidentifiers import load_deidentifier
 from deidkit.eval.selection import selection_set
 from deidkit.reports import record_metrics
 
-#: run (at epoch 3 unless it names its snapshot) -> its warp (the runs of scripts/fadenet_warp_grid.py)
-RUNS = {
-    "fadenet-subspace_warp": "5x5, 4 px",
-    "fadenet-subspace_warp6": "5x5, 6 px",
-    "fadenet-subspace_warp_g8": "8x8, 4 px",
-    "fadenet-subspace_warp_g12": "12x12, 4 px",
-    "fadenet-subspace_warp_g4p2": "4x4, 2 px",
-    "fadenet-subspace_warp_g5p15": "5x5, 1.5 px",
-    "fadenet-subspace_shape": "16 face-shape modes, 3 SD",
+#: snapshot (run @ epoch) -> its warp (the runs of scripts/fadenet_warp_grid.py)
+SNAPSHOTS = {
+    "fadenet-subspace_warp@epoch003": "5x5, 4 px",
+    "fadenet-subspace_warp6@epoch003": "5x5, 6 px",
+    "fadenet-subspace_warp_g8@epoch003": "8x8, 4 px",
+    "fadenet-subspace_warp_g12@epoch003": "12x12, 4 px",
+    "fadenet-subspace_warp_g4p2@epoch003": "4x4, 2 px",
+    "fadenet-subspace_warp_g5p15@epoch003": "5x5, 1.5 px",
+    "fadenet-subspace_shape@epoch003": "16 face-shape modes, 3 SD",
     "fadenet-subspace_shape@epoch002": "16 face-shape modes, 3 SD (shipped)",
-    "fadenet-subspace_shape_b5": "16 face-shape modes, 5 SD",
-    "fadenet-subspace_shape_k32": "32 face-shape modes, 3 SD",
+    "fadenet-subspace_shape_b5@epoch003": "16 face-shape modes, 5 SD",
+    "fadenet-subspace_shape_k32@epoch003": "32 face-shape modes, 3 SD",
 }
 
 
 def main() -> None:
     crops = aligned_crops(selection_set(1)["path"].tolist())
     rows = []
-    for run, warp in RUNS.items():
+    for snapshot, warp in SNAPSHOTS.items():
         try:
-            deid = load_deidentifier(run if "@" in run else f"{run}@epoch003")
+            deid = load_deidentifier(snapshot)
         except FileNotFoundError as exc:
-            print(f"skipped {run}: {exc}")
+            print(f"skipped {snapshot}: {exc}")
             continue
         stretch = deid.warp_stretch(crops)
-        rows.append({"kind": "warp_stretch", "protocol": "lfw_select_160x8 (1 per identity)", "run": run.partition("@")[0],
-                     "snapshot": f"epochs/epoch{run.partition('@epoch')[2] or '003'}.pt", "warp": warp, "faces": len(stretch),
+        run, _, epoch = snapshot.partition("@")
+        rows.append({"kind": "warp_stretch", "protocol": "lfw_select_160x8 (1 per identity)", "run": run,
+                     "snapshot": f"epochs/{epoch}.pt", "warp": warp, "faces": len(stretch),
                      "median": float(np.median(stretch)), "p95": float(np.percentile(stretch, 95)),
                      "max": float(stretch.max())})
-        print(f"{run:32s} {warp:12s} stretch median {rows[-1]['median']:.3f} p95 {rows[-1]['p95']:.3f} "
+        print(f"{snapshot:36s} {warp:12s} stretch median {rows[-1]['median']:.3f} p95 {rows[-1]['p95']:.3f} "
               f"max {rows[-1]['max']:.3f}")
     record_metrics(rows, "fadenet_warp_stretch")
 

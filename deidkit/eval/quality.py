@@ -110,8 +110,10 @@ def pixel_descriptor_distances(original: np.ndarray, other: np.ndarray, recogniz
 
 def warp_stretch(field: np.ndarray) -> np.ndarray:
     """Per image, the largest relative stretch or squeeze a displacement field (N, 2, H, W; x then y, in pixels)
-    applies anywhere: max over pixels of |s - 1| for both singular values s of its Jacobian I + grad u. A natural
-    change of a face's geometry stays within a few per cent; a warp that smears features into streaks does not."""
+    applies anywhere: max over pixels of |s - 1| for both singular values s of its Jacobian I + grad u. A guard
+    against runaway warps, not a test of a natural look: real training faces differ from the mean face by a median
+    0.43 (projected on 16 principal modes of their geometry), while a free 5 x 5 warp of 0.40 already draws
+    wedge-shaped eyes (stops 36-37)."""
     field = np.asarray(field, dtype=np.float64)
     if field.ndim != 4 or field.shape[1] != 2:
         raise ValueError(f"expected a displacement field (N, 2, H, W), got {field.shape}")
