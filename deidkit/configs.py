@@ -249,7 +249,8 @@ class FaDeNetConfig(SpeedOptions):
             # Stop 25: the same run taken to 10 epochs (epochs 1-2 reproduce the 2-epoch run bit for bit). Shipped:
             # epoch 7 at feather 0.13, chosen among the snapshot x feather candidates by the margin beyond the naive
             # frontier at its worse level (crop or photo) on lfw_select_160x8 with MS1M (+9.2 SD; the stop-23 model
-            # +4.8 SD), then judged on lfw_57x8 (see the README's model card).
+            # +4.8 SD), then judged on lfw_57x8 (see the README's model card). Shipped as fadenet until stop 37, as
+            # fadenet_refine since stop 38 (its outputs carry coloured bands over the eyes; fadenet is now subspace_shape).
             "refine": {**standard, "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.3, "lr": 2.5e-4,
                        "epochs": 10, "init_from": "runs/fadenet-finetune/epochs/epoch001.pt"},
             # Stop 26: the shipped refine snapshot (epoch 7) fine-tuned with a U-Net that can change luminance only
@@ -351,7 +352,7 @@ class FaDeNetConfig(SpeedOptions):
             # stage-3 maps below 0.2 instead of 0.3), 4 epochs from the same start; held-out critic cosine 0.062 /
             # 0.059 / 0.066 / 0.063 (subspace_push: 0.077 / 0.070 / 0.079 / 0.076). At the same feather the outputs
             # keep the SSIM and lose more identity (selection set, MS1M, feather 0.2: crop Rank-1 0.033 where
-            # subspace_push has 0.043). Shipped as fadenet_subspace since stop 34: epoch 3 at feather 0.23 (the stop-32
+            # subspace_push has 0.043). Shipped as fadenet_subspace at stops 34-36: epoch 3 at feather 0.23 (the stop-32
             # rule: crop Rank-1 <= 0.05, then the largest worse-level margin: 8.3 SD; subspace_push epoch 4 at 0.2:
             # 6.0; reports/metrics/selection_fadenet_subspace_push_m_f.json). Also tried at stop 34, not shipped: an
             # input blur of sigma 4 (input_sigma=4 in both steps: 4.7 SD at best within the bound) and a face box of
@@ -411,6 +412,8 @@ class FaDeNetConfig(SpeedOptions):
             # stretch 0.54-0.65; selection_fadenet_subspace_shape_k32.json), nor fewer (shape_basis 8: epoch 2 at 0.23,
             # 0.867 / 0.038, 5.4 SD; stretch 0.76; _k8.json). A shorter bound (shape_bound 2) comes close: epoch 2 at
             # 0.26, 0.881 / 0.041, 12.2 SD (stretch 0.34; _b2.json), just behind 3 SD's 12.8 under the rule.
+            # Shipped at stop 37 as fadenet_subspace, renamed fadenet at stop 38: the natural-looking model is the one
+            # load_deidentifier("fadenet") and --method fadenet give.
             "subspace_shape": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                "shape_basis": 16, "shape_bound": 3.0, "lr": 2.5e-4, "epochs": 3,

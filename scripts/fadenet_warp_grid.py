@@ -22,7 +22,7 @@ CANDIDATES = {
     "5x5 warp, 4 px": "fadenet-subspace_warp@epoch003_f0.26_cm_dc1.5",
     "8x8 warp, 4 px": "fadenet-subspace_warp_g8@epoch003_f0.26_cm_dc1.5",
     "4x4 warp, 2 px": "fadenet-subspace_warp_g4p2@epoch003_f0.26_cm_dc1.5",
-    "shipped: 16 face-shape modes, 3 SD": "fadenet_subspace",
+    "shipped fadenet: 16 face-shape modes, 3 SD": "fadenet",
     "16 face-shape modes, 5 SD": "fadenet-subspace_shape_b5@epoch002_f0.26_cm_dc1.5",
 }
 

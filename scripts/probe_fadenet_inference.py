@@ -1,5 +1,6 @@
-"""Can an inference-time change move the shipped natural-looking FaDeNet (``fadenet_subspace``) off its identity
-curve? (maintainers' probe, stop 35; README model card). Selection set only (lfw_select_160x8, 4 images per
+"""Can an inference-time change move the shipped natural-looking FaDeNet (``fadenet``) off its identity curve?
+(maintainers' probe, stop 35; README model card; its records in reports/ were measured on the model shipped then,
+as ``fadenet_subspace``: ``git show b9cb937:deidkit/weights/manifest.json``). Selection set only (lfw_select_160x8, 4 images per
 identity = 640 faces; never the test protocol), MS1M only (the trained-against recogniser): mean SSIM of the crop,
 mean cosine of output and original, and the leave-one-out Rank-1 (each de-identified probe against the originals
 of every other image). Three changes, each against the shipped model's own feathered square box:
@@ -35,7 +36,7 @@ full = crops.astype(np.float32)
 size = crops.shape[1]
 rec = get_recognizer("mobilefacenet_ms1m")
 ref = rec.embed(crops)
-deid = load_pretrained("fadenet_subspace")
+deid = load_pretrained("fadenet")
 shipped_feather = deid.feather
 rows = []
 
@@ -43,7 +44,7 @@ rows = []
 def measure(probe: str, setting: str, out: np.ndarray) -> None:
     out = np.clip(np.round(out), 0, 255).astype(np.uint8)
     emb = rec.embed(out)
-    row = {"kind": "fadenet_inference_probe", "deidentifier": "fadenet_subspace", "probe": probe,
+    row = {"kind": "fadenet_inference_probe", "deidentifier": deid.name, "probe": probe,
            "setting": setting, "ssim": float(ssim(crops, out).mean()), "cos_to_original": float((emb * ref).sum(1).mean()),
            "loo_rank1": leave_one_out_rank1(ref, emb, labels), "recognizer": rec.name, "faces": len(crops),
            "protocol": "lfw_select_160x8 (4 per identity)"}

@@ -529,7 +529,7 @@ def test_push_term_and_fine_tuning_from_a_snapshot(tmp_path):
 
     shipped = init_state("pretrained:fadenet")
     cfg = read_manifest()["models"]["fadenet"]["config"]
-    unet = build_unet(FaDeNetConfig.profile("standard", unet_width=cfg["unet_width"], image_size=cfg["image_size"]))
+    unet = build_unet(FaDeNetConfig.profile(cfg["profile_name"]))
     unet.load_state_dict(shipped)
     assert all(v.dtype == torch.float32 for v in shipped.values() if v.is_floating_point())
     with pytest.raises(ValueError, match="push_margin"):
@@ -934,7 +934,7 @@ def test_colour_match_and_detail_cap_keep_a_dark_soft_face_dark_and_soft(crops_s
                                          name="r", mode="facebox", detail_cap=1.5)
     with pytest.raises(ValueError, match="facebox"):
         FaDeNetDeidentifier.from_network(cfg, fake, name="r", mode="resize", colour_match=True)
-    shipped = load_fadenet_deidentifier("fadenet_subspace_cm_dc1.5")
+    shipped = load_fadenet_deidentifier("fadenet_cm_dc1.5")
     assert (shipped.colour_match, shipped.detail_cap) == (True, 1.5)
 
 

@@ -436,7 +436,7 @@ def test_recorded_selections_gather_the_candidates_and_plot_them(tmp_path):
     # the shipped natural-looking model is found among the kit's own records under its manifest's run and options
     from deidkit.eval.selection import shipped_candidate
 
-    run, cand = shipped_candidate("fadenet_subspace")
+    run, cand = shipped_candidate("fadenet")
     kit = recorded_selections("selection_fadenet_subspace*")
     assert len(kit[(kit["run"] == run) & (kit["candidate"] == cand)]) == 1
     # more runs than a colour map has colours: each run still gets a style of its own (colour, marker)

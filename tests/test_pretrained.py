@@ -200,7 +200,7 @@ def test_shipped_live_keeps_a_dark_faces_exposure_and_colour(crops_small):
 
 
 def test_shipped_fadenet_luma_keeps_the_faces_colours(crops_small):
-    """The second FaDeNet changes luminance only: no colour bands, where the first paints them over the eyes."""
+    """``fadenet_luma`` changes luminance only: no colour bands, where ``fadenet_refine`` paints them over the eyes."""
     from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.quality import colour_shift
 
@@ -210,7 +210,7 @@ def test_shipped_fadenet_luma_keeps_the_faces_colours(crops_small):
     crops = crops_small[:8]
     luma = load_deidentifier("fadenet_luma")
     assert luma.unet.luma_only and luma.feather == P.read_manifest()["models"]["fadenet_luma"]["inference"]["feather"]
-    banded = colour_shift(crops, load_deidentifier("fadenet").deidentify(crops)).mean()
+    banded = colour_shift(crops, load_deidentifier("fadenet_refine").deidentify(crops)).mean()
     kept = colour_shift(crops, luma.deidentify(crops)).mean()
     blurred = colour_shift(crops, load_deidentifier("blur_sigma8").deidentify(crops)).mean()
     assert kept < blurred < banded  # less colour change than blurring, which keeps local colour
@@ -233,23 +233,24 @@ def test_live_defended_is_the_shipped_live_fine_tuned_against_an_adaptive_attack
                                                      defended.generator.state_dict().values()))
 
 
-def test_shipped_fadenet_subspace_paints_face_detail_not_bands(crops_small):
-    """The third FaDeNet's change lies in its 64 face-detail components (the basis ships with the weights), and it
-    changes the faces' colours about as little as blurring does, where ``fadenet`` paints coloured bands."""
+def test_shipped_fadenet_paints_face_detail_not_bands(crops_small):
+    """The default FaDeNet's change lies in its 64 face-detail components and 16 modes of face geometry (both ship
+    with the weights), and it changes the faces' colours about as little as blurring does, where
+    ``fadenet_refine`` (the default until stop 37) paints coloured bands."""
     from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.quality import colour_shift
 
-    if "fadenet_subspace" not in P.shipped_models():
-        pytest.skip("fadenet_subspace is not shipped")
-    entry = P.read_manifest()["models"]["fadenet_subspace"]
-    deid = load_deidentifier("fadenet_subspace")
+    entry = P.read_manifest()["models"]["fadenet"]
+    deid = load_deidentifier("fadenet")
     assert entry["config"]["detail_basis"] == deid.unet.detail_basis == 64
+    assert entry["config"]["shape_basis"] == deid.unet.shape_modes.shape[0] == 16
+    assert deid.unet.shape_modes.abs().sum() > 0
     assert deid.unet.basis.abs().sum() > 0 and deid.feather == entry["inference"]["feather"]
     # loaded as the manifest says: colour matched, detail capped (the video defect of stop 32)
     assert (deid.colour_match, deid.detail_cap) == (entry["inference"]["colour_match"], entry["inference"]["detail_cap"])
     crops = crops_small[:8]
     subspace = colour_shift(crops, deid.deidentify(crops)).mean()
-    banded = colour_shift(crops, load_deidentifier("fadenet").deidentify(crops)).mean()
+    banded = colour_shift(crops, load_deidentifier("fadenet_refine").deidentify(crops)).mean()
     blurred = colour_shift(crops, load_deidentifier("blur_sigma8").deidentify(crops)).mean()
     assert subspace < 1.5 * blurred and subspace < banded
 

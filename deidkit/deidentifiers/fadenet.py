@@ -72,7 +72,7 @@ class FaDeNetDeidentifier:
     detail the network adds to its blurred input down so that its standard deviation in the face box is at most k
     times the detail the blur removed from that face: an out-of-focus or dark, low-contrast face (the Hamilton
     clip's audience) then stays as soft as it was instead of getting an LFW face's sharp eyes and mouth painted on,
-    while on LFW's faces (detail added / removed: median 0.87, 95th percentile 1.3 for ``fadenet_subspace`` on the
+    while on LFW's faces (detail added / removed: median 0.87, 95th percentile 1.3 for the shipped ``fadenet`` on the
     selection set) a cap of 1.5 changes almost nothing.
     """
 

@@ -241,7 +241,7 @@ def recorded_selections(pattern: str = "selection_*", out: str | os.PathLike | N
     return table.drop_duplicates(["run", "candidate"], keep="last").reset_index(drop=True)
 
 
-def shipped_candidate(model: str = "fadenet_subspace") -> tuple[str, str]:
+def shipped_candidate(model: str = "fadenet") -> tuple[str, str]:
     """The (run, candidate) under which a shipped FaDeNet model was chosen, as :func:`recorded_selections` lists
     it: its manifest's run and checkpoint with its inference options spelled as the candidates' keys are."""
     from deidkit.deidentifiers.fadenet import option_suffix

@@ -30,8 +30,9 @@ def resolve_deidentifier(name: str, run_dir: str | None = None, device: str = "c
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="live", help="de-identifier: live, live_defended, fadenet or fadenet_luma "
-                   "(the shipped models; live is the default; live_defended resists an attacker who learns it), live_<profile> / fadenet_<profile> (trained in the cache), or a baseline such as "
+    p.add_argument("--method", default="live", help="de-identifier: live, live_defended, fadenet, fadenet_refine or "
+                   "fadenet_luma (the shipped models; live is the default; live_defended resists an attacker who learns it; "
+                   "fadenet_refine and fadenet_luma paint bands over the eyes), live_<profile> / fadenet_<profile> (trained in the cache), or a baseline such as "
                    "blur_sigma8, pixelate_16px, blackbox, noise_sigma32")
     p.add_argument("--run-dir", default=None, help="folder of a trained live model (default: the profile's cache)")
     p.add_argument("--target", default=None, help="image of the person whose representation conditions the live "
