@@ -25,6 +25,9 @@ MANIFEST = "manifest.json"
 #: Shipped models and the kind of network each one is.
 KINDS = ("live", "fadenet")
 MAX_BYTES = 25 * 1024 * 1024
+#: Shipped names that now mean another model, and the name the same weights ship under: loading the old name is
+#: refused with a pointer, never resolved to something else (stop 38: the natural-looking FaDeNet became ``fadenet``).
+RENAMED: dict[str, str] = {"fadenet_subspace": "fadenet"}
 
 
 class PretrainedError(ValueError):

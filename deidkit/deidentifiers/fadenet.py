@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, runs_dir
-from deidkit.configs import FaDeNetConfig
+from deidkit.configs import FADENET_PROFILES, FaDeNetConfig
 from deidkit.data.images import from_model_range, resize_crops, to_model_range
 from deidkit.deidentifiers import register_trained
 from deidkit.deidentifiers.colour import match_colour
@@ -254,8 +254,9 @@ def _mode(mode: str | None, config: FaDeNetConfig) -> str:
 
 
 def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> FaDeNetDeidentifier:
-    """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists, else the run of
-    ``profile`` (``fadenet-<profile>``). Registered with :mod:`deidkit.deidentifiers` under the prefix
+    """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists; ``fadenet_<profile>``
+    the run of that profile (``fadenet-<profile>``), bare ``fadenet`` the run of ``profile``; any other name is an
+    error (``ValueError``). Registered with :mod:`deidkit.deidentifiers` under the prefix
     ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``);
     a name ending in ``_f<feather>``, ``_s<strength>``, ``_cm`` (colour matched) and/or ``_dc<k>`` (detail cap;
     ``fadenet-standard@epoch002_f0.03_s0.9_cm_dc1.5``, that order) sets those inference options."""
@@ -282,9 +283,24 @@ def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> 
         deid = FaDeNetDeidentifier(runs_dir() / run, name=name)
         deid.unet.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["unet"])
         return deid
-    for cand in (runs_dir() / name, runs_dir() / FaDeNetConfig.profile(profile).name):
-        if (cand / CHECKPOINT_NAME).is_file():
-            return FaDeNetDeidentifier(cand, name=name)
+    if (runs_dir() / name / CHECKPOINT_NAME).is_file():  # a run folder by name, e.g. fadenet-standard-det005
+        return FaDeNetDeidentifier(runs_dir() / name, name=name)
+    from deidkit.pretrained import RENAMED, shipped_models
+
+    if name in RENAMED:
+        raise ValueError(f"{name!r} is the shipped model {RENAMED[name]!r} since stop 38 (the same weights); the run "
+                         f"of a training profile is named fadenet-<profile>")
+    # fadenet_<profile>: that profile's run (the name's profile wins over the argument); any other name is refused
+    # rather than read as the argument's profile, so that a typo never loads another model under the name asked for
+    m = re.fullmatch(r"fadenet(?:_(\w+))?", name)
+    if m is None or (m.group(1) and m.group(1) not in FADENET_PROFILES):
+        raise ValueError(f"unknown FaDeNet {name!r}: a shipped model ({', '.join(shipped_models())}), "
+                         f"fadenet_<profile> (a profile of deidkit train fadenet), a run folder under {runs_dir()} "
+                         f"or <run>@epoch<NNN>")
+    profile = m.group(1) or profile
+    cand = runs_dir() / FaDeNetConfig.profile(profile).name
+    if (cand / CHECKPOINT_NAME).is_file():
+        return FaDeNetDeidentifier(cand, name=name)
     raise FileNotFoundError(
         f"no trained FaDeNet run {name!r} or for profile {profile!r} under {runs_dir()}; train it with "
         f"notebooks/02_fadenet.ipynb (or deidkit.train.fadenet.train_fadenet(FaDeNetConfig.profile({profile!r})))"
