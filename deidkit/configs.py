@@ -144,6 +144,8 @@ class FaDeNetConfig(SpeedOptions):
     input_region: float | None = None  # the blurred face box's side as a fraction of the crop; None: CANONICAL_ZOOM
     embed_weight: float = 0.0  # 0: the paper; > 0: the critic's embedding of the output is pushed off the input's
     embed_margin: float = 0.0  # cosine below which an image stops pushing (then only image quality pulls it)
+    diversity_weight: float = 0.0  # 0: the paper; > 0: outputs of different people stay as far apart in the critic's
+    # embedding as their originals are (not one change for every face; see losses.fadenet.output_collapse)
     feature_weight: float = 0.0  # 0: the paper; > 0: the critic's low-level feature maps stay the original's
     feature_layers: tuple[str, ...] = ()  # which backbone stages; (): DEFAULT_FEATURE_LAYERS
     push_weight: float = 0.0  # 0: the paper; > 0: the critic's mid-level feature maps are pushed off the input's
@@ -414,6 +416,11 @@ class FaDeNetConfig(SpeedOptions):
             # 0.26, 0.881 / 0.041, 12.2 SD (stretch 0.34; _b2.json), just behind 3 SD's 12.8 under the rule.
             # Shipped at stop 37 as fadenet_subspace, renamed fadenet at stop 38: the natural-looking model is the one
             # load_deidentifier("fadenet") and --method fadenet give.
+            # Stop 38: its change is nearly the same for every face (scripts/probe_fadenet_per_face.py). With the
+            # collapse term (--overrides diversity_weight=0.5: outputs of different people no closer than their
+            # originals) the network keeps more of each face instead (held-out critic cosine 0.17 after 3 epochs,
+            # here 0.05; selection set, epoch 3 at feathers 0.1 / 0.16 / 0.22: crop SSIM / MS1M Rank-1 0.836 / 0.084,
+            # 0.862 / 0.117, 0.889 / 0.186; selection_fadenet_subspace_shape_div05.json): far above this curve.
             "subspace_shape": {**standard, "detail_basis": 64, "smooth_sigma": 0.0, "adv_weight": 0.0,
                                "push_weight": 0.5, "push_layers": ("stage3",), "push_margin": 0.2, "embed_margin": -0.1,
                                "shape_basis": 16, "shape_bound": 3.0, "lr": 2.5e-4, "epochs": 3,
@@ -459,7 +466,7 @@ class FaDeNetConfig(SpeedOptions):
                        feature_weight=self.feature_weight, detect_weight=self.detect_weight,
                        chroma_weight=self.chroma_weight, push_weight=self.push_weight,
                        ssim_weight=self.ssim_weight, teacher_weight=self.teacher_weight,
-                       adversary_weight=self.adversary_weight)
+                       adversary_weight=self.adversary_weight, diversity_weight=self.diversity_weight)
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
             raise ValueError(f"these FaDeNet weights must be >= 0: {negative}")

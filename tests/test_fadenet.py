@@ -318,6 +318,29 @@ def test_embedding_term_pushes_the_critics_embedding_off_the_input(tmp_path):
         FaDeNetConfig.profile("tiny", embed_weight=-1.0)
 
 
+def test_collapse_term_charges_one_change_for_every_face(tmp_path):
+    """``diversity_weight``: outputs of different people that are closer to each other than their originals were
+    pay the excess cosine (pairs of one person and pairs already as far apart are free); the term trains and is
+    logged; a negative weight is refused."""
+    from deidkit.losses.fadenet import output_collapse
+
+    ref = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])  # three people, pairwise cosines 0, -1, 0
+    same = torch.tensor([[1.0, 1.0]] * 3)  # one output for all: every pair at cosine 1
+    labels = torch.tensor([0, 1, 2])
+    assert torch.isclose(output_collapse(same, ref, labels), torch.tensor((1.0 + 2.0 + 1.0) / 3))
+    assert output_collapse(ref * 3.0, ref, labels) == 0  # as far apart as the originals (scale does not count)
+    assert output_collapse(same, ref, torch.tensor([5, 5, 5])) == 0  # one person: no pair to charge
+    grad = torch.tensor([[1.0, 1.0], [1.0, 0.9], [0.9, 1.0]], requires_grad=True)
+    output_collapse(grad, ref, labels).backward()
+    assert grad.grad.abs().sum() > 0
+    fcfg = FaDeNetConfig.profile("tiny", image_size=64, batch_size=6, epochs=1, diversity_weight=1.0)
+    res = train_fadenet(fcfg, data=toy_data(size=64), critic=EmbeddingCritic(MobileFaceNetMS1M(), 3),
+                        run_dir=tmp_path / "f", progress=False)
+    assert "collapse" in res.log.columns and (res.log["collapse"] >= 0).all()
+    with pytest.raises(ValueError, match="diversity_weight"):
+        FaDeNetConfig.profile("tiny", diversity_weight=-1.0)
+
+
 def test_feature_term_ties_low_level_maps_to_the_original(tmp_path):
     """``feature_weight``: the critic's low-level maps of the output are pulled to the original's; the folded
     (fast) critic gives the same maps and embedding as the critic; the term is logged and trained."""

@@ -74,6 +74,23 @@ def embedding_similarity(out_features: torch.Tensor, ref_features: torch.Tensor,
     return (cos - margin).clamp_min(0.0)
 
 
+def output_collapse(out_features: torch.Tensor, ref_features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """How much closer the outputs of different people are to each other than their originals were: the mean over
+    pairs of images with different labels of ``relu(cos(out_i, out_j) - cos(ref_i, ref_j))`` (0 without such pairs).
+
+    Not in the paper: at CPU scale the detail-basis FaDeNet converged to one change for every face (one detail
+    pattern and one warp; ``scripts/probe_fadenet_per_face.py``), which fools a fixed critic by making all faces
+    alike. This term (``diversity_weight``) charges that collapse, so that whatever hides identity must differ
+    between people."""
+    out = F.normalize(out_features.flatten(1), dim=1)
+    ref = F.normalize(ref_features.flatten(1), dim=1)
+    pairs = torch.triu(labels[:, None] != labels[None, :], diagonal=1)
+    if not bool(pairs.any()):
+        return out.sum() * 0.0
+    gap = (out @ out.T - ref @ ref.T).clamp_min(0.0)
+    return gap[pairs].mean()
+
+
 def detection_loss(face_probability: torch.Tensor, floor: float = 0.99, eps: float = 1e-6) -> torch.Tensor:
     """Per-image ``-log p`` of a detector's face probability above ``-log floor`` (0 once ``p >= floor``), shape (N,).
 

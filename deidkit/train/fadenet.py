@@ -51,6 +51,7 @@ from deidkit.losses.fadenet import (
     detection_loss,
     embedding_similarity,
     fadenet_loss,
+    output_collapse,
     ssim_index,
     unit_norm_distance,
 )
@@ -288,6 +289,12 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
                 sim = (sim + extra_sim) / 2
             total = total + config.embed_weight * sim
             extra["embed_sim"] = float(sim.detach())
+        if config.diversity_weight:
+            with torch.no_grad():
+                original = fast_critic.features(x)
+            collapse = output_collapse(feats, original, y)
+            total = total + config.diversity_weight * collapse
+            extra["collapse"] = float(collapse.detach())
         if adversary is not None:
             with torch.no_grad():
                 original = fast_critic.features(x)
