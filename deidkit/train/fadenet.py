@@ -277,10 +277,12 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             with torch.no_grad():
                 extra_ref = fast_extra.feature_maps(x)
             extra_pair = (fast_extra.feature_maps(fx), extra_ref)
-        if config.embed_weight:
+        original = None  # the critic's embedding of the input, for the terms that compare the output's with it
+        if config.embed_weight or config.diversity_weight or adversary is not None:
             with torch.no_grad():
-                ref = fast_critic.features(x)
-            sim = torch.stack([embedding_similarity(f, ref, config.embed_margin).mean()
+                original = fast_critic.features(x)
+        if config.embed_weight:
+            sim = torch.stack([embedding_similarity(f, original, config.embed_margin).mean()
                                for f in (feats, *view_feats)]).mean()
             if extra_pair is not None:
                 extra_sim = embedding_similarity(extra_pair[0]["features"], extra_pair[1]["features"],
@@ -290,14 +292,10 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             total = total + config.embed_weight * sim
             extra["embed_sim"] = float(sim.detach())
         if config.diversity_weight:
-            with torch.no_grad():
-                original = fast_critic.features(x)
             collapse = output_collapse(feats, original, y)
             total = total + config.diversity_weight * collapse
             extra["collapse"] = float(collapse.detach())
         if adversary is not None:
-            with torch.no_grad():
-                original = fast_critic.features(x)
             adv, read_back = adversary(feats, original)
             total = total + config.adversary_weight * adv
             extra["adversary_cos"] = float(read_back.mean())
