@@ -125,6 +125,8 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
     rounding measurably moves results) into the weights folder and record it in the manifest."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if name in RENAMED:
+        raise ValueError(f"{name!r} was renamed {RENAMED[name]!r}; ship under another name (an old name means one model)")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     weights_dir = Path(weights_dir or WEIGHTS_DIR)

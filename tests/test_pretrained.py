@@ -88,6 +88,19 @@ def test_at_least_the_two_models_ship():
     assert set(P.shipped_models()) >= {"live", "fadenet"}
 
 
+def test_a_renamed_model_points_at_a_shipped_one_and_its_old_name_ships_nothing(tmp_path):
+    """``RENAMED``: each old name's weights ship under the new name, nothing ships under the old one, and an export
+    under it is refused (the name would then mean two models)."""
+    shipped = set(P.shipped_models())
+    assert P.RENAMED and all(old not in shipped and new in shipped for old, new in P.RENAMED.items())
+    cfg = FaDeNetConfig.profile("tiny")
+    old = next(iter(P.RENAMED))
+    with pytest.raises(ValueError, match="renamed"):
+        P.export_pretrained(old, "fadenet", build_unet(cfg).state_dict(), cfg.to_dict(), training_time_s=1.0,
+                            weights_dir=tmp_path)
+    assert not (tmp_path / f"{old}.pt").exists()
+
+
 def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
     cfg = FaDeNetConfig.profile("standard", run_name="fadenet-standard-try3")  # shipped from a renamed run
     P.export_pretrained("fadenet", "fadenet", build_unet(cfg).state_dict(), cfg.to_dict(), training_time_s=1.0,
