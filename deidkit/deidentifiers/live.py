@@ -18,6 +18,7 @@ from torch import nn
 from deidkit.assets import cache_dir
 from deidkit.checkpoints import load_checkpoint
 from deidkit.configs import LiveConfig
+from deidkit.data.images import resize_crops
 from deidkit.data.templates import ARCFACE_112, crop_to_template
 from deidkit.deidentifiers import register_trained
 from deidkit.deidentifiers.colour import match_colour
@@ -163,10 +164,10 @@ class LiveDeidentifier:
         return int(round(self.size / self.crop_fraction))
 
     def _network_input(self, batch: np.ndarray) -> torch.Tensor:
-        if batch.shape[1] > 1.5 * self.crop_size:
-            # shrink with area averaging first: bilinear sampling alone would alias large crops
-            batch = np.stack([cv2.resize(b, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
-                              for b in batch])
+        if batch.shape[1] != self.crop_size:
+            # to the network's own sampling first (area averaging to shrink: bilinear sampling alone would alias
+            # the larger crops the pipeline aligns to, see deidkit.pipeline.swap.work_side)
+            batch = resize_crops(batch, self.crop_size)
         x = to_tensor(batch).to(self.device)
         grid = center_grid(x.shape[0], self.size, self.crop_fraction, self.device)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -204,7 +205,8 @@ class LiveDeidentifier:
         alpha = np.zeros((n, c, c), dtype=np.float32)
         for i in range(n):
             # Outside the network's region the raw image is the input and the weight 0.
-            warped = cv2.warpAffine(raw_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # bicubic: the network's small output is enlarged several times here, and bilinear blurs it further
+            warped = cv2.warpAffine(raw_np[i], m, (c, c), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             a = cv2.warpAffine(mask_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=0)
             region = a > 0

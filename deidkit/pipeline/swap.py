@@ -27,6 +27,30 @@ from deidkit.pipeline.faces import (
 STAGES = ("decode", "detect", "align", "network", "blend", "encode")
 DEFAULT_CROP = 224
 
+#: The faces of a frame are aligned to a canonical crop sampled at least this many times finer than the largest
+#: face in the frame (and never coarser than the de-identifier's own crop), so that the warp back to the frame
+#: loses nothing. With the identity de-identifier on LFW photos, inside the face (sharpness = variance of the
+#: Laplacian against the original's; ``tests/test_pipeline_roundtrip.py``): 1.5 x with Lanczos 1.00 and 58 dB;
+#: the face's own resolution with Lanczos 0.94 and 52 dB; a fixed 224-px crop with bilinear sampling (the
+#: kit's earlier path) 0.57 and 41 dB.
+OVERSAMPLE = 1.5
+#: Upper bound of that crop's side (a phone portrait's 2,000-pixel face is aligned at this side, not above).
+MAX_WORK_SIDE = 1536
+#: How crops are sampled from the frame and pasted back: Lanczos over 8 x 8 pixels keeps the finest detail.
+RESAMPLING = cv2.INTER_LANCZOS4
+
+
+def work_side(matrices: list[np.ndarray], crop_size: int, oversample: float = OVERSAMPLE,
+              max_side: int = MAX_WORK_SIDE) -> int:
+    """The side of the canonical crops one frame's faces are aligned to: ``oversample`` x the side of the
+    largest face's ``crop_size`` crop in frame pixels, at least ``crop_size``, at most ``max_side``.
+    ``matrices``: each face's frame -> ``crop_size`` crop similarity (its scale is crop pixels per frame pixel)."""
+    if not matrices:
+        return crop_size
+    scale = min(float(np.sqrt(abs(np.linalg.det(np.asarray(m, np.float64)[:, :2])))) for m in matrices)
+    native = crop_size / max(scale, 1e-6)
+    return int(min(max_side, max(crop_size, np.ceil(oversample * native))))
+
 
 class StageClock:
     """Wall-clock and CPU time per pipeline stage: ``mark()`` then ``lap(stage)``. The CPU times do not depend on
@@ -83,6 +107,11 @@ class FaceSwapper:
         detector: ``"yunet"`` or ``"mtcnn"``, or an object with ``.detect``.
         target: conditioning for de-identifiers that take one (the live network): an RGB image (the central face
             is used) or None for "each face is its own target".
+        oversample: the faces are aligned to crops sampled this many times finer than the face in the frame
+            (:func:`work_side`; at least the de-identifier's ``crop_size``), and pasted back with Lanczos
+            resampling, so that what the de-identifier leaves unchanged comes back unchanged. The de-identifier
+            receives crops of that side (every de-identifier of the kit takes any side and works at its own
+            resolution inside). 0 aligns at ``crop_size`` exactly.
         strength: multiplies the blending weight (0: unchanged frame, 1: full effect).
         hull: ``"face"`` (default: the whole face, forehead and contour included, see ``face_weights``),
             ``"dlib68"`` (only within the convex hull of dlib's 68 landmarks, eroded) or ``"none"`` (whole crop).
@@ -103,7 +132,7 @@ class FaceSwapper:
     def __init__(self, deidentifier: Any, detector: Any = "yunet", target: np.ndarray | None = None,
                  strength: float = 1.0, hull: str = "face", feather: float = 0.04, min_face: int = 8,
                  target_refresh: int = 15, carry_frames: int = 5,
-                 detect_side: int | None = DEFAULT_DETECT_SIDE) -> None:
+                 detect_side: int | None = DEFAULT_DETECT_SIDE, oversample: float = OVERSAMPLE) -> None:
         if not hasattr(deidentifier, "deidentify"):
             raise TypeError(f"{deidentifier!r} is not a de-identifier (it has no .deidentify)")
         if not 0.0 <= strength <= 1.0:
@@ -114,6 +143,9 @@ class FaceSwapper:
         self.detector = make_face_detector(detector, max_side=detect_side) if isinstance(detector, str) else detector
         self.crop_size = int(getattr(deidentifier, "crop_size", DEFAULT_CROP))
         self.template = canonical_landmarks(self.crop_size)
+        if oversample < 0:
+            raise ValueError(f"oversample must be >= 0, got {oversample}")
+        self.oversample = oversample
         self.strength = strength
         self.feather = feather
         self.min_face = min_face
@@ -121,7 +153,6 @@ class FaceSwapper:
         self._weights = face_weights if hull == "face" else hull_weights
         if hull in ("face", "dlib68"):
             self.landmarks68 = Dlib68()
-            self._box68 = canonical_face_box(self.crop_size)
         self.clock = StageClock()
         if target_refresh < 1:
             raise ValueError(f"target_refresh must be >= 1, got {target_refresh}")
@@ -202,16 +233,17 @@ class FaceSwapper:
         clock = clock or self.clock
         clock.mark()
         frame, dets = prep.frame, prep.detections
-        c = self.crop_size
-        mats, crops = [], []
-        for d in dets:
-            m = similarity_matrix(d.landmarks, self.template)
-            mats.append(m)
-            crops.append(cv2.warpAffine(frame, m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101))
-        crops = np.stack(crops)
+        mats = [similarity_matrix(d.landmarks, self.template) for d in dets]
+        c = work_side(mats, self.crop_size, self.oversample) if self.oversample else self.crop_size
+        if c != self.crop_size:
+            template = canonical_landmarks(c)
+            mats = [similarity_matrix(d.landmarks, template) for d in dets]
+        crops = np.stack([cv2.warpAffine(frame, m, (c, c), flags=RESAMPLING, borderMode=cv2.BORDER_REFLECT101)
+                          for m in mats])
         hulls = None
         if self.landmarks68 is not None:
-            hulls = [self._weights(self.landmarks68.in_box(cr, self._box68), c, self.feather) for cr in crops]
+            box68 = canonical_face_box(c)
+            hulls = [self._weights(self.landmarks68.in_box(cr, box68), c, self.feather) for cr in crops]
         clock.lap("align")
         return PreparedFrame(frame, dets, mats, crops, hulls, prep.carried)
 
@@ -226,7 +258,7 @@ class FaceSwapper:
         if not dets:
             self._tracks = []
             return FrameResult(frame, 0)
-        c = self.crop_size
+        c = crops.shape[1]
         if hasattr(self.deid, "deidentify_with_mask"):
             targets = self.target
             if targets is None and hasattr(self.deid, "target_representation"):
@@ -254,7 +286,7 @@ class FaceSwapper:
             roi_m = inv.copy()
             roi_m[:, 2] -= (x0, y0)  # warp straight into the face's region of interest, not the whole frame
             size = (int(x1 - x0), int(y1 - y0))
-            r = cv2.warpAffine(raw[i], roi_m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            r = cv2.warpAffine(raw[i], roi_m, size, flags=RESAMPLING, borderMode=cv2.BORDER_REPLICATE)
             wa = cv2.warpAffine(np.ascontiguousarray(a, np.float32), roi_m, size, flags=cv2.INTER_LINEAR,
                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)[..., None]
             roi = out[y0:y1, x0:x1].astype(np.float32)
