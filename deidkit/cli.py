@@ -103,6 +103,14 @@ def _train(args: argparse.Namespace) -> int:
                 run_dir = default_run_dir(args.profile) if args.run_dir is None else Path(args.run_dir)
                 train_live(cfg, run_dir=run_dir, until_epoch=args.until_epoch)
                 target = cfg.epochs if args.until_epoch is None else min(cfg.epochs, args.until_epoch)
+            elif args.model == "detail":  # the live model's detail stage
+                from deidkit.configs import DetailConfig
+                from deidkit.train.detail import default_detail_run_dir, train_detail
+
+                cfg = DetailConfig.profile(args.profile, **overrides)
+                run_dir = default_detail_run_dir(args.profile) if args.run_dir is None else Path(args.run_dir)
+                train_detail(cfg, run_dir=run_dir)
+                target = cfg.epochs
             elif args.model == "fadenet":
                 from deidkit.configs import FaDeNetConfig
                 from deidkit.train.fadenet import train_fadenet
@@ -222,6 +230,49 @@ def _benchmark_train(args: argparse.Namespace) -> int:
         print(f"{r['model']:8s} {r['profile']:8s} {r['device']:6s} x{r['world_size']}: "
               f"{r['images_per_s']:.1f} images/s (batch {r['batch_size']}, {r['steps']} steps)")
     merge_metrics(new, "train_speed", ("model", "profile", "device", "world_size"), args.out)
+    return 0
+
+
+def _realism(args: argparse.Namespace) -> int:
+    """Realism measures (sharpness, colour shift, two-sample probe) of de-identifiers and the naive families."""
+    from deidkit.deidentifiers import load_deidentifier
+    from deidkit.eval.realism import measure_realism
+    from deidkit.reports import record_metrics
+
+    names = list(args.methods)
+    if not args.no_naive:
+        from deidkit.eval.frontier import NAIVE_FAMILIES
+
+        names += ["original", *[n for members in NAIVE_FAMILIES.values() for n in members]]
+    methods = []
+    for name in dict.fromkeys(names):
+        try:
+            methods.append(load_deidentifier(name))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+    records, _ = measure_realism(methods, protocol=args.protocol, levels=args.levels, n_identities=args.identities,
+                                 train_images=args.train_images)
+    path = record_metrics(records, args.name, args.out)
+    for r in records:
+        print(f"{r['level']:5s} {r['deidentifier']:28s} sharpness {r['sharpness']:.2f}  colour shift "
+              f"{r['colour_shift']:.2f}  c2st {r['c2st']:.3f}  (n {r['n']})")
+    if args.frontier:  # the privacy-utility figure with a realism axis, from that frontier run's tables
+        import matplotlib
+        import pandas as pd
+
+        matplotlib.use("Agg")
+        from deidkit.plots import realism_figure
+        from deidkit.reports import reports_dir, save_figure
+
+        base = reports_dir(args.out) / "metrics" / args.frontier
+        tables = {lv: pd.read_csv(base.with_name(f"{args.frontier}_{lv}.csv")) for lv in args.levels
+                  if base.with_name(f"{args.frontier}_{lv}.csv").is_file()}
+        if not tables:
+            raise FileNotFoundError(f"{base}_crop.csv / _image.csv: no tables of deidkit frontier --name {args.frontier}")
+        recognizers = list(dict.fromkeys(next(iter(tables.values()))["recognizer"]))
+        fig = save_figure(realism_figure(tables, records, recognizers), args.name, args.out)
+        print(f"figure {fig}")
+    print(f"records {path}")
     return 0
 
 
@@ -640,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data)
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
-    p.add_argument("model", choices=["critic", "fadenet", "live"])
+    p.add_argument("model", choices=["critic", "fadenet", "live", "detail"],
+                   help="detail: the live model's 2x detail stage (profiles tiny, quick, gpu)")
     p.add_argument("--profile", default="quick", choices=training_profiles())
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
@@ -781,6 +833,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maintainers: record the shipped models' results in deidkit/weights/manifest.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_frontier)
+
+    p = sub.add_parser("realism", help="does the output look like a real photo? sharpness, colour shift and a "
+                       "two-sample classifier, at crop and photo level, beside the naive families")
+    p.add_argument("methods", nargs="*", help="de-identifier names (e.g. live fadenet); the original and the naive "
+                   "families are added unless --no-naive")
+    p.add_argument("--protocol", default="lfw_57x8", help="test photos (the probe learns on lfw_train_pool)")
+    p.add_argument("--levels", nargs="+", default=["crop", "image"], choices=["crop", "image"],
+                   help="crop: canonical crops; image: whole photos through the pipeline")
+    p.add_argument("--identities", type=int, default=None, help="first N identities of the protocol only")
+    p.add_argument("--train-images", type=int, default=300,
+                   help="training-pool photos (one per identity) the two-sample probe learns from")
+    p.add_argument("--no-naive", action="store_true", help="skip the original and the naive families")
+    p.add_argument("--frontier", default=None, metavar="NAME",
+                   help="draw Rank-1 against SSIM and against sharpness from deidkit frontier --name NAME's tables")
+    p.add_argument("--name", default="realism", help="records file: reports/metrics/<name>.json")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=_realism)
 
     p = sub.add_parser("attack", help="an attacker that has learnt each de-identifier (a head on a frozen recogniser)")
     p.add_argument("methods", nargs="+", help="de-identifier names (e.g. live fadenet blur_sigma8 pixelate_16px)")

@@ -518,7 +518,7 @@ PAPER_LAMBDA_STEPS = (1e-7, 5e-7, 1e-6, 2e-6)
 
 LAMBDA_SHAPE = tuple(v / PAPER_LAMBDA_STEPS[-1] for v in PAPER_LAMBDA_STEPS)
 
-PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "defend", "paper")
+PROFILES = ("tiny", "quick", "standard", "finetune", "gpu", "gpu_finetune", "defend", "gpu128", "paper")
 
 #: The named profiles of each trained model (``deidkit train MODEL --profile``), as their ``profile`` methods
 #: define them (a test keeps the two in step).
@@ -531,7 +531,7 @@ LIVE_PROFILES = PROFILES
 
 def training_profiles() -> list[str]:
     """Every profile name of any trained model, in first-seen order (the CLI's ``--profile`` choices)."""
-    return list(dict.fromkeys(CRITIC_PROFILES + FADENET_PROFILES + LIVE_PROFILES))
+    return list(dict.fromkeys(CRITIC_PROFILES + FADENET_PROFILES + LIVE_PROFILES + DETAIL_PROFILES))
 
 
 @dataclass(frozen=True)
@@ -669,6 +669,13 @@ class LiveConfig(SpeedOptions):
                            epochs=12, lambda_max=1.2, lambda_shape=(1.0, 1.0, 1.0, 1.0), adversary_weight=1.0,
                            adversary_margin=0.1, adversary_ridge=0.01, anchor_weight=4.0,
                            init_from="pretrained:live"),
+            # One GPU: the gpu recipe (loss, lambda steps, batch 64, bf16) with a 128-pixel generator of the paper's
+            # widths, trained from scratch (scripts/gpu_train_live.py --profile gpu128 fits the epochs to a time
+            # budget). Not trained yet: needs a GPU.
+            "gpu128": dict(size=128, stem_channels=32, enc_channels=(64, 128, 256, 512, 512), bottleneck=1024,
+                           dec_channels=512, disc_channels=64, batch_size=64, max_images=None, epoch_steps=100,
+                           warmup_epochs=30, epochs=90, lambda_max=3.5, lambda_shape=(1.5 / 3.5, 2.5 / 3.5, 1.0, 1.0),
+                           amp=True, channels_last=True),
             "paper": dict(size=128, stem_channels=32, enc_channels=(64, 128, 256, 512, 512), bottleneck=1024,
                           dec_channels=512, disc_channels=64, epochs=40, amp=True, channels_last=True),
         }
@@ -714,3 +721,53 @@ class LiveConfig(SpeedOptions):
 
     def loss_weights(self) -> LiveLossWeights:
         return LiveLossWeights(**self.weights)
+
+
+DETAIL_PROFILES = ("tiny", "quick", "gpu")
+
+
+@dataclass
+class DetailConfig:
+    """The live model's detail stage (:class:`deidkit.models.detail.DetailNet`): a 2x super-resolution GAN
+    trained on training-pool faces. Build with :meth:`profile`. The stage enlarges the live generator's
+    ``size``-pixel face to ``2 * size``; it learns from real faces made smaller and softer (a Gaussian blur of
+    up to ``blur_max`` output pixels before the reduction, as soft as the generator's faces)."""
+
+    profile_name: str = "quick"
+    size: int = 64  # the input side (the live generator's); the output is twice this
+    crop_fraction: float = 0.8  # the part of the canonical crop the live generator sees
+    channels: int = 48
+    blocks: int = 6
+    disc_channels: int = 32
+    blur_max: float = 1.5
+    feature_layers: tuple[str, ...] = ("conv1", "dw_conv", "stage1")
+    weights: dict[str, float] = field(default_factory=lambda: {"l1": 0.1, "low": 1.0, "feat": 1.0, "adv": 0.05})
+    manifest: str = "lfw_train_pool"
+    max_images: int | None = None
+    crop_pack: str | None = None  # a crop pack of the manifest (``deidkit data pack``): trains without LFW
+    batch_size: int = 16
+    epochs: int = 10
+    epoch_steps: int = 200
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.99)
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+
+    @classmethod
+    def profile(cls, name: str, **overrides: Any) -> DetailConfig:
+        presets: dict[str, dict[str, Any]] = {
+            "tiny": dict(channels=8, blocks=1, disc_channels=8, max_images=16, batch_size=4, epochs=2,
+                         epoch_steps=2),
+            # 2 CPU cores: about 0.5 s a step
+            "quick": dict(max_images=3000, epochs=10, epoch_steps=200),
+            "gpu": dict(channels=64, blocks=12, disc_channels=64, batch_size=64, epochs=40, epoch_steps=250),
+        }
+        if name not in presets:
+            raise ValueError(f"unknown profile {name!r}; choose one of {DETAIL_PROFILES}")
+        cfg = cls(profile_name=name, **presets[name])
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise ValueError(f"DetailConfig has no field {k!r}")
+            setattr(cfg, k, tuple(v) if isinstance(v, list) else v)
+        return cfg

@@ -227,3 +227,48 @@ def selection_curves_figure(table: pd.DataFrame, max_rank1: float | None = None,
     fig.tight_layout(rect=(0, 0.06 + 0.022 * ((len(labels) + 3) // 4), 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False)
     return fig
+
+
+def realism_figure(tables: dict[str, pd.DataFrame], realism: list[dict], recognizers: list[str],
+                   families: dict | None = None, axis: str = "sharpness"):
+    """Privacy against image quality, twice per level and recogniser: Rank-1 against SSIM (the frontier's axis) and
+    against a realism measure (``axis``: ``"sharpness"`` on a log scale, or ``"c2st"``), each naive family as a
+    line, every other de-identifier as a labelled marker. SSIM forgives blur; the realism axis does not: a point
+    that looks better than blur on SSIM may look no better on sharpness. ``tables``: level -> frontier table;
+    ``realism``: ``kind="realism"`` records of the same de-identifiers and levels."""
+    from deidkit.eval.frontier import NAIVE_FAMILIES, family_of
+
+    families = families or NAIVE_FAMILIES
+    levels = [lv for lv in tables if any(r["level"] == lv for r in realism)]
+    fig, axes = plt.subplots(len(levels), 2 * len(recognizers), figsize=(4.2 * 2 * len(recognizers),
+                             3.8 * len(levels)), squeeze=False)
+    styles = {"blur": ("tab:blue", "-"), "pixelate": ("tab:orange", "--")}
+    for i, level in enumerate(levels):
+        real = pd.DataFrame([r for r in realism if r["level"] == level])
+        table = tables[level].merge(real[["deidentifier", axis]], on="deidentifier", how="inner")
+        for j, rec in enumerate(recognizers):
+            t = table[table["recognizer"] == rec]
+            for k, x in enumerate(("ssim", axis)):
+                ax = axes[i][2 * j + k]
+                for fam, members in families.items():
+                    c = t[t["deidentifier"].isin([*members, "original"])].sort_values(x)
+                    colour, ls = styles.get(fam, ("grey", ":"))
+                    ax.plot(c[x], c["rank1_mean"], ls, color=colour, marker=".", label=f"{fam} (naive)")
+                for _, row in t[t["deidentifier"].map(lambda n: family_of(n, families) is None)].iterrows():
+                    ax.plot(row[x], row["rank1_mean"], "o", ms=5)
+                    ax.annotate(row["deidentifier"], (row[x], row["rank1_mean"]), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
+                if x == "sharpness":
+                    ax.set_xscale("log")
+                    ax.axvline(1.0, color="grey", lw=0.6, ls=":")
+                label = {"ssim": "SSIM", "sharpness": "sharpness (1: the original's detail)",
+                         "c2st": "c2st accuracy (0.5: indistinguishable)"}[x]
+                ax.set_xlabel(f"{label}, {'whole photo' if level == 'image' else 'canonical crop'}")
+                ax.set_ylabel("Rank-1")
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_title(f"{level} level — {rec}", fontsize=9)
+                ax.grid(alpha=0.3)
+                if i == 0 and j == 0 and k == 0:
+                    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

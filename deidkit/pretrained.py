@@ -91,8 +91,9 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
         gen.load_state_dict(state)
         # inference options chosen after training (e.g. the landmark lock, see deidkit.eval.selection)
         options = entry.get("inference", {})
+        detail = load_detail(entry["detail"], weights_dir) if "detail" in entry else None
         return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device, **options,
-                                base_strength=options.get("strength", 1.0))
+                                base_strength=options.get("strength", 1.0), detail=detail)
     if kind == "fadenet":
         from deidkit.configs import FaDeNetConfig
         from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
@@ -102,6 +103,46 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
         unet.load_state_dict(state)
         return FaDeNetDeidentifier.from_network(cfg, unet, name=name, device=device, **entry.get("inference", {}))
     raise PretrainedError(f"{name}: unknown kind {kind!r} in the manifest")
+
+
+def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> Any:
+    """The detail stage a shipped live model names (``entry``: its manifest's ``detail`` part: file, sha256,
+    config), checksum verified."""
+    from deidkit.configs import DetailConfig
+    from deidkit.models.detail import DetailNet
+
+    path = Path(weights_dir or WEIGHTS_DIR) / entry["file"]
+    if not path.is_file():
+        raise PretrainedError(f"{path}: shipped weights missing (reinstall deidkit)")
+    digest = sha256_of(path)
+    if digest != entry["sha256"]:
+        raise PretrainedError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise PretrainedError(f"{path}: cannot load ({exc})") from exc
+    cfg = _config(DetailConfig, entry["config"])
+    net = DetailNet(cfg.channels, cfg.blocks)
+    net.load_state_dict({k: v.float() for k, v in state.items()})
+    return net
+
+
+def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], run: str,
+                  weights_dir: str | os.PathLike | None = None) -> Path:
+    """Ship a trained detail stage with the shipped live model ``name`` (``<name>_detail.pt``, float16): the
+    model's manifest entry gains a ``detail`` part (file, sha256, config, run, commit)."""
+    weights_dir = Path(weights_dir or WEIGHTS_DIR)
+    manifest = read_manifest(weights_dir)
+    if manifest["models"].get(name, {}).get("kind") != "live":
+        raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped live model {name!r}")
+    path = weights_dir / f"{name}_detail.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({k: v.detach().half() for k, v in state_dict.items()}, tmp)
+    os.replace(tmp, path)
+    manifest["models"][name]["detail"] = {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
+                                          "dtype": "float16", "config": config, "run": run, "commit": _git_commit()}
+    (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return path
 
 
 def _config(cls: type, raw: dict[str, Any]) -> Any:

@@ -39,10 +39,10 @@ def main() -> int:
     plan: dict = {"profile": args.profile, "device": torch.cuda.get_device_name(0) if torch.cuda.is_available()
                   else "cpu", "torch": torch.__version__}
     planned: list[str] = []
-    if args.profile == "gpu":
+    if args.profile in ("gpu", "gpu128"):  # from scratch: time both kinds of step, fit the epochs to the budget
         t0 = time.perf_counter()
-        full = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device, overrides=base)
-        warm = benchmark_training("live", "gpu", steps=args.timing_steps, device=args.device,
+        full = benchmark_training("live", args.profile, steps=args.timing_steps, device=args.device, overrides=base)
+        warm = benchmark_training("live", args.profile, steps=args.timing_steps, device=args.device,
                                   overrides={**base, "epochs": 30, "warmup_epochs": 29})
         step_full = full["batch_size"] / full["images_per_s"]
         step_warm = warm["batch_size"] / warm["images_per_s"]

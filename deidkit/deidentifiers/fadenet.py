@@ -99,6 +99,9 @@ class FaDeNetDeidentifier:
                mode: str | None, strength: float, feather: float, colour_match: bool, detail_cap: float) -> None:
         self.config = config
         self.device, self.batch_size, self.mode = torch.device(device), batch_size, _mode(mode, config)
+        #: how the network's output (at its training size) is enlarged to the crop: "bicubic" keeps more of the
+        #: detail it paints than "bilinear" (see deidkit.eval.realism)
+        self.upsample = "bicubic"
         self.unet = unet.to(self.device).eval()
         self._name = name
         # the options it is loaded with (a shipped model's manifest options) are part of the model, not its name
@@ -179,10 +182,10 @@ class FaDeNetDeidentifier:
             if size == s_model:
                 y = fx
             elif self.mode == "residual":
-                delta = F.interpolate(fx - x, size=(size, size), mode="bilinear", align_corners=False)
+                delta = F.interpolate(fx - x, size=(size, size), mode=self.upsample, align_corners=False)
                 y = to_model_range(torch.from_numpy(full).permute(0, 3, 1, 2)).to(self.device) + delta
             else:
-                y = F.interpolate(fx, size=(size, size), mode="bilinear", align_corners=False)
+                y = F.interpolate(fx, size=(size, size), mode=self.upsample, align_corners=False)
             y = from_model_range(y).permute(0, 2, 3, 1).cpu().numpy()
             if self.mode == "facebox":  # the change inside the face box only (a hard edge at feather 0)
                 box = face_box_mask(size, self.config.face_region, self._feather)

@@ -112,7 +112,8 @@ class LiveDeidentifier:
 
     def __init__(self, generator: LiveGenerator, features: RecognizerFeatures, crop_fraction: float,
                  name: str = "live", strength: float = 1.0, device: torch.device | str = "cpu",
-                 colour_match: bool = True, landmark_lock: float = 0.0, base_strength: float = 1.0) -> None:
+                 colour_match: bool = True, landmark_lock: float = 0.0, base_strength: float = 1.0,
+                 detail: nn.Module | None = None) -> None:
         if not name.startswith("live"):
             raise ValueError(f"live de-identifier names start with 'live', got {name!r}")
         self.device = torch.device(device)
@@ -120,11 +121,17 @@ class LiveDeidentifier:
         self.features = features.to(self.device).eval()
         self.crop_fraction = crop_fraction
         self.size = generator.size
+        # the detail stage (deidkit.models.detail.DetailNet): the generator's face enlarged twice with detail of
+        # its own; the output side is then twice the generator's
+        self.detail = None if detail is None else detail.to(self.device).eval()
+        self.out_size = self.size * (2 if detail is not None else 1)
         self._name = name
         self.strength = strength
         # the strength that is part of the model (a shipped model's manifest option): not in its name
         self._base_strength = float(base_strength)
         self.colour_match = colour_match
+        #: how the network's output is enlarged to the crop: "bicubic" (sharper) or "bilinear"
+        self.upsample = "bicubic"
         self._lock: LandmarkLock | None = None
         self.landmark_lock = landmark_lock
 
@@ -160,14 +167,20 @@ class LiveDeidentifier:
 
     @property
     def crop_size(self) -> int:
-        """The canonical crop side the network uses without resampling (the video pipeline aligns to it)."""
+        """The canonical crop side at which the output is pasted without enlargement (the video pipeline aligns
+        to at least this side)."""
+        return int(round(self.out_size / self.crop_fraction))
+
+    @property
+    def input_crop_size(self) -> int:
+        """The canonical crop side the generator reads without resampling."""
         return int(round(self.size / self.crop_fraction))
 
     def _network_input(self, batch: np.ndarray) -> torch.Tensor:
-        if batch.shape[1] != self.crop_size:
+        if batch.shape[1] != self.input_crop_size:
             # to the network's own sampling first (area averaging to shrink: bilinear sampling alone would alias
             # the larger crops the pipeline aligns to, see deidkit.pipeline.swap.work_side)
-            batch = resize_crops(batch, self.crop_size)
+            batch = resize_crops(batch, self.input_crop_size)
         x = to_tensor(batch).to(self.device)
         grid = center_grid(x.shape[0], self.size, self.crop_fraction, self.device)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -198,15 +211,19 @@ class LiveDeidentifier:
         if t.shape[0] == 1 and n > 1:
             t = t.expand(n, -1)
         raw, mask = self.generator(x_in, t)
+        if self.detail is not None:
+            raw = self.detail(raw)
+            mask = F.interpolate(mask, size=raw.shape[-2:], mode="bilinear", align_corners=False)
         raw_np = to_uint8(raw)
         mask_np = mask[:, 0].cpu().numpy().astype(np.float32)
-        m = network_to_canonical(self.size, self.crop_fraction, c)
+        m = network_to_canonical(self.out_size, self.crop_fraction, c)
         out = batch.copy()
         alpha = np.zeros((n, c, c), dtype=np.float32)
         for i in range(n):
             # Outside the network's region the raw image is the input and the weight 0.
-            # bicubic: the network's small output is enlarged several times here, and bilinear blurs it further
-            warped = cv2.warpAffine(raw_np[i], m, (c, c), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+            # the network's small output is enlarged several times here: bilinear blurs it further, bicubic less
+            flag = cv2.INTER_CUBIC if self.upsample == "bicubic" else cv2.INTER_LINEAR
+            warped = cv2.warpAffine(raw_np[i], m, (c, c), flags=flag, borderMode=cv2.BORDER_REPLICATE)
             a = cv2.warpAffine(mask_np[i], m, (c, c), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                                borderValue=0)
             region = a > 0
@@ -226,7 +243,8 @@ class LiveDeidentifier:
         return np.clip(np.rint(a * raw + (1.0 - a) * batch), 0, 255).astype(np.uint8)
 
     def __repr__(self) -> str:
-        return (f"LiveDeidentifier(name={self.name!r}, size={self.size}, crop_fraction={self.crop_fraction}, "
+        return (f"LiveDeidentifier(name={self.name!r}, size={self.size}, output={self.out_size}, "
+                f"crop_fraction={self.crop_fraction}, "
                 f"landmark_lock={self.landmark_lock:g})")
 
 

@@ -1,6 +1,7 @@
 """Does a de-identified face look like a real photograph? SSIM cannot tell: blur is what it forgives most. Three
-measures, at crop level (canonical crops straight through the de-identifier) and at photo level (whole photos
-through the kit's pipeline, :class:`deidkit.pipeline.swap.FaceSwapper`):
+measures, at crop level (``"crop"``: canonical crops straight through the de-identifier) and at photo level
+(``"image"``, as in :mod:`deidkit.eval.frontier`: whole photos through the kit's pipeline,
+:class:`deidkit.pipeline.swap.FaceSwapper`):
 
 - ``sharpness``: variance of the Laplacian of the output's inner face box over that of the original's (1: as much
   fine detail as the original; blur falls towards 0; above 1 means added edges, e.g. pixelation's blocks);
@@ -237,7 +238,7 @@ def _protocol_inputs(protocol: str, n_identities: int | None, size: int, detecto
 TRAIN_IMAGES = 300
 
 
-def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Sequence[str] = ("crop", "photo"),
+def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Sequence[str] = ("crop", "image"),
                     n_identities: int | None = None, train_images: int = TRAIN_IMAGES, hull: str = "face",
                     detector: str = "yunet", seed: int = 0, show_progress: bool = True,
                     features: TextureFeatures | None = None) -> tuple[list[dict], dict[str, dict[str, RealismSet]]]:
@@ -249,8 +250,8 @@ def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Seq
     train = _protocol_inputs("lfw_train_pool", None, CROP, detector, per_identity=1, max_images=train_images, seed=seed)
     records, sets = [], {}
     for level in levels:
-        if level not in ("crop", "photo"):
-            raise ValueError(f"level must be 'crop' or 'photo', got {level!r}")
+        if level not in ("crop", "image"):
+            raise ValueError(f"level must be 'crop' or 'image' (whole photos), got {level!r}")
         sets[level] = {}
         real_feats: dict[str, np.ndarray] = {}
         for deid in deidentifiers:

@@ -1,0 +1,41 @@
+"""Loss of the live model's detail stage (:class:`deidkit.models.detail.DetailNet`), trained as a
+super-resolution GAN on real faces: ``hr`` a real face at the output side, ``lr`` the same face made smaller and
+softer (as soft as the live generator's faces), ``out`` the network's enlargement of ``lr``.
+
+Generator::
+
+    w_l1 * L1(out, hr)  +  w_low * L1(down(out), lr)  +  w_feat * sum_l mean|f_l(out) - f_l(hr)|  +  w_adv * adv
+
+    down   = area averaging back to the input's side: the stage must keep the face it was given (its coarse
+             content is the de-identified face) and only add detail finer than the input's pixels;
+    f_l    = early feature maps of a frozen face network (texture, not identity);
+    adv    = mean (D(out) - 1)^2 (least squares GAN): detail that a patch discriminator cannot tell from real
+             skin, hair and eyes; L1 alone would draw the blurred average.
+
+Discriminator: mean (D(hr) - 1)^2 + mean D(out)^2. This module knows nothing of data or networks' files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+
+def detail_generator_loss(out: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor, d_out: torch.Tensor,
+                          out_feats: Mapping[str, torch.Tensor], hr_feats: Mapping[str, torch.Tensor],
+                          weights: Mapping[str, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """(total, terms as floats) of the detail stage's generator loss."""
+    terms = {
+        "l1": F.l1_loss(out, hr),
+        "low": F.l1_loss(F.interpolate(out, size=lr.shape[-2:], mode="area"), lr),
+        "feat": sum(F.l1_loss(out_feats[k], hr_feats[k].detach()) for k in out_feats),
+        "adv": ((d_out - 1.0) ** 2).mean(),
+    }
+    total = sum(weights[k] * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}
+
+
+def detail_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """Least-squares discriminator loss: real patches scored 1, enlarged ones 0."""
+    return ((d_real - 1.0) ** 2).mean() + (d_fake ** 2).mean()
