@@ -67,3 +67,17 @@ def test_c2st_is_near_chance_for_one_population_and_near_certain_for_blur(crops_
     blur = GaussianBlur(4.0).deidentify
     told = c2st_accuracy(fa[:q], texture(blur(a[:q])), fb, texture(blur(b)))
     assert told > 0.9
+
+
+def test_change_correlation_tells_a_fixed_pattern_from_a_face_dependent_change(crops_small, protocol_small):
+    from deidkit.eval.realism import change_correlation
+
+    crops = crops_small
+    labels = protocol_small["identity"].to_numpy()
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(0, 12, crops.shape[1:]).astype(np.float32)
+    fixed = np.clip(crops + pattern, 0, 255).astype(np.uint8)
+    assert change_correlation(crops, fixed, labels) > 0.9
+    blurred = GaussianBlur(4.0).deidentify(crops)  # each face loses its own detail
+    assert change_correlation(crops, blurred, labels) < 0.5
+    assert np.isnan(change_correlation(crops, crops.copy(), labels))

@@ -204,10 +204,14 @@ class RecognitionEvalConfig:
     #: Also measure at image level (whole photos through the ``deidkit image`` path) with this blend region.
     image_level: bool = True
     hull: str = "face"
+    #: Realism (:mod:`deidkit.eval.realism`): the probe's training-pool photos, and the test identities (None: all)
+    realism_train_images: int = 300
+    realism_identities: int | None = None
 
     PROFILES = {
         "tiny": dict(n_identities=6, recognizers=("mobilefacenet_ms1m",),
                      baselines=("blur_sigma8", "pixelate_16px", "blackbox"), rank_gallery_identities=40,
+                     realism_train_images=12, realism_identities=2,
                      naive_families={"blur": ("blur_sigma3", "blur_sigma16"),
                                      "pixelate": ("pixelate_4px", "pixelate_24px")}),
         "quick": {},

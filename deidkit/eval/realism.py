@@ -16,8 +16,12 @@ unchanged photos."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -83,6 +87,25 @@ def region_scores(originals: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
         sharp[i] = sharpness(a[y0:y1, x0:x1], b[y0:y1, x0:x1])
         colour[i] = colour_difference(a[y0:y1, x0:x1], b[y0:y1, x0:x1])
     return sharp, colour
+
+
+def change_correlation(originals: np.ndarray, outputs: np.ndarray, labels: Sequence, pairs: int = 1000,
+                       seed: int = 0) -> float:
+    """Does the change depend on the face? The median Pearson correlation, over ``pairs`` random pairs of crops of
+    different people, between the two crops' changes (output - original, RGB, inside the inner face box). Near 1:
+    the same pattern painted on every face; near 0: each face changed in its own way. NaN when nothing changed."""
+    x0, y0, x1, y1 = inner_face_box(originals.shape[1])
+    change = (outputs[:, y0:y1, x0:x1].astype(np.float32) - originals[:, y0:y1, x0:x1]).reshape(len(originals), -1)
+    change -= change.mean(1, keepdims=True)
+    norm = np.linalg.norm(change, axis=1)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    i, j = rng.integers(0, len(change), (2, 4 * pairs))
+    keep = (labels[i] != labels[j]) & (norm[i] > 1e-6) & (norm[j] > 1e-6)
+    i, j = i[keep][:pairs], j[keep][:pairs]
+    if not len(i):
+        return float("nan")
+    return float(np.median(np.einsum("ij,ij->i", change[i], change[j]) / (norm[i] * norm[j])))
 
 
 # --------------------------------------------------------------------------------------- two-sample classifier
@@ -203,18 +226,20 @@ def photo_level(deidentifier, photos: Sequence[np.ndarray], matrices: Sequence[n
     return RealismSet(real, fake, sharp, colour, faces)
 
 
-def realism_record(name: str, level: str, protocol: str, test: RealismSet, c2st: float, n_train: int) -> dict:
-    """The ``realism`` record of one de-identifier at one level: medians over the test photos and the probe's
-    accuracy ``c2st``."""
+def realism_record(name: str, level: str, protocol: str, test: RealismSet, c2st: float, n_train: int,
+                   labels: Sequence | None = None) -> dict:
+    """The ``realism`` record of one de-identifier at one level: medians over the test photos, the probe's
+    accuracy ``c2st`` and, with the test images' identity ``labels``, :func:`change_correlation`."""
+    corr = float("nan") if labels is None else change_correlation(test.real_crops, test.fake_crops, labels)
     return {"kind": "realism", "protocol": protocol, "level": level, "deidentifier": name,
             "sharpness": float(np.median(test.sharpness)), "colour_shift": float(np.median(test.colour_shift)),
-            "c2st": float(c2st), "n": int(len(test.sharpness)), "n_train": int(n_train),
-            "faces_missed": int((test.faces == 0).sum())}
+            "c2st": float(c2st), "change_correlation": corr, "n": int(len(test.sharpness)),
+            "n_train": int(n_train), "faces_missed": int((test.faces == 0).sum())}
 
 
 def _protocol_inputs(protocol: str, n_identities: int | None, size: int, detector: str,
                      per_identity: int | None = None, max_images: int | None = None, seed: int = 0):
-    """(crops, photos, matrices) of a protocol's images (``lfw_train_pool``: ``max_images`` of them drawn with
+    """(crops, photos, matrices, identities) of a protocol's images (``lfw_train_pool``: ``max_images`` of them drawn with
     ``seed``, at most ``per_identity`` per identity)."""
     from deidkit.data.lfw import aligned_crops, alignment_record, load_manifest
     from deidkit.eval.benchmark import protocol_subset
@@ -231,7 +256,7 @@ def _protocol_inputs(protocol: str, n_identities: int | None, size: int, detecto
     paths = table["path"].tolist()
     crops = aligned_crops(paths, size=size, detector=detector, manifest=files)
     matrices = [np.asarray(alignment_record(p, size, detector, files)["matrix"], np.float64) for p in paths]
-    return crops, load_photos(paths), matrices
+    return crops, load_photos(paths), matrices, table["identity"].to_numpy()
 
 
 #: The probe's training images: one photo each of this many training-pool identities (never a test identity).
@@ -245,9 +270,9 @@ def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Seq
     """Realism records (:func:`realism_record`) of every de-identifier at every level on ``protocol``'s photos,
     the probe trained on ``train_images`` photos of training-pool identities (``lfw_train_pool``, one per
     identity, drawn with ``seed``). Also returns the sets by level and name (for figures)."""
-    features = features or TextureFeatures()
     test = _protocol_inputs(protocol, n_identities, CROP, detector)
     train = _protocol_inputs("lfw_train_pool", None, CROP, detector, per_identity=1, max_images=train_images, seed=seed)
+    inputs = f"{protocol}|{n_identities}|{train_images}|{hull}|{detector}|{seed}|{len(test[0])}|{len(train[0])}"
     records, sets = [], {}
     for level in levels:
         if level not in ("crop", "image"):
@@ -256,6 +281,11 @@ def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Seq
         real_feats: dict[str, np.ndarray] = {}
         for deid in deidentifiers:
             name = str(getattr(deid, "name", deid))
+            path = _record_path(deid, level, inputs)
+            if path is not None and path.is_file():  # the same de-identifier, code and inputs: measured before
+                records.append({**json.loads(path.read_text()), "deidentifier": name})
+                continue
+            features = features or TextureFeatures()
             if level == "crop":
                 te, tr = crop_level(deid, test[0]), crop_level(deid, train[0])
             else:
@@ -265,6 +295,29 @@ def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Seq
                 real_feats = {"train": features(tr.real_crops), "test": features(te.real_crops)}
             acc = c2st_accuracy(real_feats["train"], features(tr.fake_crops), real_feats["test"],
                                 features(te.fake_crops), seed=seed)
-            records.append(realism_record(name, level, protocol, te, acc, len(tr.sharpness)))
+            records.append(realism_record(name, level, protocol, te, acc, len(tr.sharpness), test[3]))
             sets[level][name] = te
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+                tmp.write_text(json.dumps(records[-1]))
+                os.replace(tmp, path)
     return records, sets
+
+
+def _record_path(deid, level: str, inputs: str) -> Path | None:
+    """Where a measured record is kept (``cache_dir()/realism``): keyed by the de-identifier's fingerprint
+    (weights, options and the source of its code; the naive baselines and the original by name), the source of
+    this module and of the photo pipeline, the level and the inputs. None when it cannot be fingerprinted."""
+    from deidkit.assets import cache_dir
+    from deidkit.cache import deidentifier_fingerprint, source_digest
+
+    name = str(getattr(deid, "name", deid))
+    from deidkit.eval.frontier import family_of
+
+    fingerprint = name if name == "original" or family_of(name) is not None else deidentifier_fingerprint(deid)
+    if fingerprint is None:
+        return None
+    code = source_digest(frozenset({"deidkit.eval.realism", "deidkit.pipeline.swap", "deidkit.baselines"}))
+    key = hashlib.sha256("|".join([fingerprint, code, level, inputs]).encode()).hexdigest()[:24]
+    return cache_dir() / "realism" / f"{key}.json"

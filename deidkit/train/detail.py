@@ -80,6 +80,15 @@ def degrade(hr: torch.Tensor, size: int, blur_max: float, generator: torch.Gener
     return F.interpolate(x.reshape_as(hr), size=(size, size), mode="area")
 
 
+def random_patches(images: torch.Tensor, side: int) -> torch.Tensor:
+    """One random ``side`` x ``side`` patch of each image (at even offsets, so that the half-size input of a patch
+    is a patch of the half-size image)."""
+    n, _, h, w = images.shape
+    ys = torch.randint(0, (h - side) // 2 + 1, (n,)) * 2
+    xs = torch.randint(0, (w - side) // 2 + 1, (n,)) * 2
+    return torch.stack([images[i, :, y:y + side, x:x + side] for i, (y, x) in enumerate(zip(ys.tolist(), xs.tolist()))])
+
+
 class TextureLayers(torch.nn.Module):
     """Early feature maps of a frozen face network (MobileFaceNet MS1M), differentiable, at the input's side."""
 
@@ -139,7 +148,9 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         hr = data[torch.from_numpy(idx)].to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         flip = torch.rand(len(idx)) < 0.5
         hr = torch.where(flip.view(-1, 1, 1, 1).to(device), hr.flip(3), hr)
-        lr = degrade(hr, cfg.size, cfg.blur_max)
+        if cfg.patch and cfg.patch < side:
+            hr = random_patches(hr, cfg.patch)
+        lr = degrade(hr, hr.shape[-1] // 2, cfg.blur_max)
         out = G(lr)
         opt_d.zero_grad(set_to_none=True)
         d_loss = detail_discriminator_loss(D(hr), D(out.detach()))
