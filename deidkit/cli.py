@@ -532,7 +532,19 @@ def _select(args: argparse.Namespace) -> int:
     if args.apply and (not args.landmark_locks or args.run_dir):
         raise ValueError("--apply records the shipped live model's landmark lock in the manifest: give "
                          "--landmark-locks without --run-dir")
-    if args.model == "live" and (args.run_dir or not args.landmark_locks):
+    if args.detail_runs:
+        if args.model != "live" or args.run_dir or args.landmark_locks:
+            raise ValueError("--detail-runs combines the shipped live models with detail stages: model live, "
+                             "without --run-dir or --landmark-locks")
+        from deidkit.deidentifiers import load_deidentifier
+
+        run_dir = Path("shipped")
+        cands = {}
+        for base in args.bases:
+            cands[base] = load_deidentifier(base)
+            for run in args.detail_runs:
+                cands[f"{base}+{Path(run).name}"] = load_deidentifier(f"{base}+{Path(run).name}")
+    elif args.model == "live" and (args.run_dir or not args.landmark_locks):
         # each run's lambda-stage generators (default: the profile's run), at every landmark lock and strength given
         from deidkit.deidentifiers.live import default_run_dir
         from deidkit.eval.selection import live_snapshot_candidates
@@ -592,14 +604,15 @@ def _select(args: argparse.Namespace) -> int:
     name, table = select_checkpoint(cands, get_recognizer(args.recognizer), min_ssim=args.min_ssim, crops=crops,
                                     detector=detector, min_detection=args.min_detection, landmarks=predictor,
                                     max_landmarks=max_landmarks, labels=labels,
-                                    max_colour_shift=args.max_colour_shift, max_warp_stretch=args.max_warp_stretch)
+                                    max_colour_shift=args.max_colour_shift, max_warp_stretch=args.max_warp_stretch,
+                                    min_sharpness=args.min_sharpness)
     if args.by_frontier:
         # the issue's measure on the selection protocol: among the candidates within the bounds, the one furthest
         # beyond the naive frontier at its worse level (crop or whole photo), trained-against recogniser only
         from deidkit.eval.selection import frontier_margins, within_bounds
 
         ok = table[within_bounds(table, args.min_ssim, max_landmarks, args.min_detection,
-                                 args.max_colour_shift, args.max_warp_stretch)]["candidate"].tolist()
+                                 args.max_colour_shift, args.max_warp_stretch, args.min_sharpness)]["candidate"].tolist()
         name = None
         if ok:
             margins = frontier_margins({k: cands[k] for k in ok}, get_recognizer(args.recognizer),
@@ -626,7 +639,7 @@ def _select(args: argparse.Namespace) -> int:
                      "per_identity": args.per_identity, "by_frontier": ",".join(args.by_frontier or []),
                      "min_detection": args.min_detection, "max_landmarks": max_landmarks,
                      "max_colour_shift": args.max_colour_shift, "max_warp_stretch": args.max_warp_stretch,
-                     "max_rank1": args.max_rank1,
+                     "max_rank1": args.max_rank1, "min_sharpness": args.min_sharpness,
                      "identities": args.identities,
                      "selected": r["candidate"] == name} for r in table.to_dict("records")],
                    args.name or f"selection_{args.model}" + ("_landmark_lock" if args.landmark_locks else ""),
@@ -776,7 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "about 3): a natural look, no coloured bands")
     p.add_argument("--max-warp-stretch", type=float, default=None,
                    help="also bound how far a warping FaDeNet (shape_warp, shape_basis) stretches the face locally (95th "
-                        "percentile of the largest principal stretch; stop 36's wedge-eyed warps: 0.4-0.9)")
+                        "percentile of the largest principal stretch; warps that drew the eyes as wedges: 0.4-0.9)")
     p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="the trained-against recogniser (never a judge)")
     p.add_argument("--max-landmarks-vs", default=None, metavar="DEIDENTIFIER",
                    help="also bound the dlib-68 landmark displacement by --landmarks-ratio times this "
@@ -808,8 +821,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "protocol's size, where Rank-1 runs higher than among all 160)")
     p.add_argument("--max-rank1", type=float, default=None,
                    help="with --by-frontier: only candidates whose crop-level Rank-1 on the selection protocol "
-                        "(trained-against recogniser) is at most this are chosen from (the kit's rule since stop 32: "
-                        "0.05, half the issue's 0.10); the others stay in the table")
+                        "(trained-against recogniser) is at most this are chosen from (the kit's rule: 0.05, half "
+                        "the 0.10 target); the others stay in the table")
+    p.add_argument("--detail-runs", nargs="+", default=None, metavar="RUN",
+                   help="live: candidates are the shipped live models (--bases) bare and with the detail stage of each "
+                        "run folder (deidkit train detail), e.g. detail-quick")
+    p.add_argument("--bases", nargs="+", default=["live", "live_defended"],
+                   help="with --detail-runs: the shipped live models to combine (default: live live_defended)")
+    p.add_argument("--min-sharpness", type=float, default=None,
+                   help="also bound the fine detail kept in the inner face box (deidkit.eval.realism: 1 = the "
+                        "original's; blur sigma 4 about 0.05)")
     p.add_argument("--with-shipped", action="store_true",
                    help="also measure the shipped model (candidate 'shipped'), which a new one must beat")
     p.add_argument("--apply", action="store_true", help="record the selected landmark lock in the manifest")

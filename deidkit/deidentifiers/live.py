@@ -298,6 +298,13 @@ def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | 
     run, ``live-standard-ft25``), ``live-<run>@stage<k>`` one of its stage generators (``_s<strength>`` may end them
     too), and ``+lock<fraction>`` before that a landmark lock (``live-finetune@stage0+lock0.6``)."""
 
+    with_detail = re.fullmatch(r"(live[\w.@+-]*?)\+(detail-[\w.-]+)", name)
+    if with_detail is not None:  # <live model>+detail-<run>: that model with the detail stage of a trained run
+        from deidkit.deidentifiers import load_deidentifier
+
+        deid = load_deidentifier(with_detail.group(1)) if run_dir is None else live_deidentifier_by_name(
+            with_detail.group(1), profile, run_dir, device)
+        return with_detail_stage(deid, cache_dir() / "runs" / with_detail.group(2), name=name)
     run = LIVE_RUN_NAME.fullmatch(name)
     if run is not None and run_dir is None:
         deid = load_live_deidentifier(cache_dir() / "runs" / run.group(1), stage=None if run.group(2) is None
@@ -312,6 +319,31 @@ def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | 
     return load_live_deidentifier(run_dir, profile=m.group(1) or profile,
                                   stage=None if m.group(2) is None else int(m.group(2)),
                                   strength=1.0 if m.group(3) is None else float(m.group(3)), device=device)
+
+
+def with_detail_stage(deid: LiveDeidentifier, run_dir: str | os.PathLike, name: str | None = None
+                      ) -> LiveDeidentifier:
+    """``deid`` with the detail stage trained in ``run_dir`` (``deidkit train detail``; its last checkpoint)."""
+    import json
+
+    from deidkit.configs import DetailConfig
+    from deidkit.models.detail import DetailNet
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path}: no trained detail stage here (deidkit train detail)")
+    known = {f.name for f in dataclasses.fields(DetailConfig)}
+    cfg = DetailConfig(**{k: v for k, v in json.loads(cfg_path.read_text()).items() if k in known})
+    if cfg.size != deid.size:
+        raise ValueError(f"{run_dir}: the detail stage enlarges {cfg.size}-px faces, the generator draws {deid.size}")
+    net = DetailNet(cfg.channels, cfg.blocks)
+    net.load_state_dict(load_checkpoint(run_dir)["modules"]["detail"])
+    deid.detail = net.to(deid.device).eval()
+    deid.out_size = 2 * deid.size
+    if name is not None:
+        deid._name = name
+    return deid
 
 
 # The kit's registry of trained de-identifiers (notebook 04 loads ``live...`` names through it).

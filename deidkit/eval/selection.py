@@ -20,6 +20,7 @@ import torch
 
 from deidkit.data.lfw import aligned_crops, load_manifest
 from deidkit.eval.quality import colour_shift, detection_rate, ssim
+from deidkit.eval.realism import inner_face_box, region_scores
 
 if TYPE_CHECKING:
     from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier
@@ -126,7 +127,8 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
                       max_landmarks: float | None = None, detector: object | None = None,
                       min_detection: float | None = None, labels: np.ndarray | None = None,
                       max_colour_shift: float | None = None,
-                      max_warp_stretch: float | None = None) -> tuple[str | None, pd.DataFrame]:
+                      max_warp_stretch: float | None = None,
+                      min_sharpness: float | None = None) -> tuple[str | None, pd.DataFrame]:
     """The candidate that moves ``recognizer``'s embedding furthest (lowest mean cosine to the original) among
     those whose mean SSIM on the selection set is at least ``min_ssim``; None when none keeps that quality.
 
@@ -139,7 +141,8 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
     ``max_colour_shift`` also bounds ``colour_shift`` (:func:`deidkit.eval.quality.colour_shift`, always
     reported). Candidates that warp the face (a ``warp_stretch`` method, FaDeNet's ``shape_warp``) report
     ``warp_stretch``, the 95th percentile over the crops of the warp's largest principal stretch;
-    ``max_warp_stretch`` bounds it (those without a warp stretch nothing).
+    ``max_warp_stretch`` bounds it (those without a warp stretch nothing). ``sharpness``, the median fine detail
+    kept in the inner face box (:mod:`deidkit.eval.realism`), is always reported; ``min_sharpness`` bounds it.
     Returns (name, the table of every candidate)."""
     crops = aligned_crops(selection_paths()) if crops is None else crops
     if max_landmarks is not None and landmarks is None:
@@ -151,8 +154,10 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
     for name, deid in candidates.items():
         out = deid.deidentify(crops)
         emb = recognizer.embed(out)
+        box = inner_face_box(crops.shape[1])
         row = {"candidate": name, "ssim": float(ssim(crops, out).mean()),
                "colour_shift": float(colour_shift(crops, out).mean()),
+               "sharpness": float(np.median(region_scores(crops, out, [box] * len(crops))[0])),
                "cos_to_original": float((emb * ref).sum(1).mean()),
                "recognizer": recognizer.name, "faces": len(crops)}
         if labels is not None:
@@ -167,17 +172,20 @@ def select_checkpoint(candidates: dict[str, object], recognizer, min_ssim: float
             row["warp_stretch"] = float(np.percentile(deid.warp_stretch(crops), 95))
         rows.append(row)
     table = pd.DataFrame(rows)
-    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection, max_colour_shift, max_warp_stretch)]
+    ok = table[within_bounds(table, min_ssim, max_landmarks, min_detection, max_colour_shift, max_warp_stretch,
+                             min_sharpness)]
     return (None if ok.empty else str(ok.loc[ok["cos_to_original"].idxmin(), "candidate"])), table
 
 
 def within_bounds(table: pd.DataFrame, min_ssim: float, max_landmarks: float | None = None,
                   min_detection: float | None = None, max_colour_shift: float | None = None,
-                  max_warp_stretch: float | None = None) -> pd.Series:
+                  max_warp_stretch: float | None = None, min_sharpness: float | None = None) -> pd.Series:
     """Which rows of a :func:`select_checkpoint` table keep the quality bounds (bool per row).
     ``max_colour_shift`` bounds :func:`deidkit.eval.quality.colour_shift` (a natural look: no colour bands or
     casts), ``max_warp_stretch`` the warp's stretch (a natural look: no features smeared into streaks)."""
     ok = table["ssim"] >= min_ssim
+    if min_sharpness is not None:
+        ok &= table["sharpness"] >= min_sharpness
     if max_colour_shift is not None:
         ok &= table["colour_shift"] <= max_colour_shift
     if max_warp_stretch is not None and "warp_stretch" in table:
