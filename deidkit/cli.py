@@ -256,6 +256,22 @@ def _realism(args: argparse.Namespace) -> int:
     for r in records:
         print(f"{r['level']:5s} {r['deidentifier']:28s} sharpness {r['sharpness']:.2f}  colour shift "
               f"{r['colour_shift']:.2f}  c2st {r['c2st']:.3f}  (n {r['n']})")
+    if args.grid:  # what a viewer sees: faces at 256 pixels, original above each model's output
+        from deidkit.data.images import save_image
+        from deidkit.data.lfw import alignment_record, load_manifest
+        from deidkit.eval.frontier import load_photos, photo_rows
+        from deidkit.eval.realism import face_views
+        from deidkit.plots import face_mosaic
+        from deidkit.reports import reports_dir
+
+        shown = load_manifest(args.protocol).groupby("identity", sort=True).head(1).head(args.grid)
+        files = load_manifest("lfw_files")
+        mats = [alignment_record(p, 224, "yunet", files)["matrix"] for p in shown["path"]]
+        learned = [m for m in methods if m.name in args.methods]
+        rows = face_views(photo_rows(learned, load_photos(shown["path"].tolist())), mats)
+        grid = reports_dir(args.out) / "figures" / f"{args.name}_faces.png"
+        save_image(grid, face_mosaic(rows, ["original", *[m.name for m in learned]]))
+        print(f"faces {grid}")
     if args.frontier:  # the privacy-utility figure with a realism axis, from that frontier run's tables
         import matplotlib
         import pandas as pd
@@ -866,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-images", type=int, default=300,
                    help="training-pool photos (one per identity) the two-sample probe learns from")
     p.add_argument("--no-naive", action="store_true", help="skip the original and the naive families")
+    p.add_argument("--grid", type=int, default=0, metavar="N",
+                   help="also write reports/figures/<name>_faces.png: N photos (one per identity) at 256 px a face, "
+                        "the original above each named model's output")
     p.add_argument("--frontier", default=None, metavar="NAME",
                    help="draw Rank-1 against SSIM and against sharpness from deidkit frontier --name NAME's tables")
     p.add_argument("--name", default="realism", help="records file: reports/metrics/<name>.json")

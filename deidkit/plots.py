@@ -272,3 +272,22 @@ def realism_figure(tables: dict[str, pd.DataFrame], realism: list[dict], recogni
                     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def face_mosaic(rows: list[np.ndarray], row_titles: list[str], side: int | None = None) -> np.ndarray:
+    """One RGB image: each row a batch of faces (N, S, S, 3) shown at their own pixels (no figure scaling, so a
+    256-pixel face is 256 pixels on screen), its title written above it."""
+    import cv2
+
+    s = side or rows[0].shape[1]
+    n = len(rows[0])
+    title_h = 22
+    canvas = np.full((len(rows) * (s + title_h), n * s, 3), 255, np.uint8)
+    for r, (batch, title) in enumerate(zip(rows, row_titles)):
+        y = r * (s + title_h)
+        cv2.putText(canvas, title, (4, y + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+        for c, face in enumerate(batch):
+            if face.shape[0] != s:
+                face = cv2.resize(face, (s, s), interpolation=cv2.INTER_LANCZOS4)
+            canvas[y + title_h:y + title_h + s, c * s:(c + 1) * s] = face
+    return canvas

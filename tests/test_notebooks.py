@@ -23,7 +23,7 @@ from deidkit.reports import NOTEBOOK_DIR, notebooks, parameters_for, run_reports
 pytestmark = pytest.mark.notebooks
 
 #: cache sections written atomically or under a lock, keyed by content: shared by the two runs
-SHARED_SECTIONS = ("aligned", "embeddings", "image_level", "quality")
+SHARED_SECTIONS = ("aligned", "embeddings", "image_level", "quality", "realism")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -133,6 +133,11 @@ def test_reports_tiny(tiny_reports):
     learned = {(r["level"], r["deidentifier"]) for r in front if not r["naive_family"]}
     assert {(lv, n) for lv in ("crop", "image") for n in ("live", "fadenet", "live_tiny", "fadenet_tiny")} <= learned
     assert all(r["recognizer"] == "mobilefacenet_ms1m" for r in front)  # the critic is not a frontier judge
+    # realism at both levels for the learned models and the naive families; the original unchanged at crop level
+    realism = {(r["level"], r["deidentifier"]): r for r in records if r["kind"] == "realism"}
+    assert {(lv, n) for lv in ("crop", "image") for n in ("original", "live", "fadenet", "blur_sigma16")} <= set(realism)
+    assert realism["crop", "original"]["sharpness"] == 1.0 and realism["crop", "original"]["c2st"] == 0.5
+    assert realism["crop", "blur_sigma16"]["sharpness"] < 0.1 < realism["image", "original"]["sharpness"]
     # the whole run's wall time, marked cold (empty cache) or warm
     (total,) = [r for r in records if r["kind"] == "runtime" and r["name"] == "reproduce_total"]
     assert total["cache"] in ("cold", "warm") and total["value"] > sum(

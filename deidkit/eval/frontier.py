@@ -245,7 +245,8 @@ def _cached_image_level(deidentifier, photos, matrices, size: int, detector: str
     name = str(getattr(deidentifier, "name", ""))
     if name != "original" and family_of(name) is None:
         return _memoised_image_level(deidentifier, photos, matrices, size, detector, hull, show_progress, shas)
-    key = hashlib.sha256("|".join([name, str(size), detector, hull, IMAGE_LEVEL_VERSION, *shas]).encode())
+    key = hashlib.sha256("|".join([name, str(size), detector, hull, IMAGE_LEVEL_VERSION, pipeline_digest(),
+                                   *shas]).encode())
     path = cache_dir() / "image_level" / f"{name}-{key.hexdigest()[:16]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
@@ -277,7 +278,8 @@ def _memoised_image_level(deidentifier, photos, matrices, size: int, detector: s
     fingerprint = deidentifier_fingerprint(deidentifier)
     if fingerprint is None:
         return image_level_outputs(deidentifier, photos, matrices, size, detector, hull, show_progress)
-    key = hashlib.sha256("|".join([fingerprint, str(size), detector, hull, *shas]).encode()).hexdigest()[:24]
+    key = hashlib.sha256("|".join([fingerprint, str(size), detector, hull, pipeline_digest(), *shas]).encode()
+                         ).hexdigest()[:24]
     path = cache_dir() / "image_level" / f"learned-{key}.npz"
     name = str(getattr(deidentifier, "name", ""))
     if path.is_file():
@@ -307,8 +309,17 @@ def _image_level_embeddings(recognizer, res: ImageLevelSet) -> np.ndarray:
     return embed_cached(recognizer, res.crops)
 
 
-#: Bump when the image-level path changes (the on-disk results of the naive baselines are keyed by it).
-IMAGE_LEVEL_VERSION = "1"
+#: Bump when the image-level path changes in a way the source digest cannot see (the on-disk results are also
+#: keyed by the photo pipeline's source, :func:`pipeline_digest`).
+IMAGE_LEVEL_VERSION = "2"
+
+
+def pipeline_digest() -> str:
+    """The source of the photo pipeline and what it imports: an edit there (the paste-back, the blend region)
+    invalidates every kept image-level result, learned or naive."""
+    from deidkit.cache import source_digest
+
+    return source_digest(frozenset({"deidkit.pipeline.swap", "deidkit.eval.frontier"}))
 
 
 def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str = "lfw_57x8",

@@ -55,6 +55,26 @@ def photo_face_box(matrix: np.ndarray, shape: tuple[int, ...], size: int = CROP)
     return max(a, 0), max(b, 0), min(c, w), min(d, h)
 
 
+def face_views(rows: Sequence[np.ndarray], matrices: Sequence[np.ndarray], side: int = 256) -> list[np.ndarray]:
+    """Each photo of ``rows`` (batches of whole photos, one per de-identifier, the originals first) cut to the
+    square its canonical crop covers (the face with hair and chin) and shown at ``side`` pixels (Lanczos): the size
+    at which a viewer judges whether a face looks real. ``matrices``: photo -> canonical ``CROP`` crop."""
+    out = []
+    for batch in rows:
+        views = []
+        for photo, m in zip(batch, matrices):
+            inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
+            corners = np.array([[0, 0, 1], [CROP, 0, 1], [0, CROP, 1], [CROP, CROP, 1]], np.float64) @ inv.T
+            (cx, cy), half = corners.mean(0), (corners.max(0) - corners.min(0)).max() / 2
+            # a square about the face, the photo's border repeated where it runs out
+            a = np.array([[side / (2 * half), 0, side / 2 - cx * side / (2 * half)],
+                          [0, side / (2 * half), side / 2 - cy * side / (2 * half)]])
+            views.append(cv2.warpAffine(photo, a, (side, side), flags=cv2.INTER_LANCZOS4,
+                                        borderMode=cv2.BORDER_REPLICATE))
+        out.append(np.stack(views))
+    return out
+
+
 def laplacian_variance(image: np.ndarray) -> float:
     """Variance of the 3 x 3 Laplacian of an RGB image's luma: how much fine detail it holds."""
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float64)
