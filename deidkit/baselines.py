@@ -140,6 +140,6 @@ def get_deidentifier(name: str) -> Deidentifier:
         if m.group(2):
             return Pixelate(int(m.group(2)))
         return AdditiveNoise(float(m.group(3)))
-    known = [d.name for d in [Identity(), *baseline_deidentifiers()]]
-    raise KeyError(f"unknown de-identifier {name!r}; baselines: {known} (or blur_sigma<S>, pixelate_<B>px, "
-                   "noise_sigma<S>)")
+    from deidkit.deidentifiers import unknown_message  # here: that module imports this one
+
+    raise KeyError(unknown_message(name))

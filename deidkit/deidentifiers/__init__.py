@@ -21,6 +21,34 @@ def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) ->
     TRAINED[prefix] = loader
 
 
+#: Names of models trained in the cache (the loaders of :data:`TRAINED_MODULES` read them).
+TRAINED_NAMES = ("live_<profile>[_stage<0-3>][_s<strength>]", "live-<run>[@stage<0-3>]", "fadenet_<profile>",
+                 "fadenet-<run>[@epoch<NNN>]")
+#: Baseline names beyond the listed strengths (:func:`~deidkit.baselines.get_deidentifier` parses them).
+BASELINE_PATTERNS = ("blur_sigma<S>", "pixelate_<B>px", "noise_sigma<S>")
+
+
+def valid_choices() -> str:
+    """Every de-identifier name the kit accepts, on one line: the shipped models (from the manifest, so a newly
+    shipped one is listed without touching this), the names of models trained in the cache, the baselines."""
+    from deidkit.baselines import Identity
+
+    try:
+        from deidkit.pretrained import shipped_models
+
+        shipped = ", ".join(shipped_models()) or "none"
+    except Exception as exc:  # the message must still come out when the manifest cannot be read
+        shipped = f"unreadable ({type(exc).__name__}: {exc})".replace("\n", " ")
+    baselines = ", ".join(d.name for d in [Identity(), *baseline_deidentifiers()])
+    return (f"shipped models: {shipped}; trained in the cache: {', '.join(TRAINED_NAMES)}; baselines: {baselines} "
+            f"(or {', '.join(BASELINE_PATTERNS)})")
+
+
+def unknown_message(name: str) -> str:
+    """The one-line error for a name that is no de-identifier, listing every valid choice."""
+    return f"unknown de-identifier {name!r}; valid choices: {valid_choices()}"
+
+
 def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
     """A de-identifier by name: ``live`` / ``fadenet`` are the shipped pretrained models (when ``profile`` is
     None); other ``fadenet...`` / ``live...`` names are runs trained in the cache (bare names then mean the run
@@ -36,7 +64,14 @@ def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
             importlib.import_module(module)
     for prefix, loader in TRAINED.items():
         if name.startswith(prefix):
-            return loader(name, profile)
+            try:
+                return loader(name, profile)
+            except ValueError as exc:
+                # A loader's own "unknown ..." error lists only its family (live_nosuch would not name the shipped
+                # live_defended): kept, with every valid choice after it (one line, the same exception type).
+                if str(exc).startswith("unknown"):
+                    raise ValueError(f"{exc}; valid choices: {valid_choices()}") from None
+                raise
     return get_deidentifier(name)
 
 

@@ -5,7 +5,12 @@ skips outputs newer than their input and does the rest, which is how a batch res
 bad file is reported and the batch goes on. Every file gets a row in the summary CSV (rewritten after each file):
 status ``done`` | ``skipped`` | ``no_face`` (written unchanged: a photo where no face was found, a video where no
 frame had one) | ``refused`` (``strict``: nothing written) | ``failed`` (with the error), the number of faces, the
-frames without a face (count and ranges) and the seconds spent.
+frames without a face (count and ranges), the seconds spent and the run that did it (its start time).
+
+The summary keeps its history: a rerun reads the summary it is about to rewrite, and a file it skips (its output
+is current) keeps the row of the run that wrote that output; ``skipped`` (with no counts) is left only for an output
+whose outcome was never recorded (no summary, or a run killed between writing the output and its row). A file
+being redone keeps its earlier row until its new one replaces it, so a crash loses no recorded outcome.
 """
 
 from __future__ import annotations
@@ -14,9 +19,12 @@ import csv
 import glob
 import os
 import re
+import sys
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,8 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
 #: Video containers written as they are; other video inputs are written as MP4.
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 STATUSES = ("done", "skipped", "no_face", "refused", "failed")
+#: Outcomes that wrote the output: a rerun that skips the output keeps such a row.
+WRITTEN = ("done", "no_face")
 
 
 class NoFaceError(ValueError):
@@ -48,6 +58,28 @@ class BatchRow:
     frames_without_face_list: str = ""
     seconds: float = 0.0
     error: str = ""
+    #: the run that produced this outcome (:func:`new_run_id`); empty when unknown
+    run: str = ""
+
+
+class BatchRows(list):
+    """The rows of one batch (a list of :class:`BatchRow`, in input order) and the run that made them: rows of
+    another run are files this run skipped, their earlier outcome kept."""
+
+    def __init__(self, rows: Iterable[BatchRow] = (), run: str = "") -> None:
+        super().__init__(rows)
+        self.run = run
+
+    @property
+    def skipped(self) -> list[BatchRow]:
+        """The files this run did not redo (their outputs were current)."""
+        return [r for r in self if r.run != self.run]
+
+
+def new_run_id() -> str:
+    """A run's identifier: its start time, local with the UTC offset, to the millisecond (two runs of the same
+    second stay apart)."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def _suffixes(kind: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
@@ -179,15 +211,28 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(method: str, options: dict[str, Any], threads: int | None) -> None:
-    """Build the de-identifier once per process (workers of ``jobs > 1``, or the main process)."""
+    """Build the de-identifier once per process (workers of ``jobs > 1``, or the main process); the photos'
+    face swapper is built on the first photo (:func:`_image_swapper`)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     from deidkit.pipeline.cli import resolve_deidentifier
 
+    _WORKER.clear()  # a swapper left by an earlier run in this process holds that run's de-identifier and options
     _WORKER.update(deid=resolve_deidentifier(method, options.pop("run_dir", None)), options=options,
                    threads=threads or -1)
+
+
+def _image_swapper() -> Any:
+    """This process's face swapper for photos, built once: the detector and dlib's landmark predictor (~0.9 s)
+    load once per run, not once per photo. A build that fails (no face in ``target``) is not kept, so that every
+    photo reports the error, as when each photo built its own."""
+    if "swapper" not in _WORKER:
+        from deidkit.pipeline.video import image_swapper
+
+        _WORKER["swapper"] = image_swapper(_WORKER["deid"], **_WORKER["options"])
+    return _WORKER["swapper"]
 
 
 def _process_one(kind: str, src: str, out: str, strict: bool) -> BatchRow:
@@ -197,7 +242,8 @@ def _process_one(kind: str, src: str, out: str, strict: bool) -> BatchRow:
     start = time.perf_counter()
     try:
         if kind == "image":
-            rep = deidentify_image(src, out, _WORKER["deid"], require_face=strict, **_WORKER["options"])
+            # deidentify_image resets the shared swapper first: photos are independent, nothing is tracked across
+            rep = deidentify_image(src, out, _WORKER["deid"], require_face=strict, swapper=_image_swapper())
             row.faces, row.frames = rep.faces, 1
             row.frames_without_face = int(rep.faces == 0)
             row.frames_without_face_list = "0" if rep.faces == 0 else ""
@@ -227,9 +273,53 @@ def write_summary(rows: list[BatchRow], path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+def _file_key(src: str | os.PathLike, out: str | os.PathLike) -> tuple[str, str]:
+    """A file of a batch, whichever way its paths were spelled (relative, absolute, through links)."""
+    return os.path.realpath(src), os.path.realpath(out)
+
+
+def read_summary(path: str | os.PathLike) -> list[BatchRow]:
+    """The rows of a summary CSV written by :func:`write_summary` (an older one without some columns too: they
+    take their defaults). A missing file gives no rows; one that is not such a summary raises ``ValueError``;
+    a row that does not parse is left out."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    types = {fl.name: fl.type for fl in fields(BatchRow)}
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not {"input", "output", "status"} <= set(reader.fieldnames or ()):
+                raise ValueError(f"{path}: not a batch summary (columns {reader.fieldnames})")
+            for rec in reader:
+                try:
+                    # the dataclass's annotations are strings here (``from __future__ import annotations``)
+                    kw = {k: {"int": int, "float": float}.get(types[k], str)(v) for k, v in rec.items()
+                          if k in types and v is not None}
+                    row = BatchRow(**kw)
+                except (TypeError, ValueError):
+                    continue
+                if row.status in STATUSES:
+                    rows.append(row)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from None
+    return rows
+
+
+def _recorded(summary: Path) -> dict[tuple[str, str], BatchRow]:
+    """The earlier summary's rows by file; nothing (and a warning) when it cannot be read: the batch itself
+    does not depend on it."""
+    try:
+        return {_file_key(r.input, r.output): r for r in read_summary(summary)}
+    except ValueError as exc:
+        print(f"warning: {exc}; earlier outcomes are not recovered, and it will be rewritten", file=sys.stderr)
+        return {}
+
+
 def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.PathLike, method: str = "live",
               jobs: int = 1, strict: bool = False, force: bool = False, summary: str | os.PathLike | None = None,
-              progress: bool = True, threads: int | None = None, **options: Any) -> list[BatchRow]:
+              progress: bool = True, threads: int | None = None, **options: Any) -> BatchRows:
     """De-identify every image or video of ``inputs`` into ``out_dir`` (the tree mirrored); returns the rows of
     the summary, which is written to ``summary`` (default ``out_dir/deidkit-summary.csv``).
 
@@ -237,28 +327,53 @@ def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.Path
     each, default 1 then). ``strict`` refuses to write an output in which no face was de-identified. ``force``
     redoes outputs that are already current. ``options`` go to :func:`deidentify_image` /
     :func:`deidentify_video` (``detector``, ``strength``, ``hull``, ``target``, ...) and ``run_dir`` to the
-    de-identifier's loader."""
+    de-identifier's loader.
+
+    A file whose output is current is skipped and keeps the row ``summary`` already holds for it (see the module
+    docstring); the rows returned say which run wrote each (``run``) and which this run skipped
+    (:attr:`BatchRows.skipped`)."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     files = collect_inputs(inputs, kind)
     out_dir = check_output_folder(out_dir, files, kind)
     remove_leftovers(out_dir)
     summary = Path(summary) if summary is not None else out_dir / "deidkit-summary.csv"
-    rows: list[BatchRow] = []
+    run = new_run_id()
+    recorded = _recorded(summary)
+    # The summary as it stands, by output, in input order: each file's latest row, this run's or an earlier one.
+    current: dict[str, BatchRow] = {}
     todo = []
+    skipped = kept = 0
     for src, rel in files:
         out = out_dir / output_name(rel, kind)
+        earlier = recorded.get(_file_key(src, out))
         if not force and is_up_to_date(src, out):
-            rows.append(BatchRow(str(src), str(out), "skipped"))
+            skipped += 1
+            if earlier is not None and earlier.status in WRITTEN:
+                kept += 1
+                current[str(out)] = replace(earlier, input=str(src), output=str(out))
+            else:
+                current[str(out)] = BatchRow(str(src), str(out), "skipped")
         else:
             todo.append((str(src), str(out)))
-    bar = tqdm(total=len(files), initial=len(rows), desc=f"de-identify {kind}s", unit=kind, disable=not progress)
+            if earlier is not None:  # kept until this run's row replaces it
+                current[str(out)] = replace(earlier, input=str(src), output=str(out))
+    if skipped and progress:
+        print(f"{skipped} of {len(files)} files already current, skipped ({kept} with their recorded outcome kept, "
+              f"{skipped - kept} without one); {len(todo)} to do (--force redoes them all)", file=sys.stderr)
+    order = {str(out_dir / output_name(rel, kind)): i for i, (_, rel) in enumerate(files)}
+
+    def finished(row: BatchRow) -> None:
+        row.run = run
+        current[row.output] = row
+        write_summary(sorted(current.values(), key=lambda r: order[r.output]), summary)
+        bar.update(1)
+
+    bar = tqdm(total=len(files), initial=skipped, desc=f"de-identify {kind}s", unit=kind, disable=not progress)
     if todo and jobs == 1:
         _init_worker(method, dict(options), threads)
         for src, out in todo:
-            rows.append(_process_one(kind, src, out, strict))
-            write_summary(rows, summary)
-            bar.update(1)
+            finished(_process_one(kind, src, out, strict))
     elif todo:
         import multiprocessing
 
@@ -266,20 +381,26 @@ def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.Path
                                  initargs=(method, dict(options), threads or 1)) as pool:
             futures = [pool.submit(_process_one, kind, src, out, strict) for src, out in todo]
             for fut in as_completed(futures):
-                rows.append(fut.result())
-                write_summary(rows, summary)
-                bar.update(1)
+                finished(fut.result())
     bar.close()
-    order = {str(src): i for i, (src, _) in enumerate(files)}
-    rows.sort(key=lambda r: order.get(r.input, len(order)))
+    rows = BatchRows(sorted(current.values(), key=lambda r: order[r.output]), run)
     write_summary(rows, summary)
     return rows
 
 
 def summarise(rows: list[BatchRow]) -> str:
-    """One line: counts per status, faces, files without a face."""
-    counts = {s: sum(r.status == s for r in rows) for s in STATUSES}
-    text = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    """One line: counts per status, the files skipped (with the outcomes kept for them), faces, files without a
+    face. Faces and files without a face count every row, kept ones included: the whole output folder."""
+    skipped = rows.skipped if isinstance(rows, BatchRows) else [r for r in rows if r.status == "skipped"]
+    ids = {id(r) for r in skipped}
+    here = [r for r in rows if id(r) not in ids]
+    counts = {s: sum(r.status == s for r in here) for s in STATUSES}
+    parts = [f"{n} {s}" for s, n in counts.items() if n]
+    if skipped:
+        kept = {s: sum(r.status == s for r in skipped) for s in STATUSES if s != "skipped"}
+        kept_text = ", ".join(f"{n} {s}" for s, n in kept.items() if n)
+        parts.append(f"{len(skipped)} skipped (already current" + (f"; outcomes kept: {kept_text})" if kept_text
+                                                                   else ")"))
     faceless = sum(r.frames_without_face > 0 for r in rows if r.status in ("done", "no_face", "refused"))
-    return (f"{len(rows)} files: {text}; {sum(r.faces for r in rows)} faces de-identified; "
+    return (f"{len(rows)} files: {', '.join(parts)}; {sum(r.faces for r in rows)} faces de-identified; "
             f"{faceless} files with frames where no face was found")

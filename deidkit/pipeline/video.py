@@ -261,18 +261,36 @@ class ImageReport:
     wall_s: float
 
 
+def image_swapper(deidentifier: Any, target: str | os.PathLike | np.ndarray | None = None,
+                  detector: Any = "yunet", strength: float = 1.0, hull: str = "face",
+                  detect_side: int | None = DEFAULT_DETECT_SIDE) -> FaceSwapper:
+    """The :class:`FaceSwapper` that :func:`deidentify_image` builds from its arguments: build it once and pass it
+    as ``swapper`` to de-identify many photos without loading the detector and the landmark predictor (~0.9 s)
+    for each."""
+    return FaceSwapper(deidentifier, detector, _load_target(target), strength, hull, detect_side=detect_side)
+
+
 def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifier: Any,
                      target: str | os.PathLike | np.ndarray | None = None, detector: Any = "yunet",
                      strength: float = 1.0, hull: str = "face", require_face: bool = False,
-                     detect_side: int | None = DEFAULT_DETECT_SIDE) -> ImageReport:
+                     detect_side: int | None = DEFAULT_DETECT_SIDE,
+                     swapper: FaceSwapper | None = None) -> ImageReport:
     """De-identify every face of image ``inp`` into ``out`` (written atomically). An image without a face is
     written unchanged and reported with ``faces == 0``, or, with ``require_face``, not written
-    (:class:`~deidkit.pipeline.batch.NoFaceError`)."""
+    (:class:`~deidkit.pipeline.batch.NoFaceError`).
+
+    ``swapper``: a prebuilt one (:func:`image_swapper`), reused across photos; ``target``, ``detector``,
+    ``strength``, ``hull`` and ``detect_side`` are then its own. It is reset first: a photo is unrelated to
+    whatever the swapper saw before (no tracked face or carried detection comes along)."""
     from deidkit.data.images import load_image, save_image
 
     start = time.perf_counter()
     image = load_image(inp)
-    sw = FaceSwapper(deidentifier, detector, _load_target(target), strength, hull, detect_side=detect_side)
+    if swapper is None:
+        sw = image_swapper(deidentifier, target, detector, strength, hull, detect_side)
+    else:
+        sw = swapper
+        sw.reset()
     res = sw.process(image)
     if require_face and res.faces == 0:
         from deidkit.pipeline.batch import NoFaceError
@@ -281,5 +299,3 @@ def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     save_image(out, res.frame)
     return ImageReport(str(inp), str(out), str(getattr(deidentifier, "name", "")), res.faces,
                        time.perf_counter() - start)
-
-
