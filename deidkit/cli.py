@@ -313,6 +313,10 @@ def _attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "" if not interval else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
 def _frontier(args: argparse.Namespace) -> int:
     """Measure de-identifiers against the naive frontier; records go to reports/metrics/<name>.json."""
     from deidkit.deidentifiers import load_deidentifier
@@ -355,7 +359,8 @@ def _frontier(args: argparse.Namespace) -> int:
                            | {"source": f"reports/metrics/{args.name}.json"})
             print(f"manifest metrics of the shipped {name} updated")
     for level, table in tables.items():  # every evaluated point, naive ones included, for the figure
-        table.to_csv(path.with_name(f"{args.name}_{level}.csv"), index=False)
+        table.drop(columns=["rank1_by_identity"], errors="ignore").to_csv(path.with_name(f"{args.name}_{level}.csv"),
+                                                                           index=False)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -381,7 +386,8 @@ def _frontier(args: argparse.Namespace) -> int:
     for r in records:
         if r["kind"] == "frontier" and r["deidentifier"] in args.methods:
             print(f"{r['level']:5s} {r['deidentifier']:10s} {r['recognizer']:20s} SSIM {r['ssim']:.3f} "
-                  f"Rank-1 {r['rank1']:.3f} frontier {r['frontier_rank1']:.3f} margin {r['margin_sd']:+.1f} SD "
+                  f"Rank-1 {r['rank1']:.3f} {_ci(r.get('rank1_ci'))} frontier {r['frontier_rank1']:.3f} gap "
+                  f"{r['frontier_rank1'] - r['rank1']:+.3f} {_ci(r.get('gap_ci'))} margin {r['margin_sd']:+.1f} SD "
                   f"detected {r['detection_rate']:.3f} median rank {r['median_true_rank']:.0f}")
         elif r["kind"] == "landmarks":
             print(f"landmarks {r['deidentifier']:10s} mean displacement {r['iod_mean']:.4f} of the eye-corner "

@@ -744,14 +744,19 @@ class DetailConfig:
     # output pixels costs a quarter of the 128-pixel face and holds the same kinds of detail
     patch: int = 64
     feature_layers: tuple[str, ...] = ("conv1", "dw_conv", "stage1")
-    weights: dict[str, float] = field(default_factory=lambda: {"l1": 0.1, "low": 1.0, "feat": 1.0, "adv": 0.05})
+    weights: dict[str, float] = field(default_factory=lambda: {"l1": 0.1, "low": 1.0, "feat": 0.5, "adv": 0.5})
     manifest: str = "lfw_train_pool"
     max_images: int | None = None
     crop_pack: str | None = None  # a crop pack of the manifest (``deidkit data pack``): trains without LFW
+    # a shipped live model whose generator's faces (raw, before blending) are also trained on, unpaired: they have
+    # no sharp original, so they get only the keep-the-face and the look-real terms; the stage then learns the
+    # generator's own softness, not only that of a reduced photo
+    teacher: str | None = None
     batch_size: int = 16
     epochs: int = 10
     epoch_steps: int = 200
     lr: float = 1e-4
+    disc_lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.99)
     seed: int = 0
     device: str = "auto"
@@ -764,7 +769,7 @@ class DetailConfig:
                          epoch_steps=2),
             # 2 CPU cores: about 0.5 s a step
             "quick": dict(channels=32, blocks=4, feature_layers=("conv1", "dw_conv"), max_images=3000, epochs=10,
-                          epoch_steps=200),
+                          epoch_steps=200, teacher="live_defended", blur_max=3.0),
             "gpu": dict(channels=64, blocks=12, disc_channels=64, batch_size=64, epochs=40, epoch_steps=250),
         }
         if name not in presets:

@@ -449,3 +449,30 @@ def test_recorded_selections_gather_the_candidates_and_plot_them(tmp_path):
     (metrics / "selection_c.json").write_text("{not json")
     with pytest.raises(ValueError, match="selection_c.json: not a metrics file"):
         recorded_selections(out=tmp_path)
+
+
+def test_bootstrap_intervals_are_paired_and_cover_the_estimate():
+    """Identity-clustered intervals on a synthetic table: a model far below the frontier has a gap interval above
+    0 (beyond_frontier), one on the frontier an interval that holds 0; every Rank-1 interval holds its estimate."""
+    import pandas as pd
+
+    from deidkit.eval.frontier import frontier_records
+
+    rng = np.random.default_rng(0)
+    ids = [f"id{i:02d}" for i in range(40)]
+
+    def row(name, ssim, level):
+        by_id = {n: float(np.clip(level + rng.normal(0, 0.15), 0, 1)) for n in ids}
+        r1 = float(np.mean(list(by_id.values())))
+        return {"deidentifier": name, "recognizer": "r", "ssim": ssim, "rank1_mean": r1, "rank1_std": 0.02,
+                "median_true_rank": 1.0, "detection_rate": 1.0, "rank1_by_identity": by_id}
+
+    table = pd.DataFrame([row("original", 1.0, 0.95), row("blur_sigma2", 0.9, 0.8), row("blur_sigma8", 0.7, 0.3),
+                          row("pixelate_4px", 0.9, 0.85), row("pixelate_16px", 0.7, 0.4),
+                          row("good", 0.85, 0.05), row("blur_sigma4", 0.8, 0.55)])
+    recs = {r["deidentifier"]: r for r in frontier_records(table, "p", "crop", 4, n_boot=500)}
+    good = recs["good"]
+    assert good["gap_ci"][0] > 0.3 and good["beyond_frontier"]
+    assert good["rank1_ci"][0] <= good["rank1"] <= good["rank1_ci"][1]
+    on = recs["blur_sigma4"]  # a member of the frontier itself
+    assert on["gap_ci"][0] <= 0.0 + 1e-9 and not on["beyond_frontier"]

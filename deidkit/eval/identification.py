@@ -50,6 +50,8 @@ class IdentificationResult:
 
     ranks: list[np.ndarray]
     gallery_size: int
+    #: the probes' identities, per repetition (aligned with ``ranks``)
+    probe_labels: list[np.ndarray] | None = None
 
     def cmc(self, max_rank: int | None = None) -> np.ndarray:
         """Mean CMC over repetitions, shape (max_rank,)."""
@@ -61,10 +63,19 @@ class IdentificationResult:
         vals = np.array([(r <= k).mean() for r in self.ranks])
         return float(vals.mean()), float(vals.std())
 
-    def summary(self) -> dict[str, float]:
+    def rank1_by_identity(self) -> dict[str, float]:
+        """Each probe identity's Rank-1 over all repetitions (the unit an identity-clustered bootstrap resamples)."""
+        if self.probe_labels is None:
+            return {}
+        hits = np.concatenate([r <= 1 for r in self.ranks])
+        labels = np.concatenate(self.probe_labels)
+        return {str(n): float(hits[labels == n].mean()) for n in np.unique(labels)}
+
+    def summary(self) -> dict:
         r1, s1 = self.rank_k(1)
         r5, s5 = self.rank_k(5)
-        return {"rank1_mean": r1, "rank1_std": s1, "rank5_mean": r5, "rank5_std": s5}
+        return {"rank1_mean": r1, "rank1_std": s1, "rank5_mean": r5, "rank5_std": s5,
+                "rank1_by_identity": self.rank1_by_identity()}
 
 
 def rep_columns(protocol: pd.DataFrame) -> list[str]:
@@ -85,13 +96,28 @@ def evaluate_identification(protocol: pd.DataFrame, original_emb: np.ndarray,
     if len(original_emb) != len(protocol) or len(probe_emb) != len(protocol):
         raise ValueError("embeddings must have one row per protocol row")
     labels = protocol["identity"].to_numpy()
-    ranks, gsize = [], 0
+    ranks, gsize, probe_labels = [], 0, []
     for col in rep_columns(protocol):
         g = (protocol[col] == "gallery").to_numpy()
         p = (protocol[col] == "probe").to_numpy()
         ranks.append(identify_rank(probe_emb[p], labels[p], original_emb[g], labels[g]))
+        probe_labels.append(labels[p])
         gsize = int(g.sum())
-    return IdentificationResult(ranks, gsize)
+    return IdentificationResult(ranks, gsize, probe_labels)
+
+
+def identity_bootstrap(identities: list[str], n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_boot, n) indices into ``identities``, drawn with replacement: one identity-clustered bootstrap sample
+    per row. Shared by every row of a table, so that differences between rows are paired."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, len(identities), (n_boot, len(identities)))
+
+
+def bootstrap_rank1(by_identity: dict[str, float], identities: list[str], samples: np.ndarray) -> np.ndarray:
+    """Rank-1 in each bootstrap sample (``samples`` from :func:`identity_bootstrap` over ``identities``): the mean
+    of the sampled identities' Rank-1 (every identity has the same number of probes in the kit's protocols)."""
+    rates = np.array([by_identity[n] for n in identities])
+    return rates[samples].mean(1)
 
 
 def identity_templates(emb: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

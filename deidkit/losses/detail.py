@@ -12,6 +12,9 @@ Generator::
     adv    = mean (D(out) - 1)^2 (least squares GAN): detail that a patch discriminator cannot tell from real
              skin, hair and eyes; L1 alone would draw the blurred average.
 
+Unpaired (the live generator's own faces, which have no sharp original): ``w_low * L1(down(out), x) + w_adv * adv``
+only: keep the face, draw detail a discriminator takes for real.
+
 Discriminator: mean (D(hr) - 1)^2 + mean D(out)^2. This module knows nothing of data or networks' files."""
 
 from __future__ import annotations
@@ -39,3 +42,13 @@ def detail_generator_loss(out: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor,
 def detail_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
     """Least-squares discriminator loss: real patches scored 1, enlarged ones 0."""
     return ((d_real - 1.0) ** 2).mean() + (d_fake ** 2).mean()
+
+
+def detail_unpaired_loss(out: torch.Tensor, x: torch.Tensor, d_out: torch.Tensor, weights: Mapping[str, float]
+                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    """(total, terms) for inputs without a sharp original (the live generator's faces ``x``): keep the face
+    (``low``) and look real (``adv``)."""
+    terms = {"u_low": F.l1_loss(F.interpolate(out, size=x.shape[-2:], mode="area"), x),
+             "u_adv": ((d_out - 1.0) ** 2).mean()}
+    total = weights["low"] * terms["u_low"] + weights["adv"] * terms["u_adv"]
+    return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from deidkit.checkpoints import runs_dir
 from deidkit.configs import DetailConfig
-from deidkit.losses.detail import detail_discriminator_loss, detail_generator_loss
+from deidkit.losses.detail import detail_discriminator_loss, detail_generator_loss, detail_unpaired_loss
 from deidkit.models.detail import DetailNet, PatchDiscriminator
 from deidkit.train.live import _Batches, resolve_device, training_paths
 from deidkit.train.loop import TrainingRun, seed_everything
@@ -49,6 +49,26 @@ def load_detail_images(cfg: DetailConfig, chunk: int = 512) -> np.ndarray:
     for s in tqdm(range(0, len(paths), chunk), desc="training crops", disable=len(paths) <= chunk):
         crops = aligned_crops(paths[s:s + chunk], size=224)
         out[s:s + len(crops)] = [centre_region(c, cfg.crop_fraction, side) for c in crops]
+    return out
+
+
+@torch.no_grad()
+def teacher_faces(teacher: str, cfg: DetailConfig, chunk: int = 64, show_progress: bool = True) -> np.ndarray:
+    """The shipped live model ``teacher``'s raw generator faces (N, S, S, 3) uint8 of the training manifest's
+    crops, each conditioned on itself (as in the pipeline)."""
+    from deidkit.data.lfw import aligned_crops
+    from deidkit.deidentifiers.live import to_uint8
+    from deidkit.pretrained import load_pretrained
+
+    deid = load_pretrained(teacher)
+    if deid.size != cfg.size:
+        raise ValueError(f"teacher {teacher!r} draws {deid.size}-px faces, the detail stage takes {cfg.size}")
+    paths = training_paths(cfg)
+    out = np.empty((len(paths), cfg.size, cfg.size, 3), np.uint8)
+    for s in tqdm(range(0, len(paths), chunk), desc=f"{teacher} faces", disable=not show_progress):
+        x = deid._network_input(aligned_crops(paths[s:s + chunk], size=224))
+        raw, _ = deid.generator(x, deid.features.embed(x))
+        out[s:s + len(raw)] = to_uint8(raw)
     return out
 
 
@@ -135,12 +155,24 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         network = get_recognizer("mobilefacenet_ms1m").network
     feats = TextureLayers(network, cfg.feature_layers).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=cfg.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=cfg.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.disc_lr, betas=cfg.betas)
     imgs = load_detail_images(cfg) if images is None else np.asarray(images)
     side = 2 * cfg.size
     if imgs.ndim != 4 or imgs.shape[1:] != (side, side, 3) or imgs.dtype != np.uint8:
         raise ValueError(f"training faces must be uint8 (N, {side}, {side}, 3), got {imgs.dtype} {imgs.shape}")
     data = torch.from_numpy(np.ascontiguousarray(imgs))
+    unpaired = None
+    if cfg.teacher:  # kept beside the run: computed once, also across resumes
+        tpath = run_dir / "teacher_faces.npy"
+        if tpath.is_file():
+            unpaired = np.load(tpath, allow_pickle=False)
+        if unpaired is None or len(unpaired) != len(data):
+            unpaired = teacher_faces(cfg.teacher, cfg, show_progress=show_progress)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = run_dir / f".teacher_faces.tmp{os.getpid()}.npy"
+            np.save(tmp, unpaired)
+            os.replace(tmp, tpath)
+        unpaired = torch.from_numpy(unpaired)
     run = TrainingRun(run_dir, {"detail": G, "discriminator": D}, {"detail": opt_g, "discriminator": opt_d},
                       seed=cfg.seed, config=dataclasses.asdict(cfg), show_progress=show_progress)
 
@@ -152,14 +184,25 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
             hr = random_patches(hr, cfg.patch)
         lr = degrade(hr, hr.shape[-1] // 2, cfg.blur_max)
         out = G(lr)
+        fakes = [out]
+        if unpaired is not None:  # the teacher's faces of the same images, own random patches
+            xu = unpaired[torch.from_numpy(idx)].to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+            xu = torch.where(flip.view(-1, 1, 1, 1).to(device), xu.flip(3), xu)
+            if cfg.patch and cfg.patch < side:
+                xu = random_patches(xu, cfg.patch // 2)
+            out_u = G(xu)
+            fakes.append(out_u)
         opt_d.zero_grad(set_to_none=True)
-        d_loss = detail_discriminator_loss(D(hr), D(out.detach()))
+        d_loss = detail_discriminator_loss(D(hr), D(torch.cat(fakes).detach()))
         d_loss.backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
         with torch.no_grad():
             hr_feats = feats(hr)
         total, terms = detail_generator_loss(out, hr, lr, D(out), feats(out), hr_feats, cfg.weights)
+        if unpaired is not None:
+            total_u, terms_u = detail_unpaired_loss(out_u, xu, D(out_u), cfg.weights)
+            total, terms = total + total_u, {**terms, **terms_u}
         total.backward()
         opt_g.step()
         return {"loss": float(total.detach()), "d": float(d_loss.detach()), **terms}
