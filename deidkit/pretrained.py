@@ -26,7 +26,7 @@ MANIFEST = "manifest.json"
 KINDS = ("live", "fadenet")
 MAX_BYTES = 25 * 1024 * 1024
 #: Shipped names that now mean another model, and the name the same weights ship under: loading the old name is
-#: refused with a pointer, never resolved to something else (stop 38: the natural-looking FaDeNet became ``fadenet``).
+#: refused with a pointer, never resolved to something else (2026-12-07: the natural-looking FaDeNet became ``fadenet``).
 RENAMED: dict[str, str] = {"fadenet_subspace": "fadenet"}
 
 

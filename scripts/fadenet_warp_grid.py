@@ -1,4 +1,4 @@
-"""What the warped FaDeNet candidates of stops 36 and 37 do to faces: one face of every 25th identity of the selection
+"""What the warped FaDeNet candidates of 2026-12-07 do to faces: one face of every 25th identity of the selection
 protocol (``lfw_select_160x8``; never the test protocol), the original and each candidate at its selection-rule
 operating point, as one grid. Writes ``reports/figures/fadenet_subspace_warp_grid.png``.
 
@@ -16,9 +16,9 @@ from deidkit.eval.selection import selection_set
 from deidkit.reports import save_figure
 
 #: row label -> de-identifier name (run @ epoch snapshot with its inference options); the 6 px, 12 x 12 and 5 x 5
-#: 1.5 px warps of stop 36 look like their neighbours here and are left out so the figure stays small
+#: 1.5 px warps of 2026-12-07 look like their neighbours here and are left out so the figure stays small
 CANDIDATES = {
-    "stop-34 model (no warp)": "fadenet-subspace_push_m@epoch003_f0.23_cm_dc1.5",
+    "2026-12-07 model (no warp)": "fadenet-subspace_push_m@epoch003_f0.23_cm_dc1.5",
     "5x5 warp, 4 px": "fadenet-subspace_warp@epoch003_f0.26_cm_dc1.5",
     "8x8 warp, 4 px": "fadenet-subspace_warp_g8@epoch003_f0.26_cm_dc1.5",
     "4x4 warp, 2 px": "fadenet-subspace_warp_g4p2@epoch003_f0.26_cm_dc1.5",

@@ -1,4 +1,4 @@
-"""How far each warped FaDeNet candidate of stops 36 and 37 stretches faces: for one face of each of the selection
+"""How far each warped FaDeNet candidate of 2026-12-07 stretches faces: for one face of each of the selection
 protocol's 160 identities (``lfw_select_160x8``; never the test protocol), the largest principal stretch of the
 warp the network applies (``FaDeNetDeidentifier.warp_stretch``, at the network's 96 px), and its median and
 95th percentile over the faces. Records ``reports/metrics/fadenet_warp_stretch.json``.

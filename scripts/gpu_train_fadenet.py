@@ -1,5 +1,5 @@
-"""Train FaDeNet's ``gpu`` profile on one GPU in a fixed wall-time budget (maintainers; the machine a session is
-sometimes lent has no LFW, no facenet-pytorch and no internet, and returns at most eight files of 16 MiB).
+"""Train FaDeNet's ``gpu`` profile on one GPU in a fixed wall-time budget (maintainers; a rented GPU machine may have
+no LFW, no facenet-pytorch and no internet, and returns at most eight files of 16 MiB).
 
     # here: the critic identities' crops (1,911 images, ~10 MiB at 96 px) and what travels with them
     deidkit data pack --manifest lfw_train_pool --critic-identities --size 96 --out .gpu/critic_pool_96.npz

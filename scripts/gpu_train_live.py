@@ -1,5 +1,5 @@
-"""Train the live model's ``gpu`` profile on one GPU in a fixed wall-time budget (maintainers; the machine a session
-is sometimes lent has no LFW and no internet, and returns at most eight files of 16 MiB).
+"""Train the live model's ``gpu`` profile on one GPU in a fixed wall-time budget (maintainers; a rented GPU machine may have
+no LFW and no internet, and returns at most eight files of 16 MiB).
 
     python scripts/gpu_train_live.py --pack PACK.npz --out OUT_DIR --budget-s 390
 

@@ -1,5 +1,5 @@
 """Can an inference-time change move the shipped natural-looking FaDeNet (``fadenet``) off its identity curve?
-(maintainers' probe, stop 35; README model card; its records in reports/ were measured on the model shipped then,
+(maintainers' probe, 2026-12-07; README model card; its records in reports/ were measured on the model shipped then,
 as ``fadenet_subspace``: ``git show b9cb937:deidkit/weights/manifest.json``). Selection set only (lfw_select_160x8, 4 images per
 identity = 640 faces; never the test protocol), MS1M only (the trained-against recogniser): mean SSIM of the crop,
 mean cosine of output and original, and the leave-one-out Rank-1 (each de-identified probe against the originals

@@ -1,4 +1,4 @@
-"""How much of the shipped FaDeNet's change depends on the face? (maintainers' probe, stop 38). ``fadenet`` changes
+"""How much of the shipped FaDeNet's change depends on the face? (maintainers' probe, 2026-12-07). ``fadenet`` changes
 the blurred face box in two ways, both read from the face's features: 64 face-detail coefficients and 16 geometry
 (warp) coefficients. This probe records how much each varies from face to face (the coefficient vectors' length and
 their spread around the mean vector) and what replacing them at inference does:

@@ -241,14 +241,14 @@ def test_trained_fadenet_is_found_by_name(tmp_path, monkeypatch):
     assert isinstance(deid, FaDeNetDeidentifier) and deid.name == "fadenet"
     assert deid.deidentify(random_faces(2, 64)).shape == (2, 64, 64, 3)
     # the name's profile is the run loaded; a name that is neither a profile's, a run's nor a shipped model's is
-    # refused, never read as the default profile's run under the name asked for (stop 38: a renamed shipped model)
+    # refused, never read as the default profile's run under the name asked for (2026-12-07: a renamed shipped model)
     assert load_deidentifier("fadenet_tiny", profile="quick").name == "fadenet_tiny"
     with pytest.raises(FileNotFoundError, match="02_fadenet"):
         load_deidentifier("fadenet_quick", profile="tiny")
     for typo in ("fadenet_tinyy", "fadenet-nosuch", "fadenet_subspace_cm"):
         with pytest.raises(ValueError, match="unknown FaDeNet|fadenet-<profile>"):
             load_deidentifier(typo, profile="tiny")
-    with pytest.raises(ValueError, match="'fadenet' since stop 38"):
+    with pytest.raises(ValueError, match="'fadenet' since 2026-12-07"):
         load_deidentifier("fadenet_subspace")
 
 

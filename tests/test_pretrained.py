@@ -249,7 +249,7 @@ def test_live_defended_is_the_shipped_live_fine_tuned_against_an_adaptive_attack
 def test_shipped_fadenet_paints_face_detail_not_bands(crops_small):
     """The default FaDeNet's change lies in its 64 face-detail components and 16 modes of face geometry (both ship
     with the weights), and it changes the faces' colours about as little as blurring does, where
-    ``fadenet_refine`` (the default until stop 37) paints coloured bands."""
+    ``fadenet_refine`` (the default until 2026-12-07) paints coloured bands."""
     from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.quality import colour_shift
 
@@ -259,7 +259,7 @@ def test_shipped_fadenet_paints_face_detail_not_bands(crops_small):
     assert entry["config"]["shape_basis"] == deid.unet.shape_modes.shape[0] == 16
     assert deid.unet.shape_modes.abs().sum() > 0
     assert deid.unet.basis.abs().sum() > 0 and deid.feather == entry["inference"]["feather"]
-    # loaded as the manifest says: colour matched, detail capped (the video defect of stop 32)
+    # loaded as the manifest says: colour matched, detail capped (the video defect of 2026-12-05)
     assert (deid.colour_match, deid.detail_cap) == (entry["inference"]["colour_match"], entry["inference"]["detail_cap"])
     crops = crops_small[:8]
     subspace = colour_shift(crops, deid.deidentify(crops)).mean()

@@ -59,7 +59,7 @@ class FaDeNetDeidentifier:
 
     ``feather`` (``facebox`` mode; 0: a hard-edged box) ramps the change linearly from nothing at the face box's
     edge to all of it ``feather`` x the box side inside: the seam of a hard box costs much image quality (SSIM)
-    and hides little identity (selection set, the stop-22 model: feather 0.03 at strength 1 gives SSIM 0.805 at an
+    and hides little identity (selection set, the 2026-12-03 model: feather 0.03 at strength 1 gives SSIM 0.805 at an
     MS1M cosine of 0.037, the hard box at strength 0.97 0.805 at 0.049). Also an inference option
     (``deidkit select --feathers``).
 
@@ -291,7 +291,7 @@ def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> 
     from deidkit.pretrained import RENAMED, shipped_models
 
     if name in RENAMED:
-        raise ValueError(f"{name!r} is the shipped model {RENAMED[name]!r} since stop 38 (the same weights); the run "
+        raise ValueError(f"{name!r} is the shipped model {RENAMED[name]!r} since 2026-12-07 (the same weights); the run "
                          f"of a training profile is named fadenet-<profile>")
     # fadenet_<profile>: that profile's run (the name's profile wins over the argument); any other name is refused
     # rather than read as the argument's profile, so that a typo never loads another model under the name asked for

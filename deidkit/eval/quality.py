@@ -113,7 +113,7 @@ def warp_stretch(field: np.ndarray) -> np.ndarray:
     applies anywhere: max over pixels of |s - 1| for both singular values s of its Jacobian I + grad u. A guard
     against runaway warps, not a test of a natural look: real training faces differ from the mean face by a median
     0.43 (projected on 16 principal modes of their geometry), while a free 5 x 5 warp of 0.40 already draws
-    wedge-shaped eyes (stops 36-37)."""
+    wedge-shaped eyes (2026-12-07)."""
     field = np.asarray(field, dtype=np.float64)
     if field.ndim != 4 or field.shape[1] != 2:
         raise ValueError(f"expected a displacement field (N, 2, H, W), got {field.shape}")

@@ -73,7 +73,7 @@ class UNet(nn.Module):
     ``luma_only`` (residual tanh networks only; not in the paper): the correction is one grey map (the mean of the
     head's three channels) that changes the luminance (BT.601) of the input and adds the same amount to R, G and B,
     so the output keeps the input's chroma (Cb, Cr) exactly up to clipping: a critic-fooling U-Net otherwise moves
-    identity with coloured bands over the eyes (stop 25: restoring the input's chroma after the shipped network
+    identity with coloured bands over the eyes (2026-12-03: restoring the input's chroma after the shipped network
     raised the selection set's MS1M cosine from 0.078 to 0.172), which no natural face shows.
 
     ``detail_basis`` K (residual tanh networks with ``input_sigma`` only; 0 = off, not in the paper): the correction
@@ -82,7 +82,7 @@ class UNet(nn.Module):
     the weights), with coefficients ``c = 2 tanh(a)`` (each within two standard deviations of real faces) read
     from the contracting path's pooled features. Every output is then the blurred face plus detail that some real
     face has: a face prior that a CPU can afford, where a free correction pushed by a critic paints colour bands
-    (every recipe of stops 19-30). The expansive path is not used (nor built).
+    (every recipe of 2026-12-02 to 2026-12-05). The expansive path is not used (nor built).
 
     ``shape_warp`` G (detail-basis networks only; 0 = off, not in the paper) with ``warp_px`` D: the blurred face
     plus its detail is also resampled along a smooth displacement field, G x G vectors of at most D pixels read
@@ -96,7 +96,7 @@ class UNet(nn.Module):
     of how real training faces' features sit relative to the mean face, i.e. optical flow from the mean face to
     each face, windowed to the face box; set by :meth:`set_shape_basis`, saved with the weights), with the
     coefficient vector ``c`` (in standard deviations of real faces) read from the pooled features and bounded in
-    length by R. A free grid warp pushed by a critic stretches every face the same unnatural way (stop 36: eyes
+    length by R. A free grid warp pushed by a critic stretches every face the same unnatural way (2026-12-07: eyes
     drawn into wedges); this one can only move a face's geometry the ways real faces differ, by at most R standard
     deviations in all.
     """

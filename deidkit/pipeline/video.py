@@ -97,7 +97,7 @@ def stage_threads(threads: int | None) -> Iterator[None]:
     The video pipeline runs two threads of its own (the next frame's decode, detection and alignment beside this
     frame's network and blending); with each library also spreading its work over every core, the threads fight
     over the cores: on 2 cores, 1080p with ~11 faces a frame ran at 4.6 frames/s with the libraries' defaults and
-    6.3 with one thread each (stop 28). Outputs may differ from a single-threaded run by one level in a few pixels
+    6.3 with one thread each (2026-12-04). Outputs may differ from a single-threaded run by one level in a few pixels
     (torch's sums in another order)."""
     if threads is None:
         yield

@@ -1,11 +1,11 @@
-"""A slightly robust copy of the MS1M face embedding, for FaDeNet's critic (not in either paper; stop 30).
+"""A slightly robust copy of the MS1M face embedding, for FaDeNet's critic (not in either paper; 2026-12-05).
 
 Why: FaDeNet's identity push follows its critic's input gradient. A standard network's input gradient is
 noise-like, and a U-Net that follows it paints what moves that one network: the stripes and coloured bands of
 every CPU-trained FaDeNet. Networks trained against small adversarial perturbations have input gradients that
 line up with visible features (Santurkar et al., *Image synthesis with a single robust classifier*, 2019), and
 perturbations made on slightly robust networks carry over to other networks much further (Springer et al., *A
-little robustness goes a long way*, 2021). Probe (stop 30, 180 steps of this recipe, 8 held-out faces, an L2
+little robustness goes a long way*, 2021). Probe (2026-12-05, 180 steps of this recipe, 8 held-out faces, an L2
 budget of 3 in [-1, 1] units): an attack on the original MS1M network turns its own embedding to a cosine of
 -0.40; an attack on the robust copy turns the *original* network's embedding to -0.10 although it never saw it,
 and its perturbation follows eyes, brows and mouth where the original's is spread as noise over the face.
@@ -16,7 +16,7 @@ steps of projected sign-gradient descent find an L-inf perturbation of ``robust_
 student's embedding away from the frozen original's embedding of the clean image; the student learns to keep
 both the clean and the perturbed image's embeddings at the original's (1 - cosine each).
 
-What it bought FaDeNet (stop 30, the ``robust`` FaDeNet profile: the standard recipe against this critic): no more
+What it bought FaDeNet (2026-12-05, the ``robust`` FaDeNet profile: the standard recipe against this critic): no more
 natural a look than the standard critic's (a blurred face box with bluish bands growing over the eyes, colour
 shift 6-8 levels) and less identity change on the selection set; the numbers are at the profile in
 :mod:`deidkit.configs`. Kept as a critic option: the transfer it shows at the image level is the property an
