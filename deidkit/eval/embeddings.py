@@ -57,8 +57,9 @@ def embed_cached(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str 
 
 def embed_originals(recognizer, shas: list[str], load_crops, tag: str, batch_size: int = 64) -> np.ndarray:
     """Embeddings of original images identified by ``shas``; ``load_crops(indices)`` returns the crops of the
-    ones missing from the cache."""
-    cache = EmbeddingCache(recognizer.name, tag)
+    ones missing from the cache. Keyed by the recogniser's weights too (:func:`recognizer_key`): another checkpoint
+    under the same name never reads these embeddings."""
+    cache = EmbeddingCache(recognizer_key(recognizer), tag)
     missing = [i for i, s in enumerate(shas) if s not in cache]
     if missing:
         for start in tqdm(range(0, len(missing), 512), desc=f"embed {recognizer.name} originals"):
