@@ -30,10 +30,11 @@ def resolve_deidentifier(name: str, run_dir: str | None = None, device: str = "c
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="live", help="de-identifier: live, live_defended, fadenet, fadenet_refine or "
-                   "fadenet_luma (the shipped models; live is the default; live_defended resists an attacker who learns it; "
-                   "fadenet_refine and fadenet_luma paint bands over the eyes), live_<profile> / fadenet_<profile> (trained in the cache), or a baseline such as "
-                   "blur_sigma8, pixelate_16px, blackbox, noise_sigma32")
+    from deidkit.pretrained import shipped_models
+
+    p.add_argument("--method", default="live", help=f"de-identifier: a shipped model ({', '.join(shipped_models())}; "
+                   "live is the default; see docs/models/), live_<profile> / fadenet_<profile> (trained in the cache), "
+                   "or a baseline such as blur_sigma8, pixelate_16px, blackbox, noise_sigma32")
     p.add_argument("--run-dir", default=None, help="folder of a trained live model (default: the profile's cache)")
     p.add_argument("--target", default=None, help="image of the person whose representation conditions the live "
                    "network (default: each face is its own target)")
@@ -110,6 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     rows = run_batch(kind, args.paths[:-1], args.paths[-1], method=args.method, jobs=args.jobs, strict=args.strict,
                      force=args.force, summary=args.summary, run_dir=args.run_dir, **_options(args))
     for r in rows:
+        if r.run != rows.run:  # skipped: its outcome was reported by the run that produced it
+            continue
         if r.status == "failed":
             print(f"deidkit {kind}: failed: {r.input}: {r.error}", file=sys.stderr)
         elif r.status in ("no_face", "refused"):
