@@ -81,3 +81,23 @@ def test_change_correlation_tells_a_fixed_pattern_from_a_face_dependent_change(c
     blurred = GaussianBlur(4.0).deidentify(crops)  # each face loses its own detail
     assert change_correlation(crops, blurred, labels) < 0.5
     assert np.isnan(change_correlation(crops, crops.copy(), labels))
+
+
+def test_realism_command_writes_records_and_a_face_grid(tmp_path, capsys):
+    """``deidkit realism`` end to end on two test identities: a record per (level, de-identifier), the original
+    through the pipeline as sharp as the photo, blur far softer, and a grid of 256-pixel faces."""
+    import json
+
+    from deidkit.cli import main
+    from deidkit.data.images import load_image
+
+    (tmp_path / "metrics").mkdir()
+    rc = main(["realism", "blur_sigma8", "original", "--no-naive", "--identities", "2", "--train-images", "8",
+               "--grid", "2", "--name", "realism_test", "--out", str(tmp_path)])
+    assert rc == 0
+    recs = {(r["level"], r["deidentifier"]): r for r in json.loads((tmp_path / "metrics" / "realism_test.json").read_text())}
+    assert set(recs) == {(lv, n) for lv in ("crop", "image") for n in ("blur_sigma8", "original")}
+    assert recs["image", "original"]["sharpness"] >= 0.97  # the lossless round trip
+    assert recs["image", "blur_sigma8"]["sharpness"] < 0.2 and recs["crop", "blur_sigma8"]["n"] == 16
+    grid = load_image(tmp_path / "figures" / "realism_test_faces.png")
+    assert grid.shape[1] == 2 * 256 and grid.shape[0] == 3 * (256 + 22)  # original + two rows, 256 px a face
