@@ -471,6 +471,18 @@ def _export(args: argparse.Namespace) -> int:
     from deidkit.checkpoints import load_checkpoint
     from deidkit.pretrained import export_pretrained
 
+    if args.model == "detail":  # the live model's detail stage, shipped beside a shipped live model's generator
+        from deidkit.checkpoints import load_checkpoint
+        from deidkit.pretrained import export_detail
+        from deidkit.train.detail import default_detail_run_dir
+
+        run_dir = Path(args.run_dir) if args.run_dir else default_detail_run_dir(args.profile)
+        ckpt = load_checkpoint(run_dir)
+        log = pd.read_csv(run_dir / "log.csv")
+        path = export_detail(args.attach_to, ckpt["modules"]["detail"], json.loads((run_dir / "config.json").read_text()),
+                             run_dir.name, steps=int(ckpt["global_step"]), training_time_s=float(log["wall_s"].sum()))
+        print(f"shipped the detail stage of {run_dir} with {args.attach_to} as {path}")
+        return 0
     if args.model == "live":
         from deidkit.deidentifiers.live import default_run_dir
 
@@ -776,7 +788,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_benchmark_train)
 
     p = sub.add_parser("export", help="ship a trained run's generator in deidkit/weights (maintainers)")
-    p.add_argument("model", choices=["fadenet", "live"])
+    p.add_argument("model", choices=["fadenet", "live", "detail"],
+                   help="detail: a live detail stage, shipped with the live model --attach-to names")
+    p.add_argument("--attach-to", default="live", help="detail: the shipped live model it enlarges")
     p.add_argument("--profile", default="standard", choices=training_profiles())
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "

@@ -128,7 +128,7 @@ def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = N
 
 
 def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], run: str,
-                  weights_dir: str | os.PathLike | None = None) -> Path:
+                  weights_dir: str | os.PathLike | None = None, steps: int = 0, training_time_s: float = 0.0) -> Path:
     """Ship a trained detail stage with the shipped live model ``name`` (``<name>_detail.pt``, float16): the
     model's manifest entry gains a ``detail`` part (file, sha256, config, run, commit)."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
@@ -140,7 +140,9 @@ def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[s
     torch.save({k: v.detach().half() for k, v in state_dict.items()}, tmp)
     os.replace(tmp, path)
     manifest["models"][name]["detail"] = {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-                                          "dtype": "float16", "config": config, "run": run, "commit": _git_commit()}
+                                          "dtype": "float16", "config": config, "run": run, "commit": _git_commit(),
+                                          "steps_trained": int(steps), "training_time_s": float(training_time_s),
+                                          "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 

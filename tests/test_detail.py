@@ -1,0 +1,89 @@
+"""The live model's detail stage: the network (an untrained one is exactly a bicubic enlargement), its training
+data (real faces made smaller and softer), a tiny training run that resumes, and shipping it beside a live
+generator (checksummed, loaded by load_pretrained, output twice the generator's side)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from deidkit.configs import DetailConfig
+from deidkit.models.detail import DetailNet, PatchDiscriminator
+from deidkit.train.detail import centre_region, degrade, random_patches, train_detail
+
+
+def test_untrained_detail_net_is_a_bicubic_enlargement():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    net = DetailNet(8, 1)
+    y = net(x)
+    assert y.shape == (2, 3, 64, 64)
+    ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
+    assert torch.allclose(y, ref, atol=1e-6)
+    assert PatchDiscriminator(8)(y).shape == (2, 1, 8, 8)
+
+
+def test_degrade_blurs_and_shrinks_and_patches_line_up():
+    torch.manual_seed(0)
+    hr = torch.rand(3, 3, 64, 64) * 2 - 1
+    sharp = degrade(hr, 32, 0.0)  # no blur: plain area averaging
+    assert torch.allclose(sharp, F.interpolate(hr, size=(32, 32), mode="area"), atol=1e-5)
+    soft = degrade(hr, 32, 3.0)
+    assert soft.shape == (3, 3, 32, 32) and soft.std() < sharp.std()
+    p = random_patches(hr, 16)
+    assert p.shape == (3, 3, 16, 16)
+
+
+def test_centre_region_is_what_the_live_generator_sees(crops_small):
+    c = crops_small[0]
+    r = centre_region(c, 0.8, 128)
+    assert r.shape == (128, 128, 3)
+    k = int(round(0.8 * c.shape[0]))
+    o = (c.shape[0] - k) // 2
+    assert np.abs(r.astype(int).mean() - c[o:o + k, o:o + k].astype(int).mean()) < 2
+
+
+@pytest.fixture(scope="module")
+def tiny_detail_run(tmp_path_factory, crops_small):
+    cfg = DetailConfig.profile("tiny")
+    faces = np.stack([centre_region(c, cfg.crop_fraction, 2 * cfg.size) for c in crops_small[:16]])
+    run = tmp_path_factory.mktemp("detail") / "detail-tiny"
+    net, log = train_detail(cfg, run, faces, show_progress=False)
+    return cfg, run, net, log, faces
+
+
+def test_tiny_detail_training_logs_every_term_and_resumes(tiny_detail_run):
+    cfg, run, net, log, faces = tiny_detail_run
+    assert len(log) == cfg.epochs * cfg.epoch_steps
+    assert {"l1", "low", "feat", "adv", "d"} <= set(log.columns) and np.isfinite(log["loss"]).all()
+    # a finished run loads instead of training again; more epochs continue from its checkpoint
+    again, log2 = train_detail(cfg, run, faces, show_progress=False)
+    assert len(log2) == len(log)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+
+
+def test_shipped_detail_stage_loads_verified_and_doubles_the_output(tiny_detail_run, tmp_path, crops_small):
+    from deidkit.pretrained import WEIGHTS_DIR, PretrainedError, export_detail, load_pretrained, read_manifest
+
+    cfg, run, net, _, _ = tiny_detail_run
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    entry = read_manifest()["models"]["live"]
+    shutil.copy(WEIGHTS_DIR / entry["file"], weights / entry["file"])
+    entry = {k: v for k, v in entry.items() if k != "detail"}
+    (weights / "manifest.json").write_text(json.dumps({"models": {"live": entry}}))
+    export_detail("live", net.state_dict(), json.loads((run / "config.json").read_text()), run.name, weights)
+    deid = load_pretrained("live", weights_dir=weights)
+    assert deid.detail is not None and deid.out_size == 2 * deid.size
+    raw, alpha = deid.deidentify_with_mask(crops_small[:2])
+    assert raw.shape == crops_small[:2].shape and alpha.shape == (2, *crops_small.shape[1:3])
+    # a corrupted detail file is refused, naming it
+    path = weights / "live_detail.pt"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(PretrainedError, match="live_detail.pt"):
+        load_pretrained("live", weights_dir=weights)
