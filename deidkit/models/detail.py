@@ -3,8 +3,8 @@ draws fine detail (skin, hair, eye and lip texture) of its own. It sees only the
 original face, so whatever detail it draws is a function of the de-identified face: it cannot bring the original's
 detail back (the judges and the adaptive attacker check that it brings no identity back either).
 
-:class:`DetailNet`: a convolution, residual blocks at the input's side, a pixel-shuffle enlargement and two
-convolutions; its output is the bicubic enlargement of the input plus the learned residual (so an untrained
+:class:`DetailNet`: a convolution, residual blocks at the input's side, a nearest-neighbour enlargement and
+three convolutions; its output is the bicubic enlargement of the input plus the learned residual (so an untrained
 network is a bicubic enlargement). Images are (N, 3, S, S) tensors in [-1, 1]; the output is (N, 3, 2S, 2S).
 Nothing here reads a file."""
 
@@ -37,7 +37,9 @@ class DetailNet(nn.Module):
         super().__init__()
         self.head = nn.Conv2d(3, channels, 3, 1, 1)
         self.body = nn.Sequential(*[_Residual(channels) for _ in range(blocks)])
-        self.up = nn.Sequential(nn.Conv2d(channels, 4 * channels, 3, 1, 1), nn.PixelShuffle(2),
+        # enlarge, then convolve: a pixel shuffle under an adversarial loss drew periodic vertical stripes
+        # (a trial run on live faces, 400 steps)
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, 1, 1),
                                 nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(channels, channels, 3, 1, 1),
                                 nn.LeakyReLU(0.2, inplace=True))
         self.tail = nn.Conv2d(channels, 3, 3, 1, 1)
