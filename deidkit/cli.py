@@ -280,11 +280,15 @@ def _realism(args: argparse.Namespace) -> int:
         from deidkit.plots import realism_figure
         from deidkit.reports import reports_dir, save_figure
 
-        base = reports_dir(args.out) / "metrics" / args.frontier
-        tables = {lv: pd.read_csv(base.with_name(f"{args.frontier}_{lv}.csv")) for lv in args.levels
-                  if base.with_name(f"{args.frontier}_{lv}.csv").is_file()}
+        metrics = reports_dir(args.out) / "metrics"
+        tables = {}
+        for lv in args.levels:  # the tables of one or more frontier runs, each point once
+            parts = [pd.read_csv(metrics / f"{n}_{lv}.csv") for n in args.frontier if (metrics / f"{n}_{lv}.csv").is_file()]
+            if parts:
+                tables[lv] = pd.concat(parts).drop_duplicates(["deidentifier", "recognizer"]).reset_index(drop=True)
         if not tables:
-            raise FileNotFoundError(f"{base}_crop.csv / _image.csv: no tables of deidkit frontier --name {args.frontier}")
+            raise FileNotFoundError(f"{metrics}: no tables (<name>_crop.csv, <name>_image.csv) of deidkit frontier "
+                                    f"--name {' / '.join(args.frontier)}")
         recognizers = list(dict.fromkeys(next(iter(tables.values()))["recognizer"]))
         fig = save_figure(realism_figure(tables, records, recognizers), args.name, args.out)
         print(f"figure {fig}")
@@ -905,8 +909,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=0, metavar="N",
                    help="also write reports/figures/<name>_faces.png: N photos (one per identity) at 256 px a face, "
                         "the original above each named model's output")
-    p.add_argument("--frontier", default=None, metavar="NAME",
-                   help="draw Rank-1 against SSIM and against sharpness from deidkit frontier --name NAME's tables")
+    p.add_argument("--frontier", nargs="+", default=None, metavar="NAME",
+                   help="draw Rank-1 against SSIM and against sharpness from the tables of deidkit frontier --name NAME "
+                        "(one or more runs)")
     p.add_argument("--name", default="realism", help="records file: reports/metrics/<name>.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=_realism)
