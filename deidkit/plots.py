@@ -251,7 +251,9 @@ def realism_figure(tables: dict[str, pd.DataFrame], realism: list[dict], recogni
             for k, x in enumerate(("ssim", axis)):
                 ax = axes[i][2 * j + k]
                 for fam, members in families.items():
-                    c = t[t["deidentifier"].isin([*members, "original"])].sort_values(x)
+                    # the family in order of strength, from the original (pixelation's sharpness is not monotonic)
+                    order = {n: k for k, n in enumerate(["original", *members])}
+                    c = t[t["deidentifier"].isin(order)].sort_values("deidentifier", key=lambda n: n.map(order))
                     colour, ls = styles.get(fam, ("grey", ":"))
                     ax.plot(c[x], c["rank1_mean"], ls, color=colour, marker=".", label=f"{fam} (naive)")
                 for _, row in t[t["deidentifier"].map(lambda n: family_of(n, families) is None)].iterrows():
