@@ -130,3 +130,102 @@ def test_stage_profile_lists_the_slow_cells(tmp_path):
     assert abs(rows[0]["share"] - 50 / 60.5) < 1e-9
     recs = collect_metrics(tmp_path, "tiny", rows)
     assert "## Where the time goes" in write_readme(tmp_path, recs).read_text()
+
+
+def _frontier(deid: str, level: str, recognizer: str, source: str, **kw) -> dict:
+    return {"kind": "frontier", "protocol": "lfw_57x8", "level": level, "deidentifier": deid,
+            "recognizer": recognizer, "ssim": 0.9, "rank1": 0.05, "frontier_rank1": 0.8, "margin_sd": 20.0,
+            "detection_rate": 1.0, "source": source, **kw}
+
+
+def _grid(deids, source, recognizers=("dlib", "mobilefacenet_casia", "mobilefacenet_ms1m"), **kw) -> list[dict]:
+    return [_frontier(d, lv, r, source, **kw) for d in deids for lv in ("crop", "image") for r in recognizers]
+
+
+def test_metrics_json_holds_the_notebooks_and_the_shipped_models_only(tmp_path):
+    """The rule of the module docstring: notebook records, the shipped models' files (named by the manifest, named
+    *shipped*, realism*) and the fixed-name benchmarks go into metrics.json; tried snapshots' files do not."""
+    from deidkit.reports import is_current, shipped_sources
+
+    shipped = shipped_sources({"models": {
+        "fadenet": {"kind": "fadenet", "metrics": {"source": "reports/metrics/frontier_fadenet_v2.json"}},
+        "live": {"kind": "live", "metrics": {"source": "reports/metrics/frontier_live_shipped.json"}}}})
+    assert shipped == {"live": "frontier_live_shipped.json", "fadenet": "frontier_fadenet_v2.json"}  # live first
+    current = ["04_recognition_eval", "_runtime_04_recognition_eval", "frontier_fadenet_v2", "frontier_live_shipped",
+               "attack_shipped", "realism_shipped", "realism", "video_speed", "study_browser"]
+    tried = ["frontier_fadenet_fb3m_e3", "selection_fadenet_stop23", "attack_fadenet_stop25", "probe_x",
+             "4_not_a_notebook"]
+    for i, name in enumerate(current + tried):
+        record_metrics([{"kind": "speed", "name": name, "value": float(i)}], name, tmp_path)
+    (tmp_path / "metrics" / "frontier_fadenet_fb3m_e3_crop.csv").write_text("a,b\n1,2\n")  # tables: never read
+    experiments = tmp_path / "experiments" / "metrics"
+    experiments.mkdir(parents=True)
+    (experiments / "frontier_live_old.json").write_text(json.dumps([{"kind": "speed", "name": "old"}]))
+    assert [n for n in current + tried if is_current(f"{n}.json", shipped)] == current
+    recs = collect_metrics(tmp_path, "tiny", shipped=shipped)
+    assert sorted(r["name"] for r in recs if r["kind"] == "speed") == sorted(current)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == recs
+
+
+def test_readme_opens_with_the_shipped_models_and_the_baselines(tmp_path):
+    """The headline table comes first: each shipped model's rows from the file its manifest names (not from
+    notebook 04 nor a tried snapshot), the naive baselines from a shipped model's file that has intervals, judges
+    only, crop then image; then realism; the headline rows are not repeated in the frontier table below."""
+    shipped = {"live": "frontier_live_shipped.json", "fadenet": "frontier_fadenet_shipped.json"}
+    naive = ("blur_sigma4", "blur_sigma8", "pixelate_8px", "pixelate_16px", "blur_sigma2")
+    ci = {"rank1_ci": [0.04, 0.06], "gap_ci": [0.7, 0.8], "beyond_frontier": True}
+    records = [{"kind": "provenance", "profile": "tiny", "date": "today", "git_commit": "c" * 40,
+                "git_dirty": False, "machine": {"platform": "test", "cpus": 2}}]
+    records += _grid(["live", "fadenet", "live_quick", *naive], "04_recognition_eval", rank1=0.5)
+    records += _grid(["live", *naive], "frontier_live_shipped", **ci)
+    records += _grid(["fadenet", *naive], "frontier_fadenet_shipped", rank1=0.07)
+    records += [{"kind": "realism", "protocol": "lfw_57x8", "level": lv, "deidentifier": d, "sharpness": 0.4,
+                 "colour_shift": 1.5, "c2st": 0.61, "change_correlation": 0.2, "n": 100, "source": "realism_shipped"}
+                for lv in ("crop", "image") for d in ("live", "blur_sigma8")]
+    records += [{"kind": "speed", "name": f"bench{i}", "value": float(i)} for i in range(30)]
+    text = write_readme(tmp_path, records, shipped=shipped).read_text()
+    lines = text.splitlines()
+    sections = [ln for ln in lines if ln.startswith("## ")]
+    assert sections[:3] == ["## Shipped models and naive baselines", "## Realism (`deidkit realism`)",
+                            sections[2]] and "naive frontier" in sections[2]
+    head = text.split("## Realism")[0].split("## Shipped models and naive baselines")[1]
+    table = [ln for ln in head.splitlines() if ln.startswith("| ")]
+    assert table[0].split(" | ")[:6] == ["| deidentifier", "level", "recognizer", "ssim", "rank1", "rank1_ci"]
+    assert {"gap_ci", "beyond_frontier", "frontier_rank1"} <= {c.strip(" |") for c in table[0].split(" | ")}
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in table[1:]]
+    # 2 shipped models and 4 baselines x crop, image x the two judges; live first, then in the manifest's order
+    assert [(r[0], r[1], r[2]) for r in rows][:4] == [("live", "crop", "dlib"), ("live", "crop", "mobilefacenet_casia"),
+                                                      ("live", "image", "dlib"), ("live", "image", "mobilefacenet_casia")]
+    assert [r[0] for r in rows[::4]] == ["live", "fadenet", "blur_sigma4", "blur_sigma8", "pixelate_8px",
+                                         "pixelate_16px"]
+    assert all(r[-1] == "frontier_live_shipped" for r in rows if r[0] != "fadenet")  # baselines: the file with CIs
+    assert all(r[-1] == "frontier_fadenet_shipped" and r[4] == "0.070" for r in rows if r[0] == "fadenet")
+    assert "| live | crop | dlib | 0.900 | 0.050 | [0.040, 0.060] | 0.800 | [0.700, 0.800] | yes |" in head
+    assert "mobilefacenet_ms1m" not in head and "live_quick" not in head and "blur_sigma2" not in head
+    realism = text.split("## Realism")[1].split("\n## ")[0]
+    assert "| crop | live | 0.400 | 1.500 | 0.610 | 0.200 |" in realism
+    # the learned rows of the frontier table: notebook 04's and the ms1m rows, not the headline's again
+    frontier = text.split(sections[2])[1].split("\n## ")[0]
+    assert "04_recognition_eval" in frontier and "| crop | live | mobilefacenet_ms1m |" in frontier
+    assert "| crop | live | dlib | 0.900 | 0.050 | 0.800 |" not in frontier
+    # within the line budget, the tables below the headline are cut (their records stay in metrics.json)
+    short = write_readme(tmp_path, records, shipped=shipped, max_lines=110).read_text()
+    assert len(short.splitlines()) <= 110 and head in short and "all are in `metrics.json`" in short
+    assert "all are in `metrics.json`" not in text and len(lines) <= 400
+
+
+def test_headline_falls_back_to_any_record_of_a_shipped_model(tmp_path):
+    """Without the file its manifest names (e.g. a fresh `make reproduce` into an empty folder), a shipped model's
+    headline rows come from the other current records (notebook 04's), and so do the baselines; no intervals, no
+    interval columns."""
+    from deidkit.reports import headline_rows
+
+    records = _grid(["live", "blur_sigma8"], "04_recognition_eval")
+    rows = headline_rows(records, {"live": "frontier_live_shipped.json"})
+    assert [(r["deidentifier"], r["source"]) for r in rows] == [("live", "04_recognition_eval")] * 4 + [
+        ("blur_sigma8", "04_recognition_eval")] * 4
+    prov = {"kind": "provenance", "profile": "tiny", "date": "d", "git_commit": "c" * 40, "git_dirty": True,
+            "machine": {"platform": "p", "cpus": 1}}
+    text = write_readme(tmp_path, [prov, *records], shipped={"live": "frontier_live_shipped.json"}).read_text()
+    assert "## Shipped models and naive baselines" in text and "gap_ci" not in text and "## Realism" not in text
+    assert headline_rows([], {"live": "x.json"}) == []
