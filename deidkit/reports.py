@@ -481,8 +481,8 @@ def _table_lines(tables: list[tuple[str, list[dict], list[str]]], limit: int | N
     for title, rows, cols in tables:
         parts += ["", f"## {title}", "", _markdown_table(rows[:limit] if limit else rows, cols)]
         if limit and len(rows) > limit:
-            parts += ["", f"{limit} of {len(rows)} rows (the judges' and the shipped models' first); all are in "
-                      "`metrics.json`."]
+            parts += ["", f"{limit} of {len(rows)} rows shown (the judges' and the shipped models' first where "
+                      "they apply); all are in `metrics.json`."]
     return parts
 
 
