@@ -41,6 +41,8 @@ ifneq ($(RETRAIN),)
 	$(BIN)/deidkit train live --profile gpu_finetune
 	# live_defended: that generator fine-tuned against an online adaptive attacker (600 steps, ~5 CPU minutes)
 	$(BIN)/deidkit train live --profile defend --overrides 'init_from="runs/live-gpu_finetune/stages/stage1.pt"'
+	# the live model's detail stage (2x enlargement with detail of its own; ~20 CPU minutes)
+	$(BIN)/deidkit train detail --profile quick
 	$(BIN)/deidkit reports --profile $(PROFILE) --retrain
 else
 	$(BIN)/deidkit reports --profile $(PROFILE)

@@ -267,7 +267,11 @@ def _realism(args: argparse.Namespace) -> int:
         shown = load_manifest(args.protocol).groupby("identity", sort=True).head(1).head(args.grid)
         files = load_manifest("lfw_files")
         mats = [alignment_record(p, 224, "yunet", files)["matrix"] for p in shown["path"]]
-        learned = [m for m in methods if m.name in args.methods]
+        from deidkit.eval.frontier import family_of
+
+        # the named models and one naive reference (blur sigma 8), not every naive strength
+        learned = [m for m in methods if m.name in args.methods and m.name != "original" and family_of(m.name) is None]
+        learned += [m for m in methods if m.name == "blur_sigma8"]
         rows = face_views(photo_rows(learned, load_photos(shown["path"].tolist())), mats)
         grid = reports_dir(args.out) / "figures" / f"{args.name}_faces.png"
         save_image(grid, face_mosaic(rows, ["original", *[m.name for m in learned]]))

@@ -197,7 +197,7 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     """The de-identifier name of the snapshot a shipped model was exported from, in a retrained cache: the run
     folder and, for a stage or epoch snapshot, ``@<snapshot>`` (e.g. ``live-finetune@stage0``), then the shipped
     inference options (``+lock0.6``: the landmark lock; ``_f0.03``, ``_s0.97``, ``_cm``, ``_dc1.5``: FaDeNet's feather,
-    strength, colour match and detail cap)."""
+    strength, colour match and detail cap), then a live model's detail stage (``+detail-<profile>``)."""
     entry = read_manifest(weights_dir)["models"].get(name)
     if entry is None:
         raise PretrainedError(f"no shipped model {name!r}")
@@ -214,7 +214,10 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     name = f"{name}_s{strength:g}" if strength != 1.0 else name
     name = f"{name}_cm" if entry.get("inference", {}).get("colour_match") else name  # FaDeNet's colour match
     cap = entry.get("inference", {}).get("detail_cap", 0.0)
-    return f"{name}_dc{cap:g}" if cap else name  # and its detail cap
+    name = f"{name}_dc{cap:g}" if cap else name  # and its detail cap
+    # a live model's detail stage: the run `deidkit train detail` writes for the stage's profile
+    detail = entry.get("detail", {}).get("config", {}).get("profile_name")
+    return f"{name}+detail-{detail}" if detail else name
 
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None

@@ -100,4 +100,4 @@ def test_realism_command_writes_records_and_a_face_grid(tmp_path, capsys):
     assert recs["image", "original"]["sharpness"] >= 0.97  # the lossless round trip
     assert recs["image", "blur_sigma8"]["sharpness"] < 0.2 and recs["crop", "blur_sigma8"]["n"] == 16
     grid = load_image(tmp_path / "figures" / "realism_test_faces.png")
-    assert grid.shape[1] == 2 * 256 and grid.shape[0] == 3 * (256 + 22)  # original + two rows, 256 px a face
+    assert grid.shape[1] == 2 * 256 and grid.shape[0] == 2 * (256 + 22)  # the original above blur, 256 px a face
