@@ -39,7 +39,7 @@ ifneq ($(RETRAIN),)
 	# the shipped live model was trained on a GPU (profiles gpu, gpu_finetune: ~9 minutes on an H200, ~10 hours on 2 CPU cores)
 	$(BIN)/deidkit train live --profile gpu
 	$(BIN)/deidkit train live --profile gpu_finetune
-	# live_defended: that generator fine-tuned against an online adaptive attacker (600 steps, ~5 CPU minutes)
+	# the default live model: that generator fine-tuned against an online adaptive attacker (600 steps, ~5 CPU minutes)
 	$(BIN)/deidkit train live --profile defend --overrides 'init_from="runs/live-gpu_finetune/stages/stage1.pt"'
 	# the live model's detail stage (2x enlargement with detail of its own; ~20 CPU minutes)
 	$(BIN)/deidkit train detail --profile quick

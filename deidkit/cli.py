@@ -870,8 +870,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail-runs", nargs="+", default=None, metavar="RUN",
                    help="live: candidates are the shipped live models (--bases) bare and with the detail stage of each "
                         "run folder (deidkit train detail), e.g. detail-quick")
-    p.add_argument("--bases", nargs="+", default=["live", "live_defended"],
-                   help="with --detail-runs: the shipped live models to combine (default: live live_defended)")
+    p.add_argument("--bases", nargs="+", default=["live"],
+                   help="with --detail-runs: the shipped live models to combine (default: live)")
     p.add_argument("--min-sharpness", type=float, default=None,
                    help="also bound the fine detail kept in the inner face box (deidkit.eval.realism: 1 = the "
                         "original's; blur sigma 4 about 0.05)")

@@ -26,8 +26,9 @@ MANIFEST = "manifest.json"
 KINDS = ("live", "fadenet")
 MAX_BYTES = 25 * 1024 * 1024
 #: Shipped names that now mean another model, and the name the same weights ship under: loading the old name is
-#: refused with a pointer, never resolved to something else (2026-12-07: the natural-looking FaDeNet became ``fadenet``).
-RENAMED: dict[str, str] = {"fadenet_subspace": "fadenet"}
+#: refused with a pointer, never resolved to something else (2026-12-07: the natural-looking FaDeNet became ``fadenet``;
+#: the defended live generator, with a detail stage, became ``live``).
+RENAMED: dict[str, str] = {"fadenet_subspace": "fadenet", "live_defended": "live"}
 
 
 class PretrainedError(ValueError):
@@ -129,7 +130,7 @@ def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = N
 
 def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], run: str,
                   weights_dir: str | os.PathLike | None = None, steps: int = 0, training_time_s: float = 0.0) -> Path:
-    """Ship a trained detail stage with the shipped live model ``name`` (``<name>_detail.pt``, float16): the
+    """Ship a trained detail stage with the shipped live model ``name`` (``<name>_detail.pt``, float32): the
     model's manifest entry gains a ``detail`` part (file, sha256, config, run, commit)."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     manifest = read_manifest(weights_dir)
@@ -137,10 +138,10 @@ def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[s
         raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped live model {name!r}")
     path = weights_dir / f"{name}_detail.pt"
     tmp = path.with_suffix(".tmp")
-    torch.save({k: v.detach().half() for k, v in state_dict.items()}, tmp)
+    torch.save({k: v.detach().float() for k, v in state_dict.items()}, tmp)  # float32: 0.4 MB, bit-exact
     os.replace(tmp, path)
     manifest["models"][name]["detail"] = {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-                                          "dtype": "float16", "config": config, "run": run, "commit": _git_commit(),
+                                          "dtype": "float32", "config": config, "run": run, "commit": _git_commit(),
                                           "steps_trained": int(steps), "training_time_s": float(training_time_s),
                                           "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -229,21 +229,23 @@ def test_shipped_fadenet_luma_keeps_the_faces_colours(crops_small):
     assert kept < blurred < banded  # less colour change than blurring, which keeps local colour
 
 
-def test_live_defended_is_the_shipped_live_fine_tuned_against_an_adaptive_attacker():
-    """``live_defended`` records its defence (the online attacker, the anchor to where it started) and loads with
-    the shipped live model's inference options; its outputs differ from live's (another generator)."""
-    if "live_defended" not in P.shipped_models():
-        pytest.skip("live_defended is not shipped")
+def test_shipped_live_is_the_defended_generator_with_a_detail_stage(crops_small):
+    """The default ``live`` records its defence (the online attacker, the anchor to where it started) and ships
+    with a detail stage that enlarges the generator's face twice; ``live_defended``, its earlier name, is refused
+    with a pointer, never resolved to another model."""
     from deidkit.deidentifiers import load_deidentifier
 
-    models = P.read_manifest()["models"]
-    cfg = models["live_defended"]["config"]
-    assert cfg["adversary_weight"] > 0 and cfg["anchor_weight"] > 0 and cfg["init_from"] == "pretrained:live"
-    assert models["live_defended"]["inference"] == models["live"]["inference"]
-    assert models["live_defended"]["fine_tuned_from"].startswith("pretrained:live")
-    live, defended = load_deidentifier("live"), load_deidentifier("live_defended")
-    assert not all(torch.equal(a, b) for a, b in zip(live.generator.state_dict().values(),
-                                                     defended.generator.state_dict().values()))
+    entry = P.read_manifest()["models"]["live"]
+    cfg = entry["config"]
+    assert cfg["adversary_weight"] > 0 and cfg["anchor_weight"] > 0
+    assert entry["detail"]["file"] == "live_detail.pt" and entry["detail"]["steps_trained"] > 0
+    deid = load_deidentifier("live")
+    assert deid.detail is not None and deid.out_size == 2 * deid.size == 2 * cfg["size"]
+    raw, alpha = deid.deidentify_with_mask(crops_small[:2])
+    assert raw.shape == crops_small[:2].shape and 0.0 < float(alpha.mean()) < 1.0
+    assert P.RENAMED["live_defended"] == "live"
+    with pytest.raises(ValueError, match="'live_defended' is no longer a shipped name"):
+        load_deidentifier("live_defended")
 
 
 def test_shipped_fadenet_paints_face_detail_not_bands(crops_small):

@@ -54,10 +54,13 @@ def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
     None); other ``fadenet...`` / ``live...`` names are runs trained in the cache (bare names then mean the run
     of ``profile``, default ``quick``); anything else is a baseline (``blur_sigma8``, ``pixelate_16px``, ...)."""
     if profile is None:
-        from deidkit.pretrained import load_pretrained, shipped_models
+        from deidkit.pretrained import RENAMED, load_pretrained, shipped_models
 
         if name in shipped_models():
             return load_pretrained(name)
+        if name in RENAMED:  # an old shipped name is refused, never read as something else
+            raise ValueError(f"{name!r} is no longer a shipped name: its weights ship as {RENAMED[name]!r} "
+                             f"(docs/models/{RENAMED[name]}.md)")
         profile = "quick"
     for prefix, module in TRAINED_MODULES.items():
         if name.startswith(prefix) and prefix not in TRAINED:
@@ -68,7 +71,7 @@ def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
                 return loader(name, profile)
             except ValueError as exc:
                 # A loader's own "unknown ..." error lists only its family (live_nosuch would not name the shipped
-                # live_defended): kept, with every valid choice after it (one line, the same exception type).
+                # fadenet_refine): kept, with every valid choice after it (one line, the same exception type).
                 if str(exc).startswith("unknown"):
                     raise ValueError(f"{exc}; valid choices: {valid_choices()}") from None
                 raise
