@@ -664,7 +664,7 @@ class LiveConfig(SpeedOptions):
             # blended output stays near the start generator's (anchor_weight 4): without it (first try) the
             # adapted Rank-1 fell to 0.112 after 600 steps but SSIM fell from 0.910 to 0.865 (the mask grew from
             # 0.44 to 0.59) with a colour shift of 6.0 (shipped 3.9). With it: see the README's model card
-            # (`live_defended`, stage 3 = 600 steps). Batch 16, a stage snapshot every 150 steps.
+            # (the shipped live generator, stage 3 = 600 steps). Batch 16, a stage snapshot every 150 steps.
             "defend": dict(batch_size=16, dec_channels=512, max_images=None, epoch_steps=50, warmup_epochs=0,
                            epochs=12, lambda_max=1.2, lambda_shape=(1.0, 1.0, 1.0, 1.0), adversary_weight=1.0,
                            adversary_margin=0.1, adversary_ridge=0.01, anchor_weight=4.0,
