@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+THIS = "tests/test_vocabulary.py"  # it names what it looks for
 FORBIDDEN = re.compile(r"\bstops? \d+|\bstop-\d+|machine lent|lent to (?:some )?sessions?|sessions? of work",
                        re.IGNORECASE)
 
@@ -18,7 +19,7 @@ def test_no_team_internal_vocabulary_in_tracked_files():
     hits = []
     for name in files:
         path = ROOT / name
-        if path.suffix in {".png", ".jpg", ".pt", ".npz", ".mp4", ".onnx"} or not path.is_file():
+        if path.suffix in {".png", ".jpg", ".pt", ".npz", ".mp4", ".onnx"} or not path.is_file() or name == THIS:
             continue
         try:
             text = path.read_text(encoding="utf-8")
