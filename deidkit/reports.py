@@ -357,8 +357,11 @@ def headline_rows(records: list[dict], shipped: dict[str, str]) -> list[dict]:
     frontier = [r for r in records if r.get("kind") == "frontier" and r.get("recognizer") in JUDGES
                 and r.get("level") in LEVELS]
     rows, used = [], []
+    aliases = measured_as()
     for model, source in shipped.items():
-        mine = [r for r in frontier if r.get("deidentifier") == model]
+        # a model measured under another name (bit-identical: the manifest's metrics.measured_as says which)
+        mine = [r if r.get("deidentifier") == model else {**r, "deidentifier": model} for r in frontier
+                if r.get("deidentifier") in (model, aliases.get(model))]
         named = [r for r in mine if r.get("source") == Path(source).stem]
         chosen = named or mine
         rows += _latest(chosen, ("protocol", "level", "recognizer"))
@@ -376,6 +379,19 @@ def headline_rows(records: list[dict], shipped: dict[str, str]) -> list[dict]:
     names = [*shipped, *BASELINES]
     return sorted(rows, key=lambda r: (names.index(r["deidentifier"]), LEVELS.index(r["level"]),
                                        JUDGES.index(r["recognizer"])))
+
+
+def measured_as() -> dict[str, str]:
+    """``{shipped model: the name its headline records carry}`` where the manifest says it was measured under
+    another name (``metrics.measured_as``, e.g. before a rename)."""
+    from deidkit.pretrained import read_manifest
+
+    out = {}
+    for name, entry in read_manifest()["models"].items():
+        alias = entry.get("metrics", {}).get("measured_as")
+        if alias:
+            out[name] = alias.split(" ", 1)[0]
+    return out
 
 
 def _headline(records: list[dict], shipped: dict[str, str]) -> list[str]:
