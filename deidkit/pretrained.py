@@ -65,17 +65,21 @@ def load_state(name: str, weights_dir: str | os.PathLike | None = None) -> tuple
     if name not in models:
         raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r} (shipped: {sorted(models)})")
     entry = models[name]
-    path = weights_dir / entry["file"]
+    return entry, _verified_state(weights_dir / entry["file"], entry["sha256"])
+
+
+def _verified_state(path: Path, sha256: str) -> dict[str, torch.Tensor]:
+    """The float32 state dict in a shipped file, after checking it exists and matches its manifest checksum."""
     if not path.is_file():
         raise PretrainedError(f"{path}: shipped weights missing (reinstall deidkit)")
     digest = sha256_of(path)
-    if digest != entry["sha256"]:
-        raise PretrainedError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
+    if digest != sha256:
+        raise PretrainedError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {sha256[:12]}...")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
         raise PretrainedError(f"{path}: cannot load ({exc})") from exc
-    return entry, {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLike | None = None) -> Any:
@@ -112,19 +116,10 @@ def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = N
     from deidkit.configs import DetailConfig
     from deidkit.models.detail import DetailNet
 
-    path = Path(weights_dir or WEIGHTS_DIR) / entry["file"]
-    if not path.is_file():
-        raise PretrainedError(f"{path}: shipped weights missing (reinstall deidkit)")
-    digest = sha256_of(path)
-    if digest != entry["sha256"]:
-        raise PretrainedError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {entry['sha256'][:12]}...")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise PretrainedError(f"{path}: cannot load ({exc})") from exc
+    state = _verified_state(Path(weights_dir or WEIGHTS_DIR) / entry["file"], entry["sha256"])
     cfg = _config(DetailConfig, entry["config"])
     net = DetailNet(cfg.channels, cfg.blocks)
-    net.load_state_dict({k: v.float() for k, v in state.items()})
+    net.load_state_dict(state)
     return net
 
 

@@ -1,6 +1,6 @@
-"""The repository speaks to readers outside the team: no internal milestone numbers ("stop 12") and no talk of
-machines lent to the team's work sessions in any tracked text file (history is told with dates and commit hashes
-in docs/experiments.md)."""
+"""The repository speaks to readers outside the team: no internal milestone numbers and no talk of the team's own
+machines or work periods in any tracked text file (history is told with dates and commit hashes in
+docs/experiments.md)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-THIS = "tests/test_vocabulary.py"  # it names what it looks for
-FORBIDDEN = re.compile(r"\bstops? \d+|\bstop-\d+|machine lent|lent to (?:some )?sessions?|sessions? of work",
+# assembled from parts so that this file does not itself contain what it looks for
+_LENT, _SESSION = "l" + "ent", "sess" + "ion"
+FORBIDDEN = re.compile(rf"\bstops? \d+|\bstop-\d+|machine {_LENT}|{_LENT} to (?:some )?{_SESSION}s?|{_SESSION}s? of work",
                        re.IGNORECASE)
 
 
@@ -19,7 +20,7 @@ def test_no_team_internal_vocabulary_in_tracked_files():
     hits = []
     for name in files:
         path = ROOT / name
-        if path.suffix in {".png", ".jpg", ".pt", ".npz", ".mp4", ".onnx"} or not path.is_file() or name == THIS:
+        if path.suffix in {".png", ".jpg", ".pt", ".npz", ".mp4", ".onnx"} or not path.is_file():
             continue
         try:
             text = path.read_text(encoding="utf-8")

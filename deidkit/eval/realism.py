@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -218,15 +218,14 @@ def crop_level(deidentifier, crops: np.ndarray) -> RealismSet:
 
 
 def photo_level(deidentifier, photos: Sequence[np.ndarray], matrices: Sequence[np.ndarray], hull: str = "face",
-                detector: str = "yunet", size: int = CROP, show_progress: bool = True,
-                swapper_factory: Callable | None = None) -> RealismSet:
+                detector: str = "yunet", size: int = CROP, show_progress: bool = True) -> RealismSet:
     """The de-identifier on whole photos through the kit's pipeline; scores in each photo's inner face box at the
     photo's own resolution, crops for the probe cut from original and output with the same warp (the original's
     alignment ``matrices``, photo -> canonical ``size`` crop), so that the probe sees only what the pipeline
     changed, paste seam included."""
     from deidkit.pipeline.swap import FaceSwapper
 
-    sw = (swapper_factory or (lambda d: FaceSwapper(d, detector, hull=hull)))(deidentifier)
+    sw = FaceSwapper(deidentifier, detector, hull=hull)
     n = len(photos)
     real = np.empty((n, size, size, 3), np.uint8)
     fake = np.empty_like(real)
