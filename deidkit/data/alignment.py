@@ -148,6 +148,31 @@ def pick_central(detections: list[Detection], shape: tuple[int, ...]) -> Detecti
     return min(detections, key=cost)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1); 0 when either is empty."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def pick_overlapping(detections: list[Detection], box: np.ndarray, min_iou: float = 0.3) -> Detection | None:
+    """The detection whose box overlaps ``box`` (where a known face is) most, or None when none reaches
+    ``min_iou``: finding a face again in an edited photo must find that face, not whichever is central."""
+    best = max(detections, key=lambda d: box_iou(d.box, box), default=None)
+    return best if best is not None and box_iou(best.box, box) >= min_iou else None
+
+
+def crop_box_in_image(matrix: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """A box of the crop (x0, y0, x1, y1) in the image's pixels: the axis-aligned bounds of its corners mapped
+    back through ``matrix`` (image -> crop)."""
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], np.float64) @ invert_matrix(matrix).T
+    return np.concatenate([corners.min(0), corners.max(0)])
+
+
 def align_to_landmarks(image: np.ndarray, landmarks: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``image`` so ``landmarks`` fall on the canonical template of a ``size`` crop. Returns (crop, matrix)."""
     matrix = similarity_matrix(landmarks, canonical_landmarks(size))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,13 +115,60 @@ def manifest_path(name: str) -> Path:
 
 def load_manifest(name: str) -> pd.DataFrame:
     """A manifest from ``data_manifests/`` (``lfw_files``, ``lfw_57x8``, ``lfw_217x8``, ``lfw_train_pool``,
-    ``lfw_all_identities``, ``lfw_pairs``)."""
+    ``lfw_all_identities``, ``lfw_pairs``). A training manifest (:data:`TRAINING_MANIFESTS`) is refused when it
+    holds an identity of the test protocols (:func:`assert_no_test_identities`)."""
     p = manifest_path(name)
     if not p.is_file():
         known = sorted(q.stem for q in MANIFEST_DIR.glob("*.csv"))
         raise FileNotFoundError(f"{p}: no such manifest; known manifests: {known}. Build them with "
                                 "`deidkit.data.protocols.build_lfw_manifests()` (notebook 00).")
-    return pd.read_csv(p, dtype={"sha256": str})
+    df = pd.read_csv(p, dtype={"sha256": str})
+    if name in TRAINING_MANIFESTS:
+        assert_no_test_identities(df["identity"], f"manifest {name}")
+    return df
+
+
+# ----------------------------------------------------------------------------------------------- leakage guard
+
+#: The protocols models are judged on: no training or attack data may show one of their identities.
+TEST_PROTOCOLS = ("lfw_57x8", "lfw_217x8")
+#: Manifests that exist to be trained on; :func:`load_manifest` checks them every time it reads one.
+TRAINING_MANIFESTS = ("lfw_train_pool",)
+
+_test_identity_cache: dict[tuple, frozenset[str]] = {}
+
+
+def held_out_identities() -> frozenset[str]:
+    """Every identity of the test protocols (:data:`TEST_PROTOCOLS`), read from their manifests (kept in memory
+    while the files are unchanged: the guard runs on every training read)."""
+    paths = [manifest_path(name) for name in TEST_PROTOCOLS]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:  # without them no leak can be ruled out: refuse rather than let training read anything
+        raise FileNotFoundError(f"cannot check training data against the test protocols: {missing[0]} is missing")
+    key = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    if key not in _test_identity_cache:
+        _test_identity_cache.clear()
+        _test_identity_cache[key] = frozenset(
+            str(i) for p in paths for i in pd.read_csv(p, usecols=["identity"])["identity"])
+    return _test_identity_cache[key]
+
+
+def assert_no_test_identities(identities: Iterable[str], what: str) -> None:
+    """Raise ``ValueError`` when ``identities`` (any iterable of LFW names) holds an identity of a test protocol:
+    ``what`` names the loader or data set in the message (e.g. ``"manifest lfw_train_pool"``). Training and
+    attack data loaders call it at run time, so that a wrong manifest, pack or option cannot leak the test set into
+    what is trained."""
+    leaked = sorted(set(map(str, identities)) & held_out_identities())
+    if leaked:
+        shown = ", ".join(leaked[:10]) + (f" and {len(leaked) - 10} more" if len(leaked) > 10 else "")
+        raise ValueError(f"{what} reads {len(leaked)} identit{'y' if len(leaked) == 1 else 'ies'} of the test "
+                         f"protocols ({', '.join(TEST_PROTOCOLS)}): {shown}. Training and attack data must come "
+                         "from identities disjoint from them (e.g. lfw_train_pool).")
+
+
+def identity_of_path(path: str) -> str:
+    """The identity of an LFW path (``images/<Name>/<Name>_<NNNN>.jpg`` -> ``<Name>``): its folder's name."""
+    return Path(path).parent.name
 
 
 def scan_lfw(root: Path | None = None) -> pd.DataFrame:

@@ -52,7 +52,8 @@ def write_crop_pack(paths: list[str], out: str | os.PathLike, size: int, quality
 
 def read_crop_pack(path: str | os.PathLike, paths: list[str] | None = None) -> tuple[list[str], np.ndarray]:
     """(paths, crops (N, S, S, 3) uint8 RGB) of a pack; with ``paths``, only those, in that order (each must be in
-    the pack). Raises ``ValueError`` naming the file when it is not a readable pack."""
+    the pack). Raises ``ValueError`` naming the file when it is not a readable pack, or when the crops asked for
+    show an identity of the test protocols (:func:`deidkit.data.lfw.assert_no_test_identities`)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -75,6 +76,10 @@ def read_crop_pack(path: str | os.PathLike, paths: list[str] | None = None) -> t
             raise ValueError(f"{path}: {len(absent)} of the {len(paths)} images asked for are not in the pack "
                              f"(first: {absent[0]})")
         names = list(paths)
+    # packs exist to train from: refuse one that would hand a trainer a test identity
+    from deidkit.data.lfw import assert_no_test_identities, identity_of_path
+
+    assert_no_test_identities((identity_of_path(n) for n in names), f"crop pack {path}")
     out = np.empty((len(names), size, size, 3), dtype=np.uint8)
     for k, name in enumerate(names):
         i = index[name]

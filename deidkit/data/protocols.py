@@ -5,10 +5,15 @@
 - ``lfw_57x8``: 57 of those identities (as many as the Radboud subjects FaDeNet used), same images and splits.
 - ``lfw_train_pool``: every identity with fewer than 8 images, hence disjoint from both test protocols; the critic
   uses those with >= 4 images (one held out per identity), the generators use every image (labels unused).
-- ``lfw_all_identities``: a gallery template set over all 5,749 identities for "rank of the true identity".
+- ``lfw_all_identities``: a gallery template set over all 5,749 identities for "rank of the true identity" (built
+  without ``lfw_57x8``'s probes; the evaluated protocol's probes are dropped again when it is used:
+  :func:`gallery_without_probes`).
 - ``lfw_select_160x8``: the other 160 identities of ``lfw_217x8`` (not in ``lfw_57x8``), same images and splits:
   where shipped models are *selected* (with the trained-against recogniser only), never where they are judged.
 - ``lfw_pairs``: the official View-2 verification pairs.
+
+Training and attack data loaders call :func:`assert_no_test_identities` at run time: no identity of ``lfw_57x8`` or
+``lfw_217x8`` may reach what is trained.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ import pandas as pd
 import yaml
 
 from deidkit.assets import asset_path, sha256_file
-from deidkit.data.lfw import MANIFEST_DIR, lfw_root
+from deidkit.data.lfw import (  # noqa: F401 (the guard is re-exported: training and attack loaders call it)
+    MANIFEST_DIR,
+    TEST_PROTOCOLS,
+    assert_no_test_identities,
+    held_out_identities,
+    lfw_root,
+)
 
 PROTOCOL_SEEDS = {"lfw_217x8": 217, "lfw_57x8": 57, "lfw_train_pool": 4, "lfw_all_identities": 5749}
 N_REPS = 5
@@ -75,6 +86,47 @@ def protocol_subset(protocol: pd.DataFrame, n_identities: int, seed: int) -> pd.
     idents = sorted(protocol["identity"].unique())
     keep = set(rng.choice(idents, size=n_identities, replace=False).tolist())
     return protocol[protocol["identity"].isin(keep)].reset_index(drop=True)
+
+
+def first_identities(protocol: pd.DataFrame, n_identities: int | None) -> pd.DataFrame:
+    """The first ``n_identities`` identities (sorted) of a protocol with their images and splits, for tiny
+    profiles and quick checks; all when None."""
+    if n_identities is None:
+        return protocol
+    keep = sorted(protocol["identity"].unique())[:n_identities]
+    return protocol[protocol["identity"].isin(keep)].reset_index(drop=True)
+
+
+def probe_rows(protocol: pd.DataFrame, rep: str = "rep0") -> pd.DataFrame:
+    """The images a protocol uses as probes in repetition ``rep`` (those ranked against a large gallery)."""
+    return protocol[protocol[rep] == "probe"]
+
+
+def gallery_without_probes(gallery: pd.DataFrame, protocol: pd.DataFrame, rep: str = "rep0") -> pd.DataFrame:
+    """``gallery`` (a large gallery such as ``lfw_all_identities``) without the images ``protocol`` ranks as probes
+    in ``rep``, matched by path and by content (sha256): a probe found in the gallery would find itself.
+    ``lfw_all_identities`` leaves out only ``lfw_57x8``'s probes; ``lfw_217x8``'s other probes are dropped here.
+    Checked with :func:`assert_no_probe_images`."""
+    probes = probe_rows(protocol, rep)
+    same = gallery["path"].isin(set(probes["path"]))
+    if "sha256" in gallery and "sha256" in probes:
+        same |= gallery["sha256"].isin(set(probes["sha256"]))
+    out = gallery[~same].reset_index(drop=True)
+    assert_no_probe_images(out, protocol, rep)
+    return out
+
+
+def assert_no_probe_images(gallery: pd.DataFrame, protocol: pd.DataFrame, rep: str = "rep0") -> None:
+    """Raise ``ValueError`` naming the images when ``gallery`` holds one of ``protocol``'s ``rep`` probes (by
+    path or content)."""
+    probes = probe_rows(protocol, rep)
+    found = set(gallery["path"]) & set(probes["path"])
+    if "sha256" in gallery and "sha256" in probes:
+        by_sha = set(gallery["sha256"]) & set(probes["sha256"])
+        found |= set(gallery.loc[gallery["sha256"].isin(by_sha), "path"])
+    if found:
+        raise ValueError(f"the gallery holds {len(found)} probe image(s) of the protocol it ranks: "
+                         f"{sorted(found)[:5]}; a probe must not be its own gallery image")
 
 
 def train_pool(files: pd.DataFrame, test_identities: set[str], min_critic_images: int = 4,

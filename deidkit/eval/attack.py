@@ -15,7 +15,11 @@ the de-identified probes before an off-the-shelf recogniser. Its run is cached a
 of the kit (``cache_dir()/runs/reversal-<de-identifier>-<hash>``).
 
 Records: ``{"kind": "attack", "attack": "none" | "adapted" | "reversal", "deidentifier", "recognizer", "rank1",
-"rank1_std", "median_true_rank", "gallery"}`` (ranks within the protocol's gallery of originals).
+"rank1_std", "median_true_rank", "gallery", "weights_sha256", "commit"}`` (ranks within the protocol's gallery of
+originals; the de-identifier's weights and the kit's commit: :mod:`deidkit.eval.provenance`).
+
+The attacker's training images never show an identity of the test protocols: :class:`AttackSplit` refuses them
+(:func:`deidkit.data.lfw.assert_no_test_identities`), whoever chose them.
 """
 
 from __future__ import annotations
@@ -26,13 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from deidkit.data.lfw import assert_no_test_identities
 from deidkit.eval.embeddings import DeidentifiedBatch, embed_cached, embed_deidentified
 from deidkit.eval.identification import evaluate_identification, l2_normalize
+from deidkit.eval.provenance import provenance
 
 
 @dataclass(frozen=True)
 class AttackSplit:
-    """Training images of the attacker (paths, identities) and the test protocol; the identities never overlap."""
+    """Training images of the attacker (paths, identities) and the test protocol; the identities never overlap, and
+    no training identity belongs to any test protocol (``lfw_57x8``, ``lfw_217x8``)."""
 
     train_paths: list[str]
     train_identities: list[str]
@@ -43,6 +50,8 @@ class AttackSplit:
         shared = set(self.train_identities) & set(self.protocol["identity"])
         if shared:
             raise ValueError(f"the attacker's training identities overlap the test protocol: {sorted(shared)[:5]}")
+        # the attacker learns on these images: any test identity, not only the evaluated protocol's, is a leak
+        assert_no_test_identities(self.train_identities, "the attacker's training images (deidkit.eval.attack)")
 
 
 def attack_split(protocol: str = "lfw_57x8", train_manifest: str = "lfw_train_pool", max_images: int = 2000,
@@ -140,6 +149,7 @@ def adapted_attack_records(deidentifiers: Sequence, recognizers: Sequence, split
     for d in deidentifiers:
         # the outputs' embeddings come from the cache when this de-identifier has seen these crops before
         train_out, test_out = DeidentifiedBatch(d, train), DeidentifiedBatch(d, test)
+        weights = provenance(d)
         for r in recognizers:
             gallery = embed_cached(r, test)
             probes = embed_deidentified(r, test_out)
@@ -149,7 +159,7 @@ def adapted_attack_records(deidentifiers: Sequence, recognizers: Sequence, split
             for attack, emb in (("none", probes), ("adapted", head(probes))):
                 rows.append({"kind": "attack", "attack": attack, "deidentifier": d.name, "recognizer": r.name,
                              **_summary(split.protocol, gallery, emb), "gallery": "protocol",
-                             "protocol": split.protocol_name, "train_images": len(train), "ridge": lam})
+                             "protocol": split.protocol_name, "train_images": len(train), "ridge": lam, **weights})
     return rows
 
 
@@ -292,11 +302,12 @@ def reversal_attack_records(deidentifiers: Sequence, recognizers: Sequence, spli
     for d in deidentifiers:
         unet = train_reversal(d, train, config, progress=progress)
         reversed_probes = reverse(unet, d.deidentify(test), config.image_size)
+        weights = provenance(d)
         for r in recognizers:
             rows.append({"kind": "attack", "attack": "reversal", "deidentifier": d.name, "recognizer": r.name,
                          **_summary(split.protocol, embed_cached(r, test), embed_cached(r, reversed_probes)),
                          "gallery": "protocol", "protocol": split.protocol_name, "train_images": len(train),
-                         "reversal_size": config.image_size, "reversal_epochs": config.epochs})
+                         "reversal_size": config.image_size, "reversal_epochs": config.epochs, **weights})
     return rows
 
 

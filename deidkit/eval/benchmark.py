@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from deidkit.cache import cached_quality, content_digest
 from deidkit.data.alignment import make_detector
 from deidkit.data.lfw import AlignmentKey, aligned_crops, load_manifest
+from deidkit.data.protocols import first_identities, gallery_without_probes
 from deidkit.eval.embeddings import DeidentifiedBatch, embed_deidentified, embed_originals
 from deidkit.eval.identification import (
     IdentificationResult,
@@ -25,6 +26,7 @@ from deidkit.eval.identification import (
     rank_summary,
     true_identity_rank,
 )
+from deidkit.eval.naive import NAIVE_FAMILIES
 from deidkit.eval.quality import colour_shift, detection_rate, psnr, ssim
 
 
@@ -49,12 +51,9 @@ class BenchmarkResult:
         return pd.DataFrame([r for r in self.records if r["kind"] == kind])
 
 
-def protocol_subset(protocol: pd.DataFrame, n_identities: int | None) -> pd.DataFrame:
-    """The first ``n_identities`` identities (sorted) of a protocol, for tiny profiles; all when None."""
-    if n_identities is None:
-        return protocol
-    keep = sorted(protocol["identity"].unique())[:n_identities]
-    return protocol[protocol["identity"].isin(keep)].reset_index(drop=True)
+#: The first ``n_identities`` identities (sorted) of a protocol, for tiny profiles (the name notebooks and scripts
+#: import; it lives in the data layer, where identification and the frontier read it without this module).
+protocol_subset = first_identities
 
 
 def deidentify_in_batches(deidentifier, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -68,11 +67,13 @@ def deidentify_in_batches(deidentifier, crops: np.ndarray, batch_size: int = 32)
 
 def rank_gallery_manifest(protocol: pd.DataFrame, rank_gallery: str | None,
                           rank_gallery_identities: int | None = None) -> pd.DataFrame | None:
-    """The large gallery's images (None without one); with ``rank_gallery_identities`` (tiny profiles) only the
-    probe identities plus the first N others."""
+    """The large gallery's images (None without one), without the protocol's ranked probes (those of ``rep0``:
+    a probe must not find itself; :func:`deidkit.data.protocols.gallery_without_probes` drops them and checks that
+    none remain); with ``rank_gallery_identities`` (tiny profiles) only the probe identities plus the first N
+    others."""
     if not rank_gallery:
         return None
-    gallery = load_manifest(rank_gallery)
+    gallery = gallery_without_probes(load_manifest(rank_gallery), protocol)
     if rank_gallery_identities is not None:
         names = sorted(set(gallery["identity"]) - set(protocol["identity"]))[:rank_gallery_identities]
         gallery = gallery[gallery["identity"].isin(set(names) | set(protocol["identity"]))]
@@ -199,7 +200,7 @@ class RecognitionEvalConfig:
     critic: bool = True
     #: The pretrained models shipped in the package (``deidkit/weights``), evaluated without training.
     shipped: tuple[str, ...] = ("live", "fadenet", "fadenet_refine", "fadenet_luma")
-    #: Naive families of the frontier (None: :data:`deidkit.eval.frontier.NAIVE_FAMILIES`).
+    #: Naive families of the frontier (None: :data:`deidkit.eval.naive.NAIVE_FAMILIES`).
     naive_families: dict[str, tuple[str, ...]] | None = None
     #: Also measure at image level (whole photos through the ``deidkit image`` path) with this blend region.
     image_level: bool = True
@@ -225,8 +226,6 @@ class RecognitionEvalConfig:
         return cls(**{**cls.PROFILES[name], **{k: v for k, v in overrides.items() if v is not None}})
 
     def families(self) -> dict[str, tuple[str, ...]]:
-        from deidkit.eval.frontier import NAIVE_FAMILIES
-
         return dict(self.naive_families or NAIVE_FAMILIES)
 
     def trained_names(self, profile: str) -> list[str]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from deidkit.cache import EmbeddingCache
+from deidkit.eval.provenance import recognizer_weights_sha256
 
 
 def embed_batched(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str | None = None) -> np.ndarray:
@@ -22,12 +22,14 @@ def embed_batched(recognizer, crops: np.ndarray, batch_size: int = 64, desc: str
 
 
 def recognizer_key(recognizer) -> str:
-    """The recogniser's name plus what changes its output: the sha256 of its weights file (when it has one) and
-    whether it adds the mirror image's features."""
+    """The recogniser's name plus what changes its output: the sha256 of its weights
+    (:func:`deidkit.eval.provenance.recognizer_weights_sha256`: the weights file of the MobileFaceNets, dlib's model
+    files; its first 12 hex digits), whether it adds the mirror image's features, and dlib's jittering. Every
+    embedding cache is keyed by it: another checkpoint under the same name never reads these embeddings."""
     parts = [recognizer.name]
-    path = getattr(recognizer, "weights_path", None)
-    if path is not None and Path(path).is_file():
-        parts.append(hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12])
+    sha = recognizer_weights_sha256(recognizer)
+    if sha:
+        parts.append(sha[:12])
     if getattr(recognizer, "flip", False):
         parts.append("flip")
     if getattr(recognizer, "num_jitters", 0):

@@ -23,37 +23,21 @@ whole photo, the recogniser re-detecting the face in the output) — the latter 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-#: The naive families and the strengths the frontier is built from (224-pixel canonical crop scale). Dense at
-#: the light end, where learned de-identifiers aim to sit.
-NAIVE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "blur": tuple(f"blur_sigma{s:g}" for s in (1, 2, 3, 4, 6, 8, 12, 16)),
-    "pixelate": tuple(f"pixelate_{b}px" for b in (2, 3, 4, 6, 8, 12, 16, 24)),
-}
+# the naive families are defined in deidkit.eval.naive (the benchmark's configuration names them too) and are
+# offered here as well, where notebooks and scripts import them
+from deidkit.eval.naive import NAIVE_FAMILIES, NAIVE_PREFIXES, family_of, naive_deidentifiers  # noqa: F401
+from deidkit.eval.provenance import provenance_by_name
 
 #: Columns a table of evaluated de-identifiers must have (one row per de-identifier and recogniser).
 TABLE_COLUMNS = ("deidentifier", "recognizer", "ssim", "rank1_mean", "rank1_std", "median_true_rank",
                  "detection_rate")
-
-
-#: Name prefixes of the kit's naive baselines (members of a family or not).
-NAIVE_PREFIXES = {"blur_sigma": "blur", "pixelate_": "pixelate", "noise_sigma": "noise", "blackbox": "blackbox"}
-
-
-def family_of(name: str, families: dict[str, Sequence[str]] | None = None) -> str | None:
-    """The naive family a de-identifier belongs to: one of ``families`` (``"blur"``, ``"pixelate"``) by
-    membership, else a naive baseline's kind by name (``"noise"``, ``"blackbox"``, a blur outside the family's
-    strengths), else None (a learned de-identifier)."""
-    for fam, names in (families or NAIVE_FAMILIES).items():
-        if name in names:
-            return fam
-    return next((fam for prefix, fam in NAIVE_PREFIXES.items() if name.startswith(prefix)), None)
 
 
 @dataclass(frozen=True)
@@ -147,7 +131,7 @@ def _frontier_boot(table: pd.DataFrame, boot: dict[int, np.ndarray], recognizer:
 
 def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_rep: int,
                      families: dict[str, Sequence[str]] | None = None, n_boot: int = N_BOOT,
-                     seed: int = 0) -> list[dict]:
+                     seed: int = 0, provenance: Mapping[str, Mapping] | None = None) -> list[dict]:
     """One ``frontier`` record per (de-identifier, recogniser) of ``table`` (columns :data:`TABLE_COLUMNS`).
 
     Naive family members are measured against the frontier too (their margin is about 0, or negative where the
@@ -155,7 +139,11 @@ def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_
     ``rank1_by_identity``), each record gains identity-clustered bootstrap 95% intervals: ``rank1_ci`` and
     ``gap_ci`` (the gap: frontier Rank-1 minus Rank-1, paired over the same resampled identities), and
     ``beyond_frontier`` (the gap's interval excludes 0 on the good side). The margin in SDs is kept for
-    comparison with earlier reports; it is not a calibrated statistic (the SD over 5 splits of the same images)."""
+    comparison with earlier reports; it is not a calibrated statistic (the SD over 5 splits of the same images).
+
+    Every record carries ``weights_sha256`` and ``commit`` (:mod:`deidkit.eval.provenance`): from ``provenance``
+    (de-identifier name -> :func:`deidkit.eval.provenance.provenance` of the object measured), else from the name
+    alone (:func:`deidkit.eval.provenance.provenance_by_name`: known for the shipped models, None otherwise)."""
     missing = set(TABLE_COLUMNS) - set(table.columns)
     if missing:
         raise ValueError(f"frontier table lacks columns {sorted(missing)}")
@@ -187,15 +175,10 @@ def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_
             # the natural look's colour part (crop level only; see deidkit.eval.quality.colour_shift)
             "colour_shift": float(row.get("colour_shift", float("nan"))),
             **intervals,
+            **(provenance[row["deidentifier"]] if provenance and row["deidentifier"] in provenance
+               else provenance_by_name(row["deidentifier"])),
         })
     return records
-
-
-def naive_deidentifiers(families: dict[str, Sequence[str]] | None = None) -> list:
-    """Every member of the naive families as kit de-identifiers."""
-    from deidkit.baselines import get_deidentifier
-
-    return [get_deidentifier(n) for names in (families or NAIVE_FAMILIES).values() for n in names]
 
 
 def crop_level_table(records: list[dict]) -> pd.DataFrame:
@@ -246,12 +229,17 @@ def image_level_outputs(deidentifier, photos: Sequence[np.ndarray], fallback_mat
                         size: int = 224, detector: str = "yunet", hull: str = "face",
                         show_progress: bool = True) -> ImageLevelSet:
     """Run ``deidentifier`` on whole photos with the kit's own pipeline (:class:`deidkit.pipeline.FaceSwapper`),
-    then find the face again in each output the way an attacker's recogniser would: detect, pick the central
-    face, align. Where the detector no longer finds a face, the output is aligned with the original photo's
-    alignment (``fallback_matrices``): breaking a detector is not counted as hiding identity."""
+    then find the face again in each output the way an attacker's recogniser would: detect, take the detected face
+    that overlaps the original face most (:func:`deidkit.data.alignment.pick_overlapping`; the original face box is
+    the canonical face box mapped back through the original alignment, ``fallback_matrices``), align. A face
+    nearer the centre may be another person, so it is never taken instead. Where no detected face overlaps the
+    original's with an IoU of at least :data:`REDETECT_MIN_IOU`, the photo counts as missed (``redetected``
+    False) and the output is aligned with the original photo's alignment: breaking a detector is not counted as
+    hiding identity."""
     import cv2
 
-    from deidkit.data.alignment import align_to_landmarks, make_detector, pick_central
+    from deidkit.data.alignment import align_to_landmarks, crop_box_in_image, make_detector, pick_overlapping
+    from deidkit.eval.quality import face_box
     from deidkit.eval.quality import ssim as ssim_fn
     from deidkit.pipeline.swap import FaceSwapper
 
@@ -273,12 +261,13 @@ def image_level_outputs(deidentifier, photos: Sequence[np.ndarray], fallback_mat
             out, faces[i] = res.frame, res.faces
         swapper.reset()  # photos are independent: no tracking from one to the next
         ssims[i] = float(ssim_fn(photo[None], out[None])[0])
-        dets = det.detect(out)
-        if dets:
-            crops[i], _ = align_to_landmarks(out, pick_central(dets, out.shape).landmarks, size)
+        matrix = np.asarray(fallback_matrices[i], np.float64)
+        face = pick_overlapping(det.detect(out), crop_box_in_image(matrix, face_box(size)), REDETECT_MIN_IOU)
+        if face is not None:
+            crops[i], _ = align_to_landmarks(out, face.landmarks, size)
             found[i] = True
         else:
-            crops[i] = cv2.warpAffine(out, np.asarray(fallback_matrices[i], np.float64), (size, size),
+            crops[i] = cv2.warpAffine(out, matrix, (size, size),
                                       flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
     return ImageLevelSet(name, crops, ssims, found, faces)
 
@@ -360,7 +349,12 @@ def _image_level_embeddings(recognizer, res: ImageLevelSet) -> np.ndarray:
 
 #: Bump when the image-level path changes in a way the source digest cannot see (the on-disk results are also
 #: keyed by the photo pipeline's source, :func:`pipeline_digest`).
-IMAGE_LEVEL_VERSION = "2"
+IMAGE_LEVEL_VERSION = "3"  # 3: re-detection takes the face overlapping the original, not the central one
+
+#: The least IoU between a face detected in an output photo and the original face box for it to count as found
+#: again (on 60 lfw_57x8 photos YuNet's box of the labelled face scored 0.48-0.65 against the canonical face box
+#: mapped back, the other people's faces at most 0.15).
+REDETECT_MIN_IOU = 0.3
 
 
 def pipeline_digest() -> str:
@@ -379,13 +373,14 @@ def run_image_level(deidentifiers: list, recognizers: list, protocol_name: str =
     de-identifier on the protocol's whole photos, identified against the original canonical crops (gallery
     original, as at crop level), SSIM on the whole photo. ``deidentifiers`` should include the original."""
     from deidkit.data.lfw import AlignmentKey, aligned_crops, alignment_record, load_manifest
-    from deidkit.eval.benchmark import identity_templates_of, protocol_subset, rank_gallery_manifest
+    from deidkit.data.protocols import first_identities
+    from deidkit.eval.benchmark import identity_templates_of, rank_gallery_manifest
     from deidkit.eval.embeddings import embed_originals
     from deidkit.eval.identification import evaluate_identification, true_identity_rank
 
     files = load_manifest("lfw_files")
     tag = AlignmentKey(detector, size).tag
-    protocol = protocol_subset(load_manifest(protocol_name), n_identities)
+    protocol = first_identities(load_manifest(protocol_name), n_identities)
     paths = protocol["path"].tolist()
     orig_crops = aligned_crops(paths, size=size, detector=detector, manifest=files)
     matrices = [np.asarray(alignment_record(p, size, detector, files)["matrix"], np.float64) for p in paths]
@@ -424,6 +419,7 @@ def measure_frontier(methods: list, recognizers: list, protocol_name: str = "lfw
     the notebook. Returns (level -> table, records)."""
     from deidkit.baselines import Identity
     from deidkit.eval.benchmark import run_benchmark
+    from deidkit.eval.provenance import provenance
 
     families = families or NAIVE_FAMILIES
     deids = [Identity(), *naive_deidentifiers(families), *methods]
@@ -449,11 +445,12 @@ def measure_frontier(methods: list, recognizers: list, protocol_name: str = "lfw
             raise ValueError(f"level must be 'crop' or 'image', got {level!r}")
     if probes is None:
         from deidkit.data.lfw import load_manifest
-        from deidkit.eval.benchmark import protocol_subset
+        from deidkit.data.protocols import first_identities
 
-        probes = int((protocol_subset(load_manifest(protocol_name), n_identities)["rep0"] == "probe").sum())
+        probes = int((first_identities(load_manifest(protocol_name), n_identities)["rep0"] == "probe").sum())
+    weights = {d.name: provenance(d) for d in deids}  # the objects measured: their weights, not their names
     for level, table in tables.items():
-        records += frontier_records(table, protocol_name, level, probes, families)
+        records += frontier_records(table, protocol_name, level, probes, families, provenance=weights)
     return tables, records
 
 

@@ -176,9 +176,9 @@ def identification_drop(deidentifier, recognizer, protocol: str = "lfw_57x8", cr
     protocol (its first ``n_identities`` identities; None: all), original vs de-identified probes (gallery always
     original), and the drop between them."""
     from deidkit.data.lfw import aligned_crops, load_manifest
-    from deidkit.eval.benchmark import protocol_subset
+    from deidkit.data.protocols import first_identities
 
-    proto = protocol_subset(load_manifest(protocol), n_identities)
+    proto = first_identities(load_manifest(protocol), n_identities)
     crops = aligned_crops(proto["path"].tolist(), size=crop_size)
     orig = recognizer.embed(crops)
     deid = recognizer.embed(deidentifier.deidentify(crops))

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from deidkit.eval.provenance import provenance
 from deidkit.eval.quality import face_box
 
 #: The inner face box: this fraction of the canonical face box (:func:`deidkit.eval.quality.face_box`), centred:
@@ -301,8 +302,9 @@ def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Seq
         for deid in deidentifiers:
             name = str(getattr(deid, "name", deid))
             path = _record_path(deid, level, inputs)
+            weights = provenance(deid)  # the weights measured and the commit, on fresh and kept records alike
             if path is not None and path.is_file():  # the same de-identifier, code and inputs: measured before
-                records.append({**json.loads(path.read_text()), "deidentifier": name})
+                records.append({**json.loads(path.read_text()), "deidentifier": name, **weights})
                 continue
             features = features or TextureFeatures()
             if level == "crop":
@@ -314,7 +316,7 @@ def measure_realism(deidentifiers: list, protocol: str = "lfw_57x8", levels: Seq
                 real_feats = {"train": features(tr.real_crops), "test": features(te.real_crops)}
             acc = c2st_accuracy(real_feats["train"], features(tr.fake_crops), real_feats["test"],
                                 features(te.fake_crops), seed=seed)
-            records.append(realism_record(name, level, protocol, te, acc, len(tr.sharpness), test[3]))
+            records.append({**realism_record(name, level, protocol, te, acc, len(tr.sharpness), test[3]), **weights})
             sets[level][name] = te
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
