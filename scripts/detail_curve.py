@@ -30,15 +30,16 @@ mats = [alignment_record(p, 224, "yunet", files)["matrix"] for p in table["path"
 photos = load_photos(table["path"].tolist())
 res = photo_level(load_deidentifier(f"{base}+{run}"), photos, mats, show_progress=False)
 path = reports_dir() / "metrics" / "detail_curve.json"
-old = [r for r in json.loads(path.read_text()) if r.get("step") != ckpt["global_step"]] if path.is_file() else []
+same = (run, ckpt["global_step"])  # one record per run and step; the generator alone once per base
+old = [r for r in json.loads(path.read_text()) if (r.get("run"), r.get("step")) != same] if path.is_file() else []
 rec = {"kind": "detail_curve", "run": run, "base": base, "epoch": int(ckpt["epoch"]), "step": int(ckpt["global_step"]),
        "protocol": "lfw_select_160x8", "photos": len(photos), "sharpness": float(np.median(res.sharpness)),
        "colour_shift": float(np.median(res.colour_shift))}
-if not any(r.get("step") == 0 for r in old):  # the generator alone, for reference
+if not any(r.get("step") == 0 and r.get("base") in (base, "live_defended") for r in old):  # the generator alone, for reference
     bare = load_deidentifier(base)
     bare.detail, bare.out_size = None, bare.size  # the generator alone
     ref = photo_level(bare, photos, mats, show_progress=False)
     old.append({**rec, "epoch": 0, "step": 0, "sharpness": float(np.median(ref.sharpness)),
                 "colour_shift": float(np.median(ref.colour_shift)), "note": "the generator without a detail stage"})
-record_metrics(sorted([*old, rec], key=lambda r: r["step"]), "detail_curve")
+record_metrics(sorted([*old, rec], key=lambda r: (r["step"] > 0, r["run"], r["step"])), "detail_curve")
 print(rec)

@@ -35,11 +35,13 @@ def default_detail_run_dir(profile: str) -> Path:
 
 def load_detail_images(cfg: DetailConfig, chunk: int = 512) -> np.ndarray:
     """The real faces (N, 2S, 2S, 3) uint8: the central ``crop_fraction`` of the training manifest's canonical
-    crops, at twice the generator's side ``S``."""
+    crops, at twice the stage's input side ``S``. The crops are aligned at least as large as that (a second stage,
+    128 -> 256 px, learns from 320-px crops, not from 224-px ones enlarged, which would teach it to draw soft)."""
     from deidkit.data.lfw import aligned_crops
 
     paths = training_paths(cfg)  # the manifest, or max_images of it drawn with the seed
     side = 2 * cfg.size
+    canonical = max(224, int(np.ceil(side / cfg.crop_fraction)))
     if cfg.crop_pack:
         from deidkit.data.packs import read_crop_pack
 
@@ -47,7 +49,7 @@ def load_detail_images(cfg: DetailConfig, chunk: int = 512) -> np.ndarray:
         return np.stack([centre_region(c, cfg.crop_fraction, side) for c in crops])
     out = np.empty((len(paths), side, side, 3), np.uint8)
     for s in tqdm(range(0, len(paths), chunk), desc="training crops", disable=len(paths) <= chunk):
-        crops = aligned_crops(paths[s:s + chunk], size=224)
+        crops = aligned_crops(paths[s:s + chunk], size=canonical)
         out[s:s + len(crops)] = [centre_region(c, cfg.crop_fraction, side) for c in crops]
     return out
 
