@@ -49,13 +49,25 @@ def _face(identity: str, k: int, size: int = 80) -> np.ndarray:
     return cv2.resize(img[60:190, 60:190], (size, size), interpolation=cv2.INTER_AREA)
 
 
+def _head(identity: str, k: int, size: int = ds.STIMULUS_PX) -> np.ndarray:
+    """The study's own stimulus: the canonical crop warped from the LFW photo straight to ``size`` px."""
+    from deidkit.data.lfw import aligned_crops
+
+    return aligned_crops([f"images/{identity}/{identity}_{k:04d}.jpg"], size=size)[0]
+
+
+def small(px: int) -> dict[str, int]:
+    """Display sizes for the small test faces (a study refuses stimuli narrower than their display size)."""
+    return {"stimulus_px": px, "pair_px": px, "gallery_px": px}
+
+
 @pytest.fixture(scope="module")
 def base_study(tmp_path_factory: pytest.TempPathFactory) -> ds.Study:
     if not LFW.is_dir():
         pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     subjects = [ds.Subject(i, _face(i, 1), [_face(i, 2)], origin={"gallery": f"lfw:{i}_0001"}) for i in IDENTITIES]
     design = ds.StudyDesign(name="test_study", tasks=("identification", "real_vs_modified", "similarity"),
-                            gallery_size=3, attention_checks=1, seed=3, image_width=80)
+                            gallery_size=3, attention_checks=1, seed=3, **small(80))
     return ds.build_study_from_images(tmp_path_factory.mktemp("base") / "study", subjects, [CvBlur()], design)
 
 
@@ -113,8 +125,8 @@ def test_build_is_deterministic_and_checks_its_input(tmp_path: Path) -> None:
     if not LFW.is_dir():
         pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     subjects = [ds.Subject(i, _face(i, 1, 48), [_face(i, 2, 48)]) for i in IDENTITIES[:3]]
-    a = ds.build_study_from_images(tmp_path / "a", subjects, [CvBlur()], ds.StudyDesign(seed=5))
-    b = ds.build_study_from_images(tmp_path / "b", subjects, [CvBlur()], ds.StudyDesign(seed=5))
+    a = ds.build_study_from_images(tmp_path / "a", subjects, [CvBlur()], ds.StudyDesign(seed=5, **small(48)))
+    b = ds.build_study_from_images(tmp_path / "b", subjects, [CvBlur()], ds.StudyDesign(seed=5, **small(48)))
     assert a.study_id == b.study_id and [t.to_dict() for t in a.trials] == [t.to_dict() for t in b.trials]
     with pytest.raises(ds.StudyError, match="already exists"):
         ds.build_study_from_images(tmp_path / "a", subjects, [CvBlur()])
@@ -360,13 +372,93 @@ def test_video_stimuli_are_shown_as_video(tmp_path: Path) -> None:
             w.release()
             rows.append({"file": str(v), "identity": ident, "role": "probe", "condition": cond, "source": f"v{i}"})
     st = ds.build_study(tmp_path / "vstudy", pd.DataFrame(rows),
-                        ds.StudyDesign(tasks=("real_vs_modified",), attention_checks=0))
+                        ds.StudyDesign(tasks=("real_vs_modified",), attention_checks=0, **small(64)))
     assert set(st.stimuli["kind"]) == {"image", "video"}
     form = ds.StudyForm(st)
     start(form, "v01")
     form.begin_button.click()
-    assert any(isinstance(w, widgets.Video) for w in form.body.children)
+    video = next(w for w in form.body.children if isinstance(w, widgets.Video))
+    assert video.layout.width == video.layout.min_width == "64px"
     assert "<video" in form.snapshot_html()
+    # Video frames narrower than the display size are refused like images.
+    with pytest.raises(ds.StudyError, match="64x64 px shown 256 px wide"):
+        ds.build_study(tmp_path / "vbig", pd.DataFrame(rows), ds.StudyDesign(tasks=("real_vs_modified",),
+                                                                            attention_checks=0))
+
+
+# ----------------------------------------------------------------------------------------------- stimulus size
+
+def _images(w: widgets.Widget) -> list[widgets.Image]:
+    """The images of a widget tree in page order."""
+    if isinstance(w, widgets.Image):
+        return [w]
+    return [i for c in getattr(w, "children", ()) for i in _images(c)]
+
+
+def _css_px(value: str) -> int:
+    assert value.endswith("px"), value
+    return int(value[:-2])
+
+
+def test_form_shows_each_stimulus_at_the_study_size(tmp_path: Path) -> None:
+    """Every face is laid out at the design's size (>= 256 px for the face a real-or-modified question and a
+    similarity rating are about), with a fixed width that cannot shrink, from image data at least that wide."""
+    import re
+    from io import BytesIO
+
+    from PIL import Image
+
+    if not LFW.is_dir():
+        pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
+    design = ds.StudyDesign(tasks=ds.TASKS, gallery_size=3, attention_checks=1)
+    assert design.stimulus_px >= 256 and design.pair_px >= 256 and design.gallery_px >= 192  # the defaults
+    subjects = [ds.Subject(i, _head(i, 1), [_head(i, 2)]) for i in IDENTITIES[:3]]
+    st = ds.build_study_from_images(tmp_path / "s", subjects, [CvBlur()], design)
+    form = ds.StudyForm(st)
+    start(form, "p01")
+    form.begin_button.click()
+    seen: set[str] = set()
+    while form.screen == "trial":
+        trial = form.current_trial
+        seen.add(trial.task)
+        imgs = _images(form.body)
+        css = [_css_px(i.layout.width) for i in imgs]
+        assert [i.layout.min_width for i in imgs] == [i.layout.width for i in imgs]  # cannot shrink
+        for img, px in zip(imgs, css):
+            with Image.open(BytesIO(bytes(img.value))) as im:
+                assert min(im.size) >= px, (trial.task, im.size, px)  # never enlarged by the browser
+        if trial.task == "real_vs_modified":
+            assert css == [design.stimulus_px]
+        elif trial.task == "similarity":
+            assert css == [design.pair_px] * 2
+        else:
+            assert css == [design.stimulus_px] + [design.gallery_px] * len(trial.candidates)
+        # The static snapshot (reports) shows the same sizes.
+        shown = [int(w) for w in re.findall(r"<img [^>]*style='width:(\d+)px;min-width:\1px", form.snapshot_html())]
+        assert shown == css
+        form.choice_buttons[0].click()
+    assert seen == set(ds.TASKS) and form.screen == "finish"
+    # Stimuli narrower than their display size are refused when the study is built.
+    tiny = [ds.Subject(i, _face(i, 1, 120), [_face(i, 2, 120)]) for i in IDENTITIES[:3]]
+    with pytest.raises(ds.StudyError, match="120x120 px shown 256 px wide"):
+        ds.build_study_from_images(tmp_path / "tiny", tiny, [CvBlur()], design)
+    assert not (tmp_path / "tiny").exists()
+
+
+def test_display_sizes_are_design_values() -> None:
+    from deidkit.study.form import FORM_MAX_PX, gallery_columns
+
+    cfg = ds.StudyConfig.profile("quick", stimulus_px=320)
+    d = cfg.design()
+    assert (d.stimulus_px, d.pair_px, d.gallery_px) == (320, ds.PAIR_PX, ds.GALLERY_PX)
+    with pytest.raises(ds.StudyError, match="stimulus_px"):
+        ds.StudyDesign(stimulus_px=0)
+    # A study built before the sizes were named (one image_width) loads with the sizes it was shown at.
+    old = ds.StudyDesign.from_dict({"image_width": 160, "tasks": ["real_vs_modified"]})
+    assert (old.stimulus_px, old.pair_px, old.gallery_px) == (240, 208, 160)
+    # Five candidates beside the probe: two rows (3 + 2) within the form's width.
+    cols = gallery_columns(5, ds.STIMULUS_PX, ds.GALLERY_PX)
+    assert cols == 3 and ds.STIMULUS_PX + cols * (ds.GALLERY_PX + 16) + 16 <= FORM_MAX_PX
 
 
 # ----------------------------------------------------------------------------------------------- analysis
@@ -428,6 +520,9 @@ def test_default_lfw_study(tmp_path: Path) -> None:
                             probes_per_identity=1)
     assert st.info["protocol"] == "lfw_57x8" and st.stimuli["origin"].str.startswith("lfw:").all()
     assert set(st.conditions) == {"original", "blur_sigma8"} and st.stimuli["identity"].nunique() == 3
+    # Crops are made from the photos at the largest display size, not enlarged from smaller ones.
+    assert st.info["size"] == max(st.design.stimulus_px, st.design.pair_px, st.design.gallery_px) >= 256
+    assert {load_image(st.stimulus_path(s)).shape for s in st.stimuli["stimulus_id"]} == {(256, 256, 3)}
 
 
 # ----------------------------------------------------------------------------------------------- the notebook
@@ -438,7 +533,7 @@ def run_study_notebook(tmp_path: Path) -> None:
 
     subjects = [ds.Subject(i, _face(i, 1, 64), [_face(i, 2, 64)]) for i in IDENTITIES[:3]]
     design = ds.StudyDesign(tasks=("identification", "real_vs_modified", "similarity"), gallery_size=3,
-                            attention_checks=1)
+                            attention_checks=1, **small(64))
     st = ds.build_study_from_images(tmp_path / "tiny_study", subjects, [CvBlur()], design)
     (tmp_path / "metrics.json").write_text(json.dumps([
         {"kind": "identification", "protocol": "lfw_57x8", "deidentifier": "blur_test", "recognizer": "dlib",
@@ -471,7 +566,7 @@ def test_notebook_under_voila_shows_only_the_form(tmp_path: Path, monkeypatch: p
     if not LFW.is_dir():
         pytest.fail(f"LFW not found at {LFW} (set DEIDKIT_SHARED)")
     subjects = [ds.Subject(i, _face(i, 1, 48), [_face(i, 2, 48)]) for i in IDENTITIES[:2]]
-    st = ds.build_study_from_images(tmp_path / "s", subjects, [CvBlur()])
+    st = ds.build_study_from_images(tmp_path / "s", subjects, [CvBlur()], ds.StudyDesign(**small(48)))
     monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5")
     monkeypatch.setenv("QUERY_STRING", "participant=p42")
     out = tmp_path / "out.ipynb"

@@ -47,12 +47,13 @@ def chromium() -> str:
 
 @pytest.fixture()
 def served(tmp_path, chromium):
-    """A tiny study of every trial kind, served on a free loopback port; yields (study, port, restart)."""
-    from test_study import IDENTITIES, CvBlur, _face
+    """A tiny study of every trial kind at the default display sizes, from crops made at that size as the LFW
+    study makes them, served on a free loopback port; yields (study, port, restart)."""
+    from test_study import IDENTITIES, CvBlur, _head
 
-    subjects = [ds.Subject(i, _face(i, 1, 64), [_face(i, 2, 64)]) for i in IDENTITIES[:3]]
+    subjects = [ds.Subject(i, _head(i, 1), [_head(i, 2)]) for i in IDENTITIES[:3]]
     design = ds.StudyDesign(tasks=("identification", "real_vs_modified", "similarity"), gallery_size=3,
-                            attention_checks=1, image_width=80)
+                            attention_checks=1)
     study = ds.build_study_from_images(tmp_path / "study", subjects, [CvBlur()], design)
     state = {}
     state["proc"], port = start_server(study.folder)
@@ -108,6 +109,23 @@ def current_trial(page) -> tuple[int, int, list[str]]:
     return int(m.group(1)), int(m.group(2)), labels
 
 
+def shown_sizes(page) -> list[tuple[float, float, int, int]]:
+    """(rendered width, height, natural width, height) of each image on screen, in page order."""
+    return page.eval_on_selector_all(
+        "img", "els => els.filter(e => e.offsetParent !== null).map(e => { const r = e.getBoundingClientRect();"
+               " return [r.width, r.height, e.naturalWidth, e.naturalHeight]; })")
+
+
+def check_sizes(page, kind: str, design: ds.StudyDesign) -> None:
+    """The faces of a ``kind`` trial are rendered at the design's sizes, from at least as many pixels."""
+    sizes = shown_sizes(page)
+    expected = {"real_vs_modified": [design.stimulus_px], "similarity": [design.pair_px] * 2}.get(
+        kind, [design.stimulus_px] + [design.gallery_px] * (len(sizes) - 1))
+    assert [round(w) for w, _, _, _ in sizes] == expected, (kind, sizes)
+    for w, h, nw, nh in sizes:
+        assert round(h) == round(w) and nw >= w and nh >= h, (kind, sizes)  # square faces, never enlarged
+
+
 def click_answer(page, index: int, double: bool = False) -> tuple[int, int, str, str]:
     """Click answer button ``index`` of the trial on screen; wait for the next screen. Returns
     (trial number, of n, kind, label)."""
@@ -137,6 +155,7 @@ def test_participant_clicks_through_every_kind_resumes_after_a_restart_and_doubl
             _, _, labels = current_trial(page)
             kind = trial_kind(labels)
             if kind not in shot_kinds:
+                check_sizes(page, kind, study.design)
                 page.screenshot(path=str(SHOTS / f"trial_{kind}.png"), full_page=True)
                 shot_kinds.add(kind)
             k, n, kind, _ = click_answer(page, 0)
@@ -152,6 +171,7 @@ def test_participant_clicks_through_every_kind_resumes_after_a_restart_and_doubl
             k, n, labels = current_trial(page)
             kind = trial_kind(labels)
             if kind not in shot_kinds:
+                check_sizes(page, kind, study.design)
                 page.screenshot(path=str(SHOTS / f"trial_{kind}.png"), full_page=True)
                 shot_kinds.add(kind)
             index = (k - 1) % len(labels)
@@ -253,10 +273,10 @@ def test_five_participants_at_once_each_answer_in_their_own_file(served):
 
 
 def test_serving_refuses_a_study_whose_files_do_not_match_the_manifest(tmp_path):
-    from test_study import IDENTITIES, CvBlur, _face
+    from test_study import IDENTITIES, CvBlur, _face, small
 
     subjects = [ds.Subject(i, _face(i, 1, 48), [_face(i, 2, 48)]) for i in IDENTITIES[:2]]
-    study = ds.build_study_from_images(tmp_path / "s", subjects, [CvBlur()])
+    study = ds.build_study_from_images(tmp_path / "s", subjects, [CvBlur()], ds.StudyDesign(**small(48)))
     victim = next(p for p in study.folder.rglob("*") if p.suffix.lower() in (".png", ".jpg"))
     victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(ds.StudyError, match=victim.name):

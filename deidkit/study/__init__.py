@@ -13,7 +13,10 @@ from deidkit.study.analysis import (
     success_rates,
 )
 from deidkit.study.design import (
+    GALLERY_PX,
     ORIGINAL,
+    PAIR_PX,
+    STIMULUS_PX,
     TASKS,
     Plan,
     Study,
@@ -29,6 +32,7 @@ from deidkit.study.design import (
     export_study,
     load_study,
     make_stimuli,
+    required_px,
 )
 from deidkit.study.form import StudyForm, query_parameter, running_in_voila, widget_html
 from deidkit.study.responses import (
@@ -59,5 +63,6 @@ __all__ = [
     "load_study", "make_stimuli", "normalize_participant_id", "plot_identification_confusions",
     "read_participant_log", "run_simulated_participant", "similarity_ratings", "simulate_participants",
     "study_overview", "success_rates", "widget_html", "default_study_dir", "query_parameter", "running_in_voila",
-    "accuracy_table", "fresh_simulation", "StudyConfig", "metrics_source",
+    "accuracy_table", "fresh_simulation", "StudyConfig", "metrics_source", "STIMULUS_PX", "PAIR_PX", "GALLERY_PX",
+    "required_px",
 ]

@@ -13,6 +13,10 @@ Three tasks, after the user studies of the two papers:
   (live paper Table 2(b)/(c), FaDeNet's claim that humans still recognise the person);
 - ``real_vs_modified``: one stimulus; "real or modified?" (live paper Table 2(a));
 - ``similarity``: original and de-identified side by side; rate their similarity 1-5 (optional).
+
+Each face is shown at a fixed size set by the design (:class:`StudyDesign` ``stimulus_px``, ``pair_px``,
+``gallery_px``; CSS pixels, the width of the square crop), and a study refuses a stimulus that has fewer pixels
+than the size it is shown at, so the browser never enlarges one.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ VIDEO_SUFFIXES = {".mp4", ".webm"}
 MANIFEST_COLUMNS = ["file", "identity", "role", "condition", "source"]
 REAL, MODIFIED = "real", "modified"
 RATINGS = ("1", "2", "3", "4", "5")
+
+#: Default display sizes (CSS px, the width of each face image). Judging whether an image was modified needs the
+#: detail a modification leaves (blur, blocks, blending seams), so that face is large; a similarity rating shows
+#: two faces of that size side by side; gallery candidates only need to show who the person is, and a smaller
+#: side keeps five of them and the probe on one screen (a grid of 3 + 2 beside the probe, under 1200 px wide).
+STIMULUS_PX = 256
+PAIR_PX = 256
+GALLERY_PX = 192
 
 DEFAULT_CONSENT = (
     "<p>This study is about how people perceive faces in images that may have been altered to protect "
@@ -88,6 +100,16 @@ class StudyDesign:
     original cannot help to recognise its de-identified version (and vice versa). Similarity trials, which
     show original and de-identified together, come after all other trials for the same reason, and only for
     the de-identified versions the participant saw. Without it every participant gets every trial.
+
+    Display sizes, in CSS pixels (the width of each face; crops are square):
+
+    - ``stimulus_px``: the face a real-or-modified question is about, and the probe of an identification trial;
+    - ``pair_px``: each of the two faces of a similarity trial;
+    - ``gallery_px``: each candidate of an identification gallery.
+
+    The form lays faces out at exactly these sizes (the page scrolls rather than shrinking them, so every
+    participant sees the same size), and :func:`build_study` refuses a stimulus narrower than the largest size it
+    is shown at: the browser never enlarges a stimulus.
     """
 
     name: str = "deid_human_study"
@@ -96,7 +118,9 @@ class StudyDesign:
     attention_checks: int = 2
     counterbalance: bool = True
     seed: int = 0
-    image_width: int = 160
+    stimulus_px: int = STIMULUS_PX
+    pair_px: int = PAIR_PX
+    gallery_px: int = GALLERY_PX
     consent_text: str = DEFAULT_CONSENT
     instructions: str = DEFAULT_INSTRUCTIONS
 
@@ -110,9 +134,26 @@ class StudyDesign:
             raise StudyError(f"StudyDesign.gallery_size must be >= 2, got {self.gallery_size}")
         if self.attention_checks < 0:
             raise StudyError(f"StudyDesign.attention_checks must be >= 0, got {self.attention_checks}")
+        for name in ("stimulus_px", "pair_px", "gallery_px"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 16:
+                raise StudyError(f"StudyDesign.{name} must be a whole number of pixels >= 16, got {value!r}")
+
+    def display_px(self, trial: Trial) -> tuple[int, int]:
+        """(size of each of the trial's stimuli, size of each gallery candidate) in CSS pixels."""
+        return (self.pair_px if trial.task == "similarity" else self.stimulus_px), self.gallery_px
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyDesign:
+        d = dict(d)
+        if "image_width" in d:
+            # Studies built before the sizes were named stored one width w and showed real-or-modified faces at
+            # 1.5 w, similarity faces and the identification probe at 1.3 w, candidates at w: an existing study
+            # keeps those sizes, except its probe, now shown at 1.5 w like the real-or-modified face.
+            w = int(d.pop("image_width"))
+            d.setdefault("stimulus_px", round(1.5 * w))
+            d.setdefault("pair_px", round(1.3 * w))
+            d.setdefault("gallery_px", w)
         known = {f.name for f in fields(cls)}
         extra = sorted(set(d) - known)
         if extra:
@@ -126,7 +167,10 @@ class StudyConfig:
     plus overrides; ``deidentifiers`` are names for ``deidkit.baselines.get_deidentifier``.
 
     ``paper`` is a full-size study (more identities and photos, as many simulated participants as a typical
-    user study); the papers' own stimuli are not public, so their exact studies cannot be rebuilt."""
+    user study); the papers' own stimuli are not public, so their exact studies cannot be rebuilt.
+
+    ``stimulus_px``, ``pair_px``, ``gallery_px``: display sizes of the faces (see :class:`StudyDesign`); the LFW
+    crops are made from the photos at the largest of them (:func:`build_lfw_study`)."""
 
     profile_name: str = "quick"
     protocol: str = "lfw_57x8"
@@ -138,6 +182,9 @@ class StudyConfig:
     attention_checks: int = 2
     n_simulated: int = 12
     seed: int = 0
+    stimulus_px: int = STIMULUS_PX
+    pair_px: int = PAIR_PX
+    gallery_px: int = GALLERY_PX
 
     @classmethod
     def profile(cls, name: str = "quick", **overrides: Any) -> StudyConfig:
@@ -161,8 +208,10 @@ class StudyConfig:
         return cls(profile_name=name, **merged)
 
     def design(self, **kw: Any) -> StudyDesign:
+        """The :class:`StudyDesign` of this configuration; ``kw`` sets other design fields (name, texts)."""
         return StudyDesign(name=kw.pop("name", "deid_human_study"), tasks=self.tasks, gallery_size=self.gallery_size,
-                           attention_checks=self.attention_checks, seed=self.seed, **kw)
+                           attention_checks=self.attention_checks, seed=self.seed, stimulus_px=self.stimulus_px,
+                           pair_px=self.pair_px, gallery_px=self.gallery_px, **kw)
 
 
 @dataclass(frozen=True)
@@ -364,23 +413,24 @@ def make_stimuli(out_dir: str | os.PathLike, subjects: Sequence[Subject], deiden
     return pd.DataFrame(rows)
 
 
-def _stimulus_kind(path: Path) -> str:
+def _stimulus_info(path: Path) -> tuple[str, int, int]:
+    """(kind, width, height) of a stimulus file; raises :class:`StudyError` for one that cannot be shown."""
     suf = path.suffix.lower()
     if suf in IMAGE_SUFFIXES:
         try:
-            load_image(path)
+            h, w = load_image(path).shape[:2]
         except ImageError as exc:
             raise StudyError(str(exc)) from None
-        return "image"
+        return "image", int(w), int(h)
     if suf in VIDEO_SUFFIXES:
         import cv2
 
         cap = cv2.VideoCapture(str(path))
-        ok = cap.isOpened() and cap.read()[0]
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
         cap.release()
         if not ok:
             raise StudyError(f"{path}: video cannot be opened or has no frame")
-        return "video"
+        return "video", int(frame.shape[1]), int(frame.shape[0])
     raise StudyError(f"{path}: unsupported stimulus type {suf!r}; use {sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES)}")
 
 
@@ -477,6 +527,18 @@ def _make_trials(m: pd.DataFrame, design: StudyDesign, conditions: list[str]) ->
     return trials
 
 
+def required_px(trials: Sequence[Trial], design: StudyDesign) -> dict[str, int]:
+    """Per stimulus id, the largest size (CSS px) any trial shows it at: the width its file must have at least."""
+    need: dict[str, int] = {}
+    for t in trials:
+        px, gallery_px = design.display_px(t)
+        for sid in t.stimuli:
+            need[sid] = max(need.get(sid, 0), px)
+        for sid in t.candidates:
+            need[sid] = max(need.get(sid, 0), gallery_px)
+    return need
+
+
 def _study_id(trials: list[Trial], manifest: pd.DataFrame, design: StudyDesign) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([t.to_dict() for t in trials], sort_keys=True).encode())
@@ -495,6 +557,10 @@ def build_study(folder: str | os.PathLike, manifest: pd.DataFrame, design: Study
     de-identifier's name), ``source`` (groups a probe's original with its de-identified versions), optionally
     ``origin`` (provenance). Files are checked, copied under ``stimuli/`` with neutral names (the file name
     must not give the condition away) and hashed. The folder appears atomically: a crash leaves no half study.
+
+    Every stimulus must be at least as wide as the largest size the design shows it at (see :class:`StudyDesign`:
+    ``stimulus_px``, ``pair_px``, ``gallery_px``), so the page never enlarges a small image; make the crops at that
+    size from the source photos.
     """
     design = design or StudyDesign()
     folder = Path(folder)
@@ -512,20 +578,29 @@ def build_study(folder: str | os.PathLike, manifest: pd.DataFrame, design: Study
         (tmp / "responses").mkdir()
         perm = np.random.default_rng(design.seed).permutation(len(m))  # ids carry no hint of the condition
         ids, files, kinds, shas = [None] * len(m), [None] * len(m), [None] * len(m), [None] * len(m)
+        dims: dict[str, tuple[int, int, Path]] = {}
         for n, i in enumerate(perm):
             src = Path(m.loc[i, "file"])
             if not src.is_file():
                 raise StudyError(f"stimulus manifest row {i}: {src}: no such file")
-            kind = _stimulus_kind(src)
+            kind, w, h = _stimulus_info(src)
             sid = f"s{n + 1:04d}"
             rel = f"stimuli/{sid}{src.suffix.lower()}"
             shutil.copyfile(src, tmp / rel)
             ids[i], files[i], kinds[i] = sid, rel, kind
+            dims[sid] = (w, h, src)
             shas[i] = hashlib.sha256((tmp / rel).read_bytes()).hexdigest()
         m["stimulus_id"], m["file"], m["kind"], m["sha256"] = ids, files, kinds, shas
         m = m[["stimulus_id", "file", "kind", "identity", "role", "condition", "source", "origin", "sha256"]]
         m = m.sort_values("stimulus_id").reset_index(drop=True)
         trials = _make_trials(m, design, conditions)
+        small = [(dims[sid], px) for sid, px in sorted(required_px(trials, design).items()) if dims[sid][0] < px]
+        if small:
+            (w, h, src), px = small[0]
+            raise StudyError(
+                f"{len(small)} stimulus file(s) narrower than the size they are shown at, e.g. {src}: {w}x{h} px "
+                f"shown {px} px wide; make them at least that wide from the source photos (a browser would only "
+                "enlarge them) or lower StudyDesign.stimulus_px / pair_px / gallery_px")
         study_id = _study_id(trials, m, design)
         info = {"conditions": conditions, **(info or {})}
         doc = {"format": FORMAT, "study_id": study_id, "design": asdict(design), "info": info,
@@ -609,13 +684,19 @@ def build_study_from_images(folder: str | os.PathLike, subjects: Sequence[Subjec
 
 def build_lfw_study(folder: str | os.PathLike, deidentifiers: Sequence[Any], design: StudyDesign | None = None,
                     n_identities: int = 5, probes_per_identity: int = 2, protocol: str = "lfw_57x8",
-                    size: int = 224, detector: str = "yunet", overwrite: bool = False) -> Study:
+                    size: int | None = None, detector: str = "yunet", overwrite: bool = False) -> Study:
     """The default study: ``n_identities`` identities of an LFW protocol, one gallery photo and
     ``probes_per_identity`` other photos each, all as canonical crops (so originals and de-identified versions
-    differ only by the de-identification), identities drawn with ``design.seed``."""
+    differ only by the de-identification), identities drawn with ``design.seed``.
+
+    ``size``: side of the crops, by default the largest display size of the design (256 px). Each crop is
+    warped from the 250 x 250 LFW photo straight to that size (never from a smaller crop); the canonical crop
+    spans about 200 photo pixels (the whole head with hair, chin and a margin), so at 256 px the photo's pixels
+    are enlarged about 1.3 times: the stimuli hold the detail LFW has, no more."""
     from deidkit.data import lfw
 
     design = design or StudyDesign()
+    size = size or max(design.stimulus_px, design.pair_px, design.gallery_px)
     files = lfw.load_manifest(protocol)
     per_id = files.groupby("identity")["path"].apply(lambda s: sorted(set(s)))
     eligible = sorted(i for i, p in per_id.items() if len(p) >= probes_per_identity + 1)

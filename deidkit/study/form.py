@@ -5,6 +5,10 @@ Screens are rebuilt per trial with fresh buttons, and a click is only accepted f
 on screen: a double click cannot answer the next trial by accident. Nothing advances until the answer is on
 disk; a failed write shows an error and leaves the trial on screen to be answered again.
 
+Faces are laid out at the study's display sizes (:class:`~deidkit.study.design.StudyDesign` ``stimulus_px``,
+``pair_px``, ``gallery_px``) with a fixed width that does not shrink with the window: a narrow window scrolls,
+so every participant sees the faces at the same size.
+
 Programmatic driving (tests, simulated participants) uses the same callbacks as a mouse: set
 ``form.participant_box.value`` and ``form.consent_box.value``, then ``form.start_button.click()``,
 ``form.begin_button.click()`` and ``form.choice_buttons[i].click()``.
@@ -35,6 +39,19 @@ from deidkit.study.responses import (
 CHOICE_LABELS = {"real": "Real (unmodified)", "modified": "Modified",
                  "1": "1 - different", "2": "2", "3": "3", "4": "4", "5": "5 - identical"}
 SCREENS = ("consent", "instructions", "trial", "finish")
+#: The form's largest width (CSS px): wide enough for the probe and a gallery of 3 candidates per row at the
+#: default sizes, narrow enough for a laptop screen.
+FORM_MAX_PX = 1200
+CELL_MARGIN_PX = 4
+
+
+def gallery_columns(n: int, probe_px: int, gallery_px: int) -> int:
+    """Columns of an identification gallery of ``n`` candidates: as few rows as fit beside the probe within
+    :data:`FORM_MAX_PX`, the candidates spread evenly over them (5 as 3 + 2 rather than 4 + 1)."""
+    cell = gallery_px + 4 * CELL_MARGIN_PX  # the candidate, its cell's margins, the image's own margins
+    fit = max(1, (FORM_MAX_PX - probe_px - 10 * CELL_MARGIN_PX) // cell)
+    rows = -(-n // fit)
+    return max(1, -(-n // rows))
 
 
 class StudyForm:
@@ -68,7 +85,8 @@ class StudyForm:
         self.title = widgets.HTML(f"<h2>{html.escape(d.name.replace('_', ' '))}</h2>")
         self.body = widgets.VBox()
         self.message = widgets.HTML()
-        self.root = widgets.VBox([self.title, self.body, self.message], layout=widgets.Layout(max_width="1200px"))
+        self.root = widgets.VBox([self.title, self.body, self.message],
+                                 layout=widgets.Layout(max_width=f"{FORM_MAX_PX}px"))
         self.participant_box = widgets.Text(value=participant, description="Participant id:", placeholder="e.g. p01",
                                             style={"description_width": "initial"})
         self.consent_box = widgets.Checkbox(value=False, indent=False,
@@ -183,10 +201,15 @@ class StudyForm:
         if key not in self._media_cache:
             data = self.study.stimulus_bytes(stimulus_id)
             suffix = self.study.stimulus_path(stimulus_id).suffix.lower().lstrip(".")
+            # A fixed CSS width: the widgets' style sheet caps images at their container's width
+            # (max-width: 100%), which a min-width overrides, so a face is never shown smaller than designed.
+            layout = widgets.Layout(width=f"{width}px", min_width=f"{width}px", height="auto", flex="0 0 auto",
+                                    margin=f"{CELL_MARGIN_PX}px")
             if self.study.stimulus_kind(stimulus_id) == "video":
-                w = widgets.Video(value=data, format=suffix, width=width, autoplay=True, loop=True, controls=False)
+                w = widgets.Video(value=data, format=suffix, width=width, autoplay=True, loop=True, controls=False,
+                                  layout=layout)
             else:
-                w = widgets.Image(value=data, format="jpeg" if suffix == "jpg" else suffix, width=width)
+                w = widgets.Image(value=data, format="jpeg" if suffix == "jpg" else suffix, width=width, layout=layout)
             self._media_cache[key] = w
         return self._media_cache[key]
 
@@ -199,13 +222,15 @@ class StudyForm:
 
     def _trial_widgets(self, trial: Trial, candidates: tuple[str, ...], on_click: Callable[[int], None] | None
                        ) -> tuple[list[widgets.Widget], list[widgets.Button], list[str]]:
-        """The widgets of one trial screen (shared by the live form and :meth:`preview`)."""
-        w = self.study.design.image_width
+        """The widgets of one trial screen (shared by the live form and :meth:`preview`), faces at the design's
+        sizes."""
+        px, gallery_px = self.study.design.display_px(trial)
         buttons: list[widgets.Button] = []
         values: list[str] = []
 
         def button(label: str, value: str) -> widgets.Button:
-            b = widgets.Button(description=label, layout=widgets.Layout(width=f"{w}px" if candidates else "auto"))
+            b = widgets.Button(description=label,
+                               layout=widgets.Layout(width=f"{gallery_px}px" if candidates else "auto"))
             idx = len(buttons)
             if on_click is not None:
                 b.on_click(lambda _b: on_click(idx))
@@ -214,22 +239,25 @@ class StudyForm:
             return b
 
         if trial.task == "identification":
-            box = widgets.Layout(align_items="center", margin="4px")
-            probe = widgets.VBox([widgets.HTML("<b>This person:</b>"), self._media(trial.stimuli[0], int(w * 1.3))],
-                                 layout=box)
+            box = widgets.Layout(align_items="center", margin=f"{CELL_MARGIN_PX}px", flex="0 0 auto")
+            probe = widgets.VBox([widgets.HTML("<b>This person:</b>"), self._media(trial.stimuli[0], px)], layout=box)
             cells = []
             for i, sid in enumerate(candidates):
                 ident = str(self.study.stimuli.loc[sid, "identity"])
-                cells.append(widgets.VBox([self._media(sid, w), button(f"Person {chr(65 + i)}", ident)], layout=box))
+                cells.append(widgets.VBox([self._media(sid, gallery_px), button(f"Person {chr(65 + i)}", ident)],
+                                          layout=box))
+            cols = gallery_columns(len(cells), px, gallery_px)
+            cell = gallery_px + 4 * CELL_MARGIN_PX
             gallery = widgets.VBox([widgets.HTML("<b>Gallery:</b>"),
                                     widgets.GridBox(cells, layout=widgets.Layout(
-                                        grid_template_columns=f"repeat({min(len(cells), 5)}, {w + 12}px)"))])
+                                        grid_template_columns=f"repeat({cols}, {cell}px)"))],
+                                   layout=widgets.Layout(flex="0 0 auto"))
             content = [widgets.HBox([probe, gallery])]
         elif trial.task == "similarity":
-            content = [widgets.HBox([self._media(s, int(w * 1.3)) for s in trial.stimuli]),
+            content = [widgets.HBox([self._media(s, px) for s in trial.stimuli]),
                        widgets.HBox([button(CHOICE_LABELS.get(c, c), c) for c in trial.choices])]
         else:
-            content = [self._media(trial.stimuli[0], int(w * 1.5)),
+            content = [self._media(trial.stimuli[0], px),
                        widgets.HBox([button(CHOICE_LABELS.get(c, c), c) for c in trial.choices])]
         return [widgets.HTML(f"<p style='font-size:1.15em'>{trial.prompt}</p>"), *content], buttons, values
 
@@ -365,12 +393,14 @@ def widget_html(w: Any) -> str:
         return f"<div>{w.value}</div>"
     if isinstance(w, widgets.Label):
         return f"<span>{html.escape(w.value)}</span>"
-    if isinstance(w, widgets.Image):
+    if isinstance(w, (widgets.Image, widgets.Video)):
         b64 = base64.b64encode(bytes(w.value)).decode()
-        return f"<img src='data:image/{w.format};base64,{b64}' width='{w.width}'>"
-    if isinstance(w, widgets.Video):
-        b64 = base64.b64encode(bytes(w.value)).decode()
-        return f"<video src='data:video/{w.format};base64,{b64}' width='{w.width}' autoplay loop muted></video>"
+        # The same fixed width as in the live form, so a static snapshot shows the faces at the study's size.
+        style = f" style='width:{w.layout.width};min-width:{w.layout.min_width};height:auto'" if w.layout.width else ""
+        if isinstance(w, widgets.Image):
+            return f"<img src='data:image/{w.format};base64,{b64}' width='{w.width}'{style}>"
+        return (f"<video src='data:video/{w.format};base64,{b64}' width='{w.width}'{style} autoplay loop muted>"
+                "</video>")
     if isinstance(w, widgets.Button):
         return f"<button disabled style='padding:4px 12px'>{html.escape(w.description)}</button>"
     if isinstance(w, widgets.Text):
