@@ -3,6 +3,9 @@ noise over the face region. They share the interface of every de-identifier in t
 ``.name`` and ``.deidentify(batch (N, S, S, 3) uint8 canonical crops) -> batch``.
 
 Strengths are given for a 224-pixel canonical crop and scaled with the crop size.
+
+Looking a baseline up by name is the last step of every lookup by name (:func:`deidkit.deidentifiers.load_deidentifier`),
+so the one-line error for a name that is no de-identifier, listing every valid choice, is made here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import cv2
 import numpy as np
 
 from deidkit.eval.quality import face_box
+from deidkit.shipped import shipped_models
 
 REFERENCE_SIZE = 224
 
@@ -140,6 +144,29 @@ def get_deidentifier(name: str) -> Deidentifier:
         if m.group(2):
             return Pixelate(int(m.group(2)))
         return AdditiveNoise(float(m.group(3)))
-    from deidkit.deidentifiers import unknown_message  # here: that module imports this one
-
     raise KeyError(unknown_message(name))
+
+
+#: Names of models trained in the cache (the loaders of :mod:`deidkit.deidentifiers.fadenet` and
+#: :mod:`deidkit.deidentifiers.live` read them).
+TRAINED_NAMES = ("live_<profile>[_stage<0-3>][_s<strength>]", "live-<run>[@stage<0-3>]", "fadenet_<profile>",
+                 "fadenet-<run>[@epoch<NNN>]")
+#: Baseline names beyond the listed strengths (:func:`get_deidentifier` parses them).
+BASELINE_PATTERNS = ("blur_sigma<S>", "pixelate_<B>px", "noise_sigma<S>")
+
+
+def valid_choices() -> str:
+    """Every de-identifier name the kit accepts, on one line: the shipped models (from the manifest, so a newly
+    shipped one is listed without touching this), the names of models trained in the cache, the baselines."""
+    try:
+        shipped = ", ".join(shipped_models()) or "none"
+    except Exception as exc:  # the message must still come out when the manifest cannot be read
+        shipped = f"unreadable ({type(exc).__name__}: {exc})".replace("\n", " ")
+    baselines = ", ".join(d.name for d in [Identity(), *baseline_deidentifiers()])
+    return (f"shipped models: {shipped}; trained in the cache: {', '.join(TRAINED_NAMES)}; baselines: {baselines} "
+            f"(or {', '.join(BASELINE_PATTERNS)})")
+
+
+def unknown_message(name: str) -> str:
+    """The one-line error for a name that is no de-identifier, listing every valid choice."""
+    return f"unknown de-identifier {name!r}; valid choices: {valid_choices()}"

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deidkit.assets import cache_dir
+from deidkit.shipped import load_state
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -81,8 +82,6 @@ def init_state(init_from: str, key: str, run_dir: str | os.PathLike | None = Non
     run folder ``run_dir`` keeps that model's manifest record in :data:`INIT_RECORD` (written once: a resumed run
     keeps the record of what it started from), which is how the lineage of an exported model is traced."""
     if init_from.startswith("pretrained:"):
-        from deidkit.pretrained import load_state
-
         entry, state = load_state(init_from.split(":", 1)[1])
         if run_dir is not None and not (Path(run_dir) / INIT_RECORD).is_file():
             Path(run_dir).mkdir(parents=True, exist_ok=True)

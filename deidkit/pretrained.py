@@ -9,8 +9,6 @@ live|fadenet`` go through it. :func:`export_pretrained` writes a trained run int
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import subprocess
@@ -20,66 +18,22 @@ from typing import Any
 
 import torch
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-MANIFEST = "manifest.json"
+# the manifest and checksum-verified reading sit in the data layer (the run reader needs them too); kept importable
+# from here, where the notebooks, scripts and tests import them
+from deidkit.shipped import (
+    MANIFEST,
+    RENAMED,
+    WEIGHTS_DIR,
+    PretrainedError,
+    load_state,
+    read_manifest,
+    sha256_of,
+    shipped_models,
+)
+
 #: Shipped models and the kind of network each one is.
 KINDS = ("live", "fadenet")
 MAX_BYTES = 25 * 1024 * 1024
-#: Shipped names that now mean another model, and the name the same weights ship under: loading the old name is
-#: refused with a pointer, never resolved to something else (2026-12-07: the natural-looking FaDeNet became ``fadenet``;
-#: the defended live generator, with a detail stage, became ``live``).
-RENAMED: dict[str, str] = {"fadenet_subspace": "fadenet", "live_defended": "live"}
-
-
-class PretrainedError(ValueError):
-    """A shipped model is missing, corrupt or does not match its manifest."""
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def read_manifest(weights_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The manifest of shipped models (``{"models": {name: entry}}``); empty when none is shipped."""
-    path = Path(weights_dir or WEIGHTS_DIR) / MANIFEST
-    if not path.is_file():
-        return {"models": {}}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PretrainedError(f"{path}: not valid JSON ({exc})") from None
-
-
-def shipped_models(weights_dir: str | os.PathLike | None = None) -> list[str]:
-    return sorted(read_manifest(weights_dir)["models"])
-
-
-def load_state(name: str, weights_dir: str | os.PathLike | None = None) -> tuple[dict[str, Any], dict]:
-    """(manifest entry, float32 state dict) of a shipped model, checksum verified."""
-    weights_dir = Path(weights_dir or WEIGHTS_DIR)
-    models = read_manifest(weights_dir)["models"]
-    if name not in models:
-        raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r} (shipped: {sorted(models)})")
-    entry = models[name]
-    return entry, _verified_state(weights_dir / entry["file"], entry["sha256"])
-
-
-def _verified_state(path: Path, sha256: str) -> dict[str, torch.Tensor]:
-    """The float32 state dict in a shipped file, after checking it exists and matches its manifest checksum."""
-    if not path.is_file():
-        raise PretrainedError(f"{path}: shipped weights missing (reinstall deidkit)")
-    digest = sha256_of(path)
-    if digest != sha256:
-        raise PretrainedError(f"{path}: sha256 {digest[:12]}... does not match the manifest's {sha256[:12]}...")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for corrupt files
-        raise PretrainedError(f"{path}: cannot load ({exc})") from exc
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLike | None = None) -> Any:
@@ -87,40 +41,14 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
     entry, state = load_state(name, weights_dir)
     kind = entry["kind"]
     if kind == "live":
-        from deidkit.configs import LiveConfig
-        from deidkit.deidentifiers.live import LiveDeidentifier, build_features, build_generator
+        from deidkit.deidentifiers.live import live_from_manifest
 
-        cfg = _config(LiveConfig, entry["config"])
-        feats = build_features(cfg)
-        gen = build_generator(cfg, cond_dim=int(entry.get("cond_dim", 128)))
-        gen.load_state_dict(state)
-        # inference options chosen after training (e.g. the landmark lock, see deidkit.eval.selection)
-        options = entry.get("inference", {})
-        detail = load_detail(entry["detail"], weights_dir) if "detail" in entry else None
-        return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device, **options,
-                                base_strength=options.get("strength", 1.0), detail=detail)
+        return live_from_manifest(name, entry, state, device, weights_dir)
     if kind == "fadenet":
-        from deidkit.configs import FaDeNetConfig
-        from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet
+        from deidkit.deidentifiers.fadenet import fadenet_from_manifest
 
-        cfg = _config(FaDeNetConfig, entry["config"])
-        unet = build_unet(cfg)
-        unet.load_state_dict(state)
-        return FaDeNetDeidentifier.from_network(cfg, unet, name=name, device=device, **entry.get("inference", {}))
+        return fadenet_from_manifest(name, entry, state, device)
     raise PretrainedError(f"{name}: unknown kind {kind!r} in the manifest")
-
-
-def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> Any:
-    """The detail stage a shipped live model names (``entry``: its manifest's ``detail`` part: file, sha256,
-    config), checksum verified."""
-    from deidkit.configs import DetailConfig
-    from deidkit.models.detail import DetailNet
-
-    state = _verified_state(Path(weights_dir or WEIGHTS_DIR) / entry["file"], entry["sha256"])
-    cfg = _config(DetailConfig, entry["config"])
-    net = DetailNet(cfg.channels, cfg.blocks)
-    net.load_state_dict(state)
-    return net
 
 
 def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], run: str,
@@ -141,11 +69,6 @@ def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[s
                                           "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
-
-
-def _config(cls: type, raw: dict[str, Any]) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in known})
 
 
 def _git_commit() -> str:
@@ -239,3 +162,8 @@ def update_metrics(name: str, metrics: dict[str, Any], weights_dir: str | os.Pat
         raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r}")
     manifest["models"][name]["metrics"] = metrics
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+__all__ = ["KINDS", "MANIFEST", "MAX_BYTES", "RENAMED", "WEIGHTS_DIR", "PretrainedError", "export_detail",
+           "export_pretrained", "load_pretrained", "load_state", "read_manifest", "retrained_name",
+           "set_inference_options", "sha256_of", "shipped_models", "update_metrics"]

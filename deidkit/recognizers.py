@@ -138,6 +138,15 @@ def load_checkpoint(asset: str, weights: str | os.PathLike | None = None, verify
     return obj, path
 
 
+def load_ms1m_backbone(weights: str | os.PathLike | None = None) -> nn.Module:
+    """The pretrained MS1M MobileFaceNet from the shared weights (checksum-verified, ``weights_only``), in
+    evaluation mode with trainable parameters: the backbone FaDeNet's critic and its robust copy start from."""
+    state, path = load_checkpoint("mobilefacenet-ms1m", weights)
+    net = MobileFaceNetMS1M()
+    net.load_state_dict(state, strict=True)
+    return net.eval()
+
+
 def _load_into(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> nn.Module:
     try:
         net.load_state_dict(state, strict=True)

@@ -1,52 +1,45 @@
 """Every de-identifier of the kit by name: the naive baselines, the shipped pretrained models (``live``,
 ``fadenet``: :mod:`deidkit.pretrained`) and models trained in the cache by notebooks 02 and 03
-(``live_quick``, ``fadenet_quick``, ...)."""
+(``live_quick``, ``fadenet_quick``, ...).
+
+This registry sits on top of the de-identifiers: it imports the model modules, none of them imports it."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
-from deidkit.baselines import Deidentifier, baseline_deidentifiers, get_deidentifier
+from deidkit.baselines import (
+    BASELINE_PATTERNS,
+    TRAINED_NAMES,
+    Deidentifier,
+    baseline_deidentifiers,
+    get_deidentifier,
+    unknown_message,
+    valid_choices,
+)
+from deidkit.shipped import check_not_renamed, shipped_models
 
-#: Trained de-identifiers: name prefix -> loader(name, profile). Filled by the model packages on import.
+#: Trained de-identifiers: name prefix -> loader(name, profile). The kit's own (:data:`KIT_FAMILIES`) are added on
+#: first use; other code may add its own with :func:`register_trained`.
 TRAINED: dict[str, Callable[[str, str], Deidentifier]] = {}
 
-#: Modules that register the kit's own trained models; imported on first use because they pull in torch, which
-#: baseline-only users never need.
-TRAINED_MODULES: dict[str, str] = {"fadenet": "deidkit.deidentifiers.fadenet", "live": "deidkit.deidentifiers.live"}
+#: Name prefixes of the kit's own trained models (their modules: ``deidkit.deidentifiers.<prefix>``).
+KIT_FAMILIES = ("fadenet", "live")
 
 
 def register_trained(prefix: str, loader: Callable[[str, str], Deidentifier]) -> None:
     TRAINED[prefix] = loader
 
 
-#: Names of models trained in the cache (the loaders of :data:`TRAINED_MODULES` read them).
-TRAINED_NAMES = ("live_<profile>[_stage<0-3>][_s<strength>]", "live-<run>[@stage<0-3>]", "fadenet_<profile>",
-                 "fadenet-<run>[@epoch<NNN>]")
-#: Baseline names beyond the listed strengths (:func:`~deidkit.baselines.get_deidentifier` parses them).
-BASELINE_PATTERNS = ("blur_sigma<S>", "pixelate_<B>px", "noise_sigma<S>")
+def _kit_loader(prefix: str) -> Callable[[str, str], Deidentifier]:
+    # imported on first use: these modules pull in torch, which baseline-only users never need
+    if prefix == "fadenet":
+        from deidkit.deidentifiers.fadenet import load_fadenet_deidentifier
 
+        return load_fadenet_deidentifier
+    from deidkit.deidentifiers.live import live_deidentifier_by_name
 
-def valid_choices() -> str:
-    """Every de-identifier name the kit accepts, on one line: the shipped models (from the manifest, so a newly
-    shipped one is listed without touching this), the names of models trained in the cache, the baselines."""
-    from deidkit.baselines import Identity
-
-    try:
-        from deidkit.pretrained import shipped_models
-
-        shipped = ", ".join(shipped_models()) or "none"
-    except Exception as exc:  # the message must still come out when the manifest cannot be read
-        shipped = f"unreadable ({type(exc).__name__}: {exc})".replace("\n", " ")
-    baselines = ", ".join(d.name for d in [Identity(), *baseline_deidentifiers()])
-    return (f"shipped models: {shipped}; trained in the cache: {', '.join(TRAINED_NAMES)}; baselines: {baselines} "
-            f"(or {', '.join(BASELINE_PATTERNS)})")
-
-
-def unknown_message(name: str) -> str:
-    """The one-line error for a name that is no de-identifier, listing every valid choice."""
-    return f"unknown de-identifier {name!r}; valid choices: {valid_choices()}"
+    return live_deidentifier_by_name
 
 
 def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
@@ -54,17 +47,15 @@ def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
     None); other ``fadenet...`` / ``live...`` names are runs trained in the cache (bare names then mean the run
     of ``profile``, default ``quick``); anything else is a baseline (``blur_sigma8``, ``pixelate_16px``, ...)."""
     if profile is None:
-        from deidkit.pretrained import RENAMED, load_pretrained, shipped_models
-
         if name in shipped_models():
+            from deidkit.pretrained import load_pretrained
+
             return load_pretrained(name)
-        if name in RENAMED:  # an old shipped name is refused, never read as something else
-            raise ValueError(f"{name!r} is no longer a shipped name: its weights ship as {RENAMED[name]!r} "
-                             f"(docs/models/{RENAMED[name]}.md)")
+        check_not_renamed(name)  # an old shipped name is refused, never read as something else
         profile = "quick"
-    for prefix, module in TRAINED_MODULES.items():
+    for prefix in KIT_FAMILIES:
         if name.startswith(prefix) and prefix not in TRAINED:
-            importlib.import_module(module)
+            register_trained(prefix, _kit_loader(prefix))
     for prefix, loader in TRAINED.items():
         if name.startswith(prefix):
             try:
@@ -83,3 +74,8 @@ def load_deidentifiers(baselines: tuple[str, ...] | list[str] | None, extra: lis
     """The baselines named (all when None) followed by the extra (trained) de-identifiers."""
     base = baseline_deidentifiers() if baselines is None else [get_deidentifier(n) for n in baselines]
     return [*base, *(load_deidentifier(n, profile) for n in extra)]
+
+
+__all__ = ["BASELINE_PATTERNS", "KIT_FAMILIES", "TRAINED", "TRAINED_NAMES", "Deidentifier", "baseline_deidentifiers",
+           "get_deidentifier", "load_deidentifier", "load_deidentifiers", "register_trained", "unknown_message",
+           "valid_choices"]

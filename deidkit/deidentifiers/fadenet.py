@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,10 +16,10 @@ import torch.nn.functional as F
 from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, runs_dir
 from deidkit.configs import FADENET_PROFILES, FaDeNetConfig
 from deidkit.data.images import from_model_range, resize_crops, to_model_range
-from deidkit.deidentifiers import register_trained
 from deidkit.deidentifiers.colour import match_colour
 from deidkit.eval.quality import face_box
 from deidkit.models.unet import UNet
+from deidkit.shipped import RENAMED, check_kind, load_state, manifest_config, shipped_models
 
 
 def build_unet(config: FaDeNetConfig) -> UNet:
@@ -259,16 +260,14 @@ def _mode(mode: str | None, config: FaDeNetConfig) -> str:
 def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> FaDeNetDeidentifier:
     """The trained FaDeNet called ``name``: the run ``cache_dir()/runs/<name>`` if it exists; ``fadenet_<profile>``
     the run of that profile (``fadenet-<profile>``), bare ``fadenet`` the run of ``profile``; any other name is an
-    error (``ValueError``). Registered with :mod:`deidkit.deidentifiers` under the prefix
-    ``fadenet``. ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``);
+    error (``ValueError``). :mod:`deidkit.deidentifiers` loads names starting with ``fadenet`` through it.
+    ``<run>@epoch<NNN>`` loads that epoch's snapshot of the run (e.g. ``fadenet-standard@epoch002``);
     a name ending in ``_f<feather>``, ``_s<strength>``, ``_cm`` (colour matched) and/or ``_dc<k>`` (detail cap;
     ``fadenet-standard@epoch002_f0.03_s0.9_cm_dc1.5``, that order) sets those inference options."""
     m = re.fullmatch(r"(.+?)(?:_f([0-9]*\.?[0-9]+))?(?:_s([0-9]*\.?[0-9]+))?(_cm)?(?:_dc([0-9]*\.?[0-9]+))?", name)
     if m and (m.group(2) or m.group(3) or m.group(4) or m.group(5)):
-        from deidkit.pretrained import load_pretrained, shipped_models
-
         base = m.group(1)
-        deid = load_pretrained(base) if base in shipped_models() else load_fadenet_deidentifier(base, profile)
+        deid = load_shipped_fadenet(base) if base in shipped_models() else load_fadenet_deidentifier(base, profile)
         if m.group(2):
             deid.feather = float(m.group(2))
         if m.group(3):
@@ -288,8 +287,6 @@ def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> 
         return deid
     if (runs_dir() / name / CHECKPOINT_NAME).is_file():  # a run folder by name, e.g. fadenet-standard-det005
         return FaDeNetDeidentifier(runs_dir() / name, name=name)
-    from deidkit.pretrained import RENAMED, shipped_models
-
     if name in RENAMED:
         raise ValueError(f"{name!r} is the shipped model {RENAMED[name]!r} since 2026-12-07 (the same weights); the run "
                          f"of a training profile is named fadenet-<profile>")
@@ -310,5 +307,20 @@ def load_fadenet_deidentifier(name: str = "fadenet", profile: str = "quick") -> 
     )
 
 
-# The kit's registry of trained de-identifiers (notebook 04 loads ``fadenet...`` names through it).
-register_trained("fadenet", load_fadenet_deidentifier)
+
+def fadenet_from_manifest(name: str, entry: dict[str, Any], state: dict[str, torch.Tensor],
+                          device: str | torch.device = "cpu") -> FaDeNetDeidentifier:
+    """A shipped FaDeNet from its manifest ``entry`` and checksum-verified ``state``
+    (:func:`deidkit.shipped.load_state`), with the inference options its manifest records."""
+    check_kind(name, entry, "fadenet")
+    cfg = manifest_config(FaDeNetConfig, entry["config"])
+    unet = build_unet(cfg)
+    unet.load_state_dict(state)
+    return FaDeNetDeidentifier.from_network(cfg, unet, name=name, device=device, **entry.get("inference", {}))
+
+
+def load_shipped_fadenet(name: str, device: str | torch.device = "cpu") -> FaDeNetDeidentifier:
+    """The shipped FaDeNet ``name`` (what :func:`deidkit.pretrained.load_pretrained` gives for it; that module
+    builds every kind, so it sits above this one)."""
+    entry, state = load_state(name)
+    return fadenet_from_manifest(name, entry, state, device)

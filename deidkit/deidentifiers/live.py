@@ -8,6 +8,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,14 +17,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from deidkit.assets import cache_dir
+from deidkit.baselines import valid_choices
 from deidkit.checkpoints import load_checkpoint
 from deidkit.configs import LiveConfig
 from deidkit.data.images import resize_crops
 from deidkit.data.templates import ARCFACE_112, crop_to_template
-from deidkit.deidentifiers import register_trained
 from deidkit.deidentifiers.colour import match_colour
 from deidkit.deidentifiers.geometry import LandmarkLock
 from deidkit.models.live import LiveGenerator, RecognizerFeatures
+from deidkit.shipped import (
+    WEIGHTS_DIR,
+    check_kind,
+    check_not_renamed,
+    load_state,
+    manifest_config,
+    shipped_models,
+    verified_state,
+)
 
 STAGES_DIR = "stages"
 
@@ -300,9 +310,7 @@ def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | 
 
     with_detail = re.fullmatch(r"(live[\w.@+-]*?)\+(detail-[\w.-]+)", name)
     if with_detail is not None:  # <live model>+detail-<run>: that model with the detail stage of a trained run
-        from deidkit.deidentifiers import load_deidentifier
-
-        deid = load_deidentifier(with_detail.group(1)) if run_dir is None else live_deidentifier_by_name(
+        deid = _live_model_by_name(with_detail.group(1)) if run_dir is None else live_deidentifier_by_name(
             with_detail.group(1), profile, run_dir, device)
         return with_detail_stage(deid, cache_dir() / "runs" / with_detail.group(2), name=name)
     run = LIVE_RUN_NAME.fullmatch(name)
@@ -323,7 +331,9 @@ def live_deidentifier_by_name(name: str, profile: str = "quick", run_dir: str | 
 
 def with_detail_stage(deid: LiveDeidentifier, run_dir: str | os.PathLike, name: str | None = None
                       ) -> LiveDeidentifier:
-    """``deid`` with the detail stage trained in ``run_dir`` (``deidkit train detail``; its last checkpoint)."""
+    """``deid`` with the detail stage trained in ``run_dir`` (``deidkit train detail``; its last checkpoint). A
+    stage that enlarges the generator's side replaces ``deid``'s own stages; one that enlarges ``deid``'s output
+    side is added after them."""
     import json
 
     from deidkit.configs import DetailConfig
@@ -335,16 +345,69 @@ def with_detail_stage(deid: LiveDeidentifier, run_dir: str | os.PathLike, name: 
         raise FileNotFoundError(f"{cfg_path}: no trained detail stage here (deidkit train detail)")
     known = {f.name for f in dataclasses.fields(DetailConfig)}
     cfg = DetailConfig(**{k: v for k, v in json.loads(cfg_path.read_text()).items() if k in known})
-    if cfg.size != deid.size:
-        raise ValueError(f"{run_dir}: the detail stage enlarges {cfg.size}-px faces, the generator draws {deid.size}")
+    if cfg.size not in (deid.size, deid.out_size):
+        raise ValueError(f"{run_dir}: the detail stage enlarges {cfg.size}-px faces, {deid.name} draws "
+                         f"{deid.size} (generator) and {deid.out_size} (output)")
     net = DetailNet(cfg.channels, cfg.blocks)
     net.load_state_dict(load_checkpoint(run_dir)["modules"]["detail"])
-    deid.detail = net.to(deid.device).eval()
-    deid.out_size = 2 * deid.size
+    net = net.to(deid.device).eval()
+    # a stage at the generator's side replaces the model's stages; one at the output's side follows them
+    # (64 -> 128 -> 256 px)
+    deid.detail = net if cfg.size == deid.size or deid.detail is None else nn.Sequential(deid.detail, net)
+    deid.out_size = 2 * cfg.size
     if name is not None:
         deid._name = name
     return deid
 
 
-# The kit's registry of trained de-identifiers (notebook 04 loads ``live...`` names through it).
-register_trained("live", lambda name, profile: live_deidentifier_by_name(name, profile))
+
+def _live_model_by_name(name: str) -> LiveDeidentifier:
+    """What :func:`deidkit.deidentifiers.load_deidentifier` gives for a live model's name (that registry sits above
+    this module): the shipped model of that name, else a model trained in the cache (bare names: the ``quick``
+    profile's); an old shipped name is refused, and an unknown one lists every valid choice."""
+    if name in shipped_models():
+        return load_shipped_live(name)
+    check_not_renamed(name)
+    try:
+        return live_deidentifier_by_name(name, "quick")
+    except ValueError as exc:
+        if str(exc).startswith("unknown"):
+            raise ValueError(f"{exc}; valid choices: {valid_choices()}") from None
+        raise
+
+
+def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> nn.Module:
+    """The detail stage a shipped live model names (``entry``: its manifest's ``detail`` part: file, sha256,
+    config), checksum verified."""
+    from deidkit.configs import DetailConfig
+    from deidkit.models.detail import DetailNet
+
+    state = verified_state(Path(weights_dir or WEIGHTS_DIR) / entry["file"], entry["sha256"])
+    cfg = manifest_config(DetailConfig, entry["config"])
+    net = DetailNet(cfg.channels, cfg.blocks)
+    net.load_state_dict(state)
+    return net
+
+
+def live_from_manifest(name: str, entry: dict[str, Any], state: dict[str, torch.Tensor],
+                       device: torch.device | str = "cpu", weights_dir: str | os.PathLike | None = None
+                       ) -> LiveDeidentifier:
+    """A shipped live model from its manifest ``entry`` and checksum-verified generator ``state``
+    (:func:`deidkit.shipped.load_state`), with its detail stage and the inference options its manifest records."""
+    check_kind(name, entry, "live")
+    cfg = manifest_config(LiveConfig, entry["config"])
+    feats = build_features(cfg)
+    gen = build_generator(cfg, cond_dim=int(entry.get("cond_dim", 128)))
+    gen.load_state_dict(state)
+    # inference options chosen after training (e.g. the landmark lock, see deidkit.eval.selection)
+    options = entry.get("inference", {})
+    detail = load_detail(entry["detail"], weights_dir) if "detail" in entry else None
+    return LiveDeidentifier(gen, feats, cfg.crop_fraction, name=name, device=device, **options,
+                            base_strength=options.get("strength", 1.0), detail=detail)
+
+
+def load_shipped_live(name: str, device: torch.device | str = "cpu") -> LiveDeidentifier:
+    """The shipped live model ``name`` (what :func:`deidkit.pretrained.load_pretrained` gives for it; that module
+    builds every kind, so it sits above this one)."""
+    entry, state = load_state(name)
+    return live_from_manifest(name, entry, state, device)

@@ -30,6 +30,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+# raised where photos and videos are de-identified, below the batch; importable from here as before
+from deidkit.pipeline.video import NoFaceError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 #: Image formats written as they are; other image inputs are written as PNG (lossless).
 IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -39,10 +42,6 @@ VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 STATUSES = ("done", "skipped", "no_face", "refused", "failed")
 #: Outcomes that wrote the output: a rerun that skips the output keeps such a row.
 WRITTEN = ("done", "no_face")
-
-
-class NoFaceError(ValueError):
-    """``strict``: an input where no face was found is not written."""
 
 
 @dataclass
@@ -210,6 +209,22 @@ def frame_ranges(frames: list[int]) -> str:
 _WORKER: dict[str, Any] = {}
 
 
+def resolve_deidentifier(name: str, run_dir: str | None = None, device: str = "cpu") -> Any:
+    """``live`` / ``fadenet`` (the shipped pretrained models), ``live_<profile>[_stage<k>]`` (a live network
+    trained in the cache, or in ``run_dir``), ``fadenet_<profile>`` or any baseline name of
+    :func:`deidkit.baselines.get_deidentifier`. An unknown name raises ``ValueError`` (one line on the CLI)."""
+    if name.startswith("live") and run_dir is not None:
+        from deidkit.deidentifiers.live import live_deidentifier_by_name
+
+        return live_deidentifier_by_name(name, run_dir=run_dir, device=device)
+    from deidkit.deidentifiers import load_deidentifier
+
+    try:
+        return load_deidentifier(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0]) if exc.args else f"unknown method {name!r}") from None
+
+
 def _init_worker(method: str, options: dict[str, Any], threads: int | None) -> None:
     """Build the de-identifier once per process (workers of ``jobs > 1``, or the main process); the photos'
     face swapper is built on the first photo (:func:`_image_swapper`)."""
@@ -217,8 +232,6 @@ def _init_worker(method: str, options: dict[str, Any], threads: int | None) -> N
         import torch
 
         torch.set_num_threads(threads)
-    from deidkit.pipeline.cli import resolve_deidentifier
-
     _WORKER.clear()  # a swapper left by an earlier run in this process holds that run's de-identifier and options
     _WORKER.update(deid=resolve_deidentifier(method, options.pop("run_dir", None)), options=options,
                    threads=threads or -1)

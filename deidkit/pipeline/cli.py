@@ -7,26 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# the batch's worker processes resolve the method too, so it lives there (importable from here as before)
+from deidkit.pipeline.batch import resolve_deidentifier
 from deidkit.pipeline.faces import DEFAULT_DETECT_SIDE, HULLS
 from deidkit.pipeline.video import deidentify_image, deidentify_video
 
 # ---------------------------------------------------------------------------------------------- the CLI
-
-
-def resolve_deidentifier(name: str, run_dir: str | None = None, device: str = "cpu") -> Any:
-    """``live`` / ``fadenet`` (the shipped pretrained models), ``live_<profile>[_stage<k>]`` (a live network
-    trained in the cache, or in ``run_dir``), ``fadenet_<profile>`` or any baseline name of
-    :func:`deidkit.baselines.get_deidentifier`. An unknown name raises ``ValueError`` (one line on the CLI)."""
-    if name.startswith("live") and run_dir is not None:
-        from deidkit.deidentifiers.live import live_deidentifier_by_name
-
-        return live_deidentifier_by_name(name, run_dir=run_dir, device=device)
-    from deidkit.deidentifiers import load_deidentifier
-
-    try:
-        return load_deidentifier(name)
-    except KeyError as exc:
-        raise ValueError(str(exc.args[0]) if exc.args else f"unknown method {name!r}") from None
 
 
 def _common_args(p: argparse.ArgumentParser) -> None:

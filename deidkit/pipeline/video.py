@@ -19,6 +19,11 @@ from deidkit.pipeline.faces import DEFAULT_DETECT_SIDE
 from deidkit.pipeline.io import VideoError, VideoWriter, open_video
 from deidkit.pipeline.swap import STAGES, FaceSwapper, PreparedFrame, StageClock
 
+
+class NoFaceError(ValueError):
+    """``strict``: an input where no face was found is not written."""
+
+
 # ------------------------------------------------------------------------------------------------ reports
 
 
@@ -162,7 +167,7 @@ def deidentify_video(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
     work on the current one (both release the GIL for most of their work, so two cores overlap them). The output
     is the same as without it; the stages' times then overlap, so they add up to more than the wall time.
 
-    ``require_face``: raise :class:`~deidkit.pipeline.batch.NoFaceError` (nothing written) when no frame had a
+    ``require_face``: raise :class:`NoFaceError` (nothing written) when no frame had a
     face.
 
     ``threads``: torch and OpenCV threads during the run (see :func:`stage_threads`); -1 (default): with
@@ -237,8 +242,6 @@ def _deidentify_video(inp, out, deidentifier, target, detector, strength, hull, 
         bar.close()
         cpu = time.process_time() - cpu0
         if require_face and faces == 0:
-            from deidkit.pipeline.batch import NoFaceError
-
             raise NoFaceError(f"{inp}: no face found in any of its {frames} frames; not written (strict)")
         clock.mark()
         writer.commit()
@@ -277,7 +280,7 @@ def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
                      swapper: FaceSwapper | None = None) -> ImageReport:
     """De-identify every face of image ``inp`` into ``out`` (written atomically). An image without a face is
     written unchanged and reported with ``faces == 0``, or, with ``require_face``, not written
-    (:class:`~deidkit.pipeline.batch.NoFaceError`).
+    (:class:`NoFaceError`).
 
     ``swapper``: a prebuilt one (:func:`image_swapper`), reused across photos; ``target``, ``detector``,
     ``strength``, ``hull`` and ``detect_side`` are then its own. It is reset first: a photo is unrelated to
@@ -293,8 +296,6 @@ def deidentify_image(inp: str | os.PathLike, out: str | os.PathLike, deidentifie
         sw.reset()
     res = sw.process(image)
     if require_face and res.faces == 0:
-        from deidkit.pipeline.batch import NoFaceError
-
         raise NoFaceError(f"{inp}: no face found; not written (strict)")
     save_image(out, res.frame)
     return ImageReport(str(inp), str(out), str(getattr(deidentifier, "name", "")), res.faces,

@@ -34,11 +34,12 @@ from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, r
 from deidkit.configs import CRITIC_KINDS, CriticConfig
 from deidkit.data.images import resize_crops, to_model_range
 from deidkit.models.critic import Critic, build_critic
+from deidkit.recognizers import load_ms1m_backbone
 from deidkit.train.augment import ArrayBatches
 from deidkit.train.distributed import Shard, device_for, wrap
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.loop import TimeLimitReached, TrainingRun
-from deidkit.train.speed import WorkerBatches, autocast, prepare
+from deidkit.train.speedups import WorkerBatches, autocast, prepare
 
 
 def resolve_device(device: str) -> torch.device:
@@ -119,17 +120,6 @@ def load_train_pool(image_size: int, max_identities: int | None = None, seed: in
 
 
 # ---------------------------------------------------------------------------------------------- building
-def load_ms1m_backbone(weights: str | os.PathLike | None = None) -> nn.Module:
-    """The pretrained MS1M MobileFaceNet from the shared weights (checksum-verified, ``weights_only``)."""
-    from deidkit.models.mobilefacenet import MobileFaceNetMS1M
-    from deidkit.recognizers import load_checkpoint
-
-    state, path = load_checkpoint("mobilefacenet-ms1m", weights)
-    net = MobileFaceNetMS1M()
-    net.load_state_dict(state, strict=True)
-    return net.eval()
-
-
 def make_critic(config: CriticConfig, num_classes: int, pretrained: bool = True,
                 backbone: nn.Module | None = None) -> Critic:
     """The critic network of ``config``. ``pretrained=False`` builds the MobileFaceNet critic's backbone
@@ -479,8 +469,8 @@ def critic_recognizer(profile: str = "quick", device: str | torch.device = "cpu"
     return CriticRecognizer.from_run(run_dir, device)
 
 
-# CriticConfig lives in deidkit.configs and the checkpoint/JSON readers in deidkit.checkpoints; importable from
-# here as before.
+# CriticConfig lives in deidkit.configs, the checkpoint/JSON readers in deidkit.checkpoints and load_ms1m_backbone
+# (pretrained weights, which the robust backbone loads too) in deidkit.recognizers; importable from here as before.
 __all__ = ["CRITIC_KINDS", "CriticConfig", "CriticRecognizer", "CriticResult", "IdentityData", "accuracy",
            "critic_recognizer", "load_critic", "load_ms1m_backbone", "load_train_pool", "make_critic", "peak_rss_mb",
            "predict", "resize_crops", "resolve_device", "runs_dir", "train_critic"]

@@ -79,7 +79,7 @@ from deidkit.train.loop import (
     collapsed_in_last_epoch,
     load_checkpoint,
 )
-from deidkit.train.speed import WorkerBatches, autocast, prepare
+from deidkit.train.speedups import WorkerBatches, autocast, prepare
 
 
 def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True

@@ -80,7 +80,7 @@ from deidkit.train.adversary import OnlineAdversary
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
 from deidkit.train.loop import TrainingRun, seed_everything
-from deidkit.train.speed import autocast, prepare
+from deidkit.train.speedups import autocast, prepare
 
 
 def resolve_device(device: str) -> torch.device:

@@ -68,8 +68,7 @@ def train_robust_backbone(config: CriticConfig, run_dir: str | os.PathLike, imag
     or None when the time limit of :mod:`deidkit.train.loop` stopped it first (the same call continues)."""
     import copy
 
-    from deidkit.recognizers import MS1MFeatureExtractor
-    from deidkit.train.critic import load_ms1m_backbone
+    from deidkit.recognizers import MS1MFeatureExtractor, load_ms1m_backbone
 
     if config.robust_eps <= 0:
         raise ValueError(f"robust_eps must be positive for a robust backbone, got {config.robust_eps}")
