@@ -30,7 +30,7 @@ _COMMANDS = (
     (notebooks, ["reports"]),
     (data, ["data"]),
     (train, ["train"]),
-    (benchmark, ["benchmark-video", "benchmark-detection", "benchmark-train"]),
+    (benchmark, ["benchmark-photos", "benchmark-video", "benchmark-detection", "benchmark-train"]),
     (train, ["export"]),
     (selection, ["select"]),
     (evaluate, ["frontier", "realism", "attack"]),

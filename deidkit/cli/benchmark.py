@@ -1,5 +1,5 @@
-"""``deidkit benchmark-video``, ``benchmark-detection`` and ``benchmark-train``: speed and detection on this
-machine; records merge into reports/metrics."""
+"""``deidkit benchmark-photos``, ``benchmark-video``, ``benchmark-detection`` and ``benchmark-train``: speed and
+detection on this machine; records merge into reports/metrics."""
 
 from __future__ import annotations
 
@@ -21,6 +21,25 @@ def benchmark_video_command(args: argparse.Namespace) -> int:
               f"{r['cpu_ms_per_frame']:.0f} CPU-ms/frame, ceiling {r['ceiling_fps']:.1f} frames/s on "
               f"{r['cpu_count']} cores) [ms/frame: {stages}]")
     merge_metrics(new, "video_speed", ("name",), args.out)
+    return 0
+
+
+def benchmark_photos_command(args: argparse.Namespace) -> int:
+    """Photos/s of ``deidkit image`` on a folder (marginal cost a photo, whole process), beside deface's;
+    records merge into reports/metrics/photo_speed.json (one per method)."""
+    from deidkit.pipeline.photo_speed import benchmark_photos, deface_path
+    from deidkit.reports import merge_metrics
+
+    if not args.no_deface and deface_path() is None:
+        print("deface is not installed (pip install deface): the records carry no ratio to it")
+    new = benchmark_photos(args.methods, photos=args.photos, jobs=args.jobs, repeats=args.repeats,
+                           with_deface=not args.no_deface, folder=args.folder)
+    for r in new:
+        ratio = "" if r.get("vs_deface") is None else f", {r['vs_deface']:.2f} x deface"
+        print(f"{r['name']}: {r['value']:.1f} photos/s ({r['marginal_s'] * 1000:.0f} ms a photo at the margin; "
+              f"{r['photos'][0]} photos {r['seconds_small']:.1f} s, {r['photos'][1]} photos {r['seconds_all']:.1f} s"
+              f"{ratio})")
+    merge_metrics(new, "photo_speed", ("name",), args.out)
     return 0
 
 
@@ -79,6 +98,21 @@ def _add_benchmark_video(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=benchmark_video_command)
 
 
+def _add_benchmark_photos(sub: argparse._SubParsersAction) -> None:
+    """``deidkit benchmark-photos``."""
+    p = sub.add_parser("benchmark-photos", help="photos/s of deidkit image on a folder, beside deface (speed records)")
+    p.add_argument("methods", nargs="+", help="de-identifiers to time (e.g. blur_sigma8 live)")
+    p.add_argument("--photos", type=int, default=40,
+                   help="photos in the large run (the small run has 4; the difference gives the cost a photo)")
+    p.add_argument("--folder", default=None,
+                   help="a folder of photos to use (default: a sample of LFW's training-pool photos)")
+    p.add_argument("--jobs", type=int, default=None, help="passed to deidkit image (default: its own)")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each size; the fastest counts")
+    p.add_argument("--no-deface", action="store_true", help="do not time deface even when it is installed")
+    p.add_argument("--out", default=None, help="reports folder (default: reports/)")
+    p.set_defaults(func=benchmark_photos_command)
+
+
 def _add_benchmark_detection(sub: argparse._SubParsersAction) -> None:
     """``deidkit benchmark-detection``."""
     from deidkit.pipeline.benchmark import DETECT_SIDES, FACE_WIDTHS
@@ -108,7 +142,7 @@ def _add_benchmark_train(sub: argparse._SubParsersAction) -> None:
 
 
 #: Each command's parser, by name.
-_PARSERS = {"benchmark-video": _add_benchmark_video, "benchmark-detection": _add_benchmark_detection,
+_PARSERS = {"benchmark-photos": _add_benchmark_photos, "benchmark-video": _add_benchmark_video, "benchmark-detection": _add_benchmark_detection,
             "benchmark-train": _add_benchmark_train}
 
 
