@@ -109,12 +109,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from deidkit.pipeline.audit import audit
+    from deidkit.pipeline.audit import audit, write_shipped_thresholds
 
+    if args.calibrate_thresholds:
+        if args.original or args.deidentified or args.recognizer_weights or args.recalibrate:
+            raise ValueError("--calibrate-thresholds takes no files, --recognizer-weights or --recalibrate: it "
+                             "calibrates the published weights (--recognizer: only that one)")
+        path = write_shipped_thresholds([args.recognizer] if args.recognizer else None)
+        print(f"wrote {path}")
+        return 0
+    if not args.deidentified:
+        raise ValueError("give the original and its de-identified counterpart (audit ORIGINAL DEIDENTIFIED)")
     out = Path(args.deidentified)
     csv_path = args.csv or (out / "deidkit-audit.csv" if out.is_dir() else out.with_name(f"{out.stem}-audit.csv"))
-    rows, verdict = audit(args.original, args.deidentified, recognizer=args.recognizer, every=args.every,
-                          csv_path=csv_path)
+    rows, verdict = audit(args.original, args.deidentified, recognizer=args.recognizer or "mobilefacenet_ms1m",
+                          every=args.every, csv_path=csv_path, weights=args.recognizer_weights,
+                          recalibrate=args.recalibrate)
     for r in rows:
         if r.flag:
             where = f" frame {r.frame}" if r.frame else ""
@@ -149,9 +159,20 @@ def add_video_commands(subparsers: Any) -> None:
 
     p = subparsers.add_parser("audit", help="check de-identified images or videos against their originals: faces "
                               "left untouched or still identifiable (exit status 1 when any)")
-    p.add_argument("original", help="original image, video or folder")
-    p.add_argument("deidentified", help="its de-identified counterpart (same kind; a folder as deidkit writes it)")
-    p.add_argument("--recognizer", default="mobilefacenet_ms1m", help="recogniser whose similarity is checked")
+    p.add_argument("original", nargs="?", help="original image, video or folder")
+    p.add_argument("deidentified", nargs="?",
+                   help="its de-identified counterpart (same kind; a folder as deidkit writes it)")
+    p.add_argument("--recognizer", default=None,
+                   help="recogniser whose similarity is checked (default mobilefacenet_ms1m; also "
+                   "mobilefacenet_casia, dlib)")
+    p.add_argument("--recognizer-weights", default=None, metavar="PATH",
+                   help="your own weights for that recogniser: its threshold is calibrated on LFW on first use "
+                   "(minutes, then cached)")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="calibrate the recogniser's LFW threshold afresh instead of using the shipped one (minutes)")
+    p.add_argument("--calibrate-thresholds", action="store_true",
+                   help="maintainers: recalibrate the published recognisers' thresholds (all, or --recognizer) on "
+                   "LFW and write the file shipped in the package (deidkit/pipeline/audit_thresholds.json)")
     p.add_argument("--every", type=int, default=1, help="videos: audit every N-th frame")
     p.add_argument("--csv", default=None, help="per-face table (default: beside the de-identified side)")
     p.set_defaults(func=_audit)
