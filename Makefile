@@ -25,12 +25,6 @@ setup: $(BIN)/.installed
 
 reproduce: setup
 ifneq ($(RETRAIN),)
-	# fadenet_refine and fadenet_luma (the banded models, shipped for comparison): standard -> push -> finetune -> refine -> luma
-	$(BIN)/deidkit train fadenet --profile standard
-	$(BIN)/deidkit train fadenet --profile push
-	$(BIN)/deidkit train fadenet --profile finetune
-	$(BIN)/deidkit train fadenet --profile refine
-	$(BIN)/deidkit train fadenet --profile luma
 	# fadenet: the correction is 64 face-detail components, the warp 16 modes of real faces' geometry
 	# (~25 CPU-minutes in all)
 	$(BIN)/deidkit train fadenet --profile subspace

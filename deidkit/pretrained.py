@@ -23,6 +23,7 @@ import torch
 from deidkit.shipped import (
     MANIFEST,
     RENAMED,
+    RETIRED,
     WEIGHTS_DIR,
     PretrainedError,
     load_state,
@@ -89,6 +90,8 @@ def export_pretrained(name: str, kind: str, state_dict: dict[str, torch.Tensor],
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if name in RENAMED:
         raise ValueError(f"{name!r} was renamed {RENAMED[name]!r}; ship under another name (an old name means one model)")
+    if name in RETIRED:
+        raise ValueError(f"{name!r} is a retired model's name; ship under another name (an old name means one model)")
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
@@ -164,6 +167,6 @@ def update_metrics(name: str, metrics: dict[str, Any], weights_dir: str | os.Pat
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-__all__ = ["KINDS", "MANIFEST", "MAX_BYTES", "RENAMED", "WEIGHTS_DIR", "PretrainedError", "export_detail",
+__all__ = ["KINDS", "MANIFEST", "MAX_BYTES", "RENAMED", "RETIRED", "WEIGHTS_DIR", "PretrainedError", "export_detail",
            "export_pretrained", "load_pretrained", "load_state", "read_manifest", "retrained_name",
            "set_inference_options", "sha256_of", "shipped_models", "update_metrics"]

@@ -24,6 +24,13 @@ MANIFEST = "manifest.json"
 #: refused with a pointer, never resolved to something else (2026-12-07: the natural-looking FaDeNet became ``fadenet``;
 #: the defended live generator, with a detail stage, became ``live``).
 RENAMED: dict[str, str] = {"fadenet_subspace": "fadenet", "live_defended": "live"}
+#: Shipped names whose models left the package: (recipe in :mod:`deidkit.configs.experiments`, the commit whose
+#: ``deidkit/weights`` last changed their file). Loading one is refused with a pointer to both, never resolved to a run
+#: of that recipe in the cache (2026-12-07: two FaDeNets that hide identity mostly with bands over the eyes, which no
+#: user would pick over ``fadenet``).
+RETIRED: dict[str, tuple[str, str]] = {"fadenet_refine": ("refine", "78f3e67"), "fadenet_luma": ("luma", "d08ab4e")}
+#: Why the models of :data:`RETIRED` left, in their pointer.
+RETIRED_REASON = "its outputs carry bands over the eyes; 'fadenet' changes the face instead"
 
 
 class PretrainedError(ValueError):
@@ -53,9 +60,25 @@ def shipped_models(weights_dir: str | os.PathLike | None = None) -> list[str]:
     return sorted(read_manifest(weights_dir)["models"])
 
 
+def retired_message(name: str) -> str:
+    """One line for a retired model's name: that it left the package, why, and the two ways to get it back."""
+    recipe, commit = RETIRED[name]
+    return (f"{name!r} left the package on 2026-12-07 ({RETIRED_REASON}); to reproduce it, train the recipe "
+            f"{recipe!r} of deidkit/configs/experiments.py after the runs its init_from names (deidkit train fadenet "
+            f"--profile {recipe}) or check out commit {commit}, which ships deidkit/weights/{name}.pt")
+
+
+def check_not_retired(name: str) -> None:
+    """Refuse the name of a model that left the package with :func:`retired_message` (never read it as a run of
+    its recipe in the cache, which may be another snapshot)."""
+    if name in RETIRED:
+        raise ValueError(retired_message(name))
+
+
 def check_not_renamed(name: str) -> None:
-    """Refuse an old shipped name with a pointer to the name its weights ship under (never read it as another
-    model)."""
+    """Refuse an old shipped name with a pointer: to the name its weights ship under, or (a retired model) to its
+    recipe and last commit (never read it as another model)."""
+    check_not_retired(name)
     if name in RENAMED:
         raise ValueError(f"{name!r} is no longer a shipped name: its weights ship as {RENAMED[name]!r} "
                          f"(docs/models/{RENAMED[name]}.md)")
@@ -66,6 +89,7 @@ def load_state(name: str, weights_dir: str | os.PathLike | None = None) -> tuple
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     models = read_manifest(weights_dir)["models"]
     if name not in models:
+        check_not_retired(name)  # a retired name gets its pointer, not only the list of what ships
         raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped model {name!r} (shipped: {sorted(models)})")
     entry = models[name]
     return entry, verified_state(weights_dir / entry["file"], entry["sha256"])

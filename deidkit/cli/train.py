@@ -320,7 +320,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detail-cap", type=float, default=0.0,
                    help="FaDeNet: load it with this detail cap (added detail at most k x what the blur removed; 0: off)")
     p.add_argument("--name", default=None, help="the shipped model's name (default: the model kind; another name "
-                   "ships a second model of that kind beside it, e.g. fadenet_luma)")
+                   "ships a second model of that kind beside it)")
     p.set_defaults(func=export_command)
 
 

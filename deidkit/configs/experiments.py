@@ -55,19 +55,20 @@ CRITIC_EXPERIMENTS: dict[str, Recipe] = {
 # epoch YuNet kept at 95 %); epoch 4 ships. No selection on lfw_57x8 or the judges.
 
 FADENET_EXPERIMENTS: dict[str, Recipe] = {
-    # The chain of fadenet_refine and fadenet_luma, step 1: the standard run's epoch 4 plus the stage-3 push.
+    # The chain of the retired fadenet_refine and fadenet_luma, step 1: the standard run's epoch 4 plus the stage-3 push.
     # 2026-12-03, two fine-tuning steps from the standard run's epoch 4 (the model shipped at 2026-12-03), each
     # adding a term that pushes the critic's stage-3 maps off the original's (push_weight 0.5: attacks on
     # intermediate features transfer to other networks further than attacks on one network's embedding):
     # "push" 3 epochs at half the standard learning rate, then "finetune" from push's epoch 2 at a quarter of
     # it. Shipped: finetune's epoch 1 at strength 0.97 (an inference option), chosen with the strength among
     # every snapshot of five fine-tuning runs on the selection set (MS1M cosine 0.045 at SSIM 0.804, YuNet
-    # 0.96; the 2026-12-03 model 0.054 at 0.804). See the README's model card.
+    # 0.96; the 2026-12-03 model 0.054 at 0.804). See docs/experiments.md.
     "push": ("standard", dict(push_weight=0.5, push_layers=("stage3",), lr=5e-4, epochs=3,
                               init_from="runs/fadenet-standard/epochs/epoch004.pt")),
-    # The chain of fadenet_refine and fadenet_luma, step 2: push's epoch 2 at a quarter of the standard rate.
+    # The chain of the retired fadenet_refine and fadenet_luma, step 2: push's epoch 2 at a quarter of the standard rate.
     "finetune": ("push", dict(lr=2.5e-4, epochs=2, init_from="runs/fadenet-push/epochs/epoch002.pt")),
-    # Shipped as fadenet_refine (epoch 7): finetune's epoch 1 with the push off for images already far enough.
+    # Shipped as fadenet_refine (epoch 7) until 2026-12-07, commit 78f3e67, retired: finetune's epoch 1 with the push
+    # off for images already far enough.
     # 2026-12-03: finetune's epoch 1 (the model shipped at 2026-12-03) trained 2 more epochs at the same rate with
     # the push stopping for images whose stage-3 maps are already below a cosine of 0.3 (push_margin), so
     # that the term works on the faces that still look like their originals. Shipped: its epoch 2 with the
@@ -76,15 +77,18 @@ FADENET_EXPERIMENTS: dict[str, Recipe] = {
     # 2026-12-03: the same run taken to 10 epochs (epochs 1-2 reproduce the 2-epoch run bit for bit). Shipped:
     # epoch 7 at feather 0.13, chosen among the snapshot x feather candidates by the margin beyond the naive
     # frontier at its worse level (crop or photo) on lfw_select_160x8 with MS1M (+9.2 SD; the 2026-12-03 model
-    # +4.8 SD), then judged on lfw_57x8 (see the README's model card). Shipped as fadenet until 2026-12-07, as
+    # +4.8 SD), then judged on lfw_57x8 (see docs/experiments.md). Shipped as fadenet until 2026-12-07, as
     # fadenet_refine since 2026-12-07 (its outputs carry coloured bands over the eyes; fadenet is now subspace_shape).
+    # 2026-12-07: retired from the package (deidkit.shipped.RETIRED): no user would pick its bands over fadenet.
     "refine": ("finetune", dict(push_margin=0.3, epochs=10, init_from="runs/fadenet-finetune/epochs/epoch001.pt")),
-    # Shipped as fadenet_luma (epoch 3): refine's epoch 7 with a U-Net that changes luminance only.
+    # Shipped as fadenet_luma (epoch 3) until 2026-12-07, commit d08ab4e, retired: refine's epoch 7 with a U-Net that
+    # changes luminance only.
     # 2026-12-03: the shipped refine snapshot (epoch 7) fine-tuned with a U-Net that can change luminance only
     # (luma_only: one grey correction, the input's chroma kept), against the coloured bands over the eyes
     # through which the refine model moves identity (restoring the input's chroma after it raised the
     # selection set's MS1M cosine from 0.078 to 0.172). Shipped beside it as fadenet_luma: epoch 3 at feather
-    # 0.16 (the cosine stayed flat over epochs 1-3, so the run stopped there; see the README's model card).
+    # 0.16 (the cosine stayed flat over epochs 1-3, so the run stopped there; see docs/experiments.md). 2026-12-07:
+    # retired from the package (deidkit.shipped.RETIRED): dark bands over the eyes, no user would pick it over fadenet.
     "luma": ("refine", dict(luma_only=True, epochs=6, init_from="runs/fadenet-refine/epochs/epoch007.pt")),
     # Tried, not shipped: the U-Net pulled to the shipped live model's outputs (a teacher) alone, sharp input.
     # 2026-12-04: FaDeNet with a face prior it cannot learn on 2 CPU cores by itself. Every CPU recipe above moved

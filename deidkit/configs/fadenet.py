@@ -49,12 +49,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                   channels_last=True, workers=4),
 }
 
-#: The profile each shipped FaDeNet was trained with (deidkit/weights/manifest.json, ``config.profile_name``). Each is
-#: a chain of fine-tuning steps from "standard" (``init_from`` names the previous step's run), written out with its
+#: The profile each shipped FaDeNet was trained with (deidkit/weights/manifest.json, ``config.profile_name``): a chain
+#: of fine-tuning steps from "standard" (``init_from`` names the previous step's run), written out with its
 #: measurements in :mod:`deidkit.configs.experiments`: subspace -> subspace_push_m -> subspace_shape (the standard
 #: terms over a 64-component face-detail basis plus a warp along real faces' geometry, no discriminator, the critic's
-#: stage-3 maps pushed off the original's), and push -> finetune -> refine -> luma.
-SHIPPED = {"fadenet": "subspace_shape", "fadenet_refine": "refine", "fadenet_luma": "luma"}
+#: stage-3 maps pushed off the original's). The recipes of the retired FaDeNets stay there too
+#: (:data:`deidkit.shipped.RETIRED`).
+SHIPPED = {"fadenet": "subspace_shape"}
 
 #: Every name :meth:`FaDeNetConfig.profile` accepts (the tried and shipped recipes resolved from the experiments
 #: module), in the order the CLI lists them.

@@ -62,7 +62,7 @@ def load_deidentifier(name: str, profile: str | None = None) -> Deidentifier:
                 return loader(name, profile)
             except ValueError as exc:
                 # A loader's own "unknown ..." error lists only its family (live_nosuch would not name the shipped
-                # fadenet_refine): kept, with every valid choice after it (one line, the same exception type).
+                # fadenet): kept, with every valid choice after it (one line, the same exception type).
                 if str(exc).startswith("unknown"):
                     raise ValueError(f"{exc}; valid choices: {valid_choices()}") from None
                 raise

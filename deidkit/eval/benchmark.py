@@ -199,7 +199,7 @@ class RecognitionEvalConfig:
     #: Also evaluate with the FaDeNet critic's own features (the paper's Table I setting).
     critic: bool = True
     #: The pretrained models shipped in the package (``deidkit/weights``), evaluated without training.
-    shipped: tuple[str, ...] = ("live", "fadenet", "fadenet_refine", "fadenet_luma")
+    shipped: tuple[str, ...] = ("live", "fadenet")
     #: Naive families of the frontier (None: :data:`deidkit.eval.naive.NAIVE_FAMILIES`).
     naive_families: dict[str, tuple[str, ...]] | None = None
     #: Also measure at image level (whole photos through the ``deidkit image`` path) with this blend region.
