@@ -69,10 +69,11 @@ def retired_message(name: str) -> str:
 
 
 def check_not_retired(name: str) -> None:
-    """Refuse the name of a model that left the package with :func:`retired_message` (never read it as a run of
-    its recipe in the cache, which may be another snapshot)."""
-    if name in RETIRED:
-        raise ValueError(retired_message(name))
+    """Refuse the name of a model that left the package, alone or with inference options (``fadenet_refine_f0.2``),
+    with :func:`retired_message` (never read it as a run of its recipe in the cache, which may be another snapshot)."""
+    for retired in RETIRED:
+        if name == retired or name.startswith(f"{retired}_"):
+            raise ValueError(retired_message(retired))
 
 
 def check_not_renamed(name: str) -> None:

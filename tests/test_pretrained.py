@@ -116,9 +116,9 @@ def test_a_retired_model_is_refused_with_its_recipe_and_last_commit(name, tmp_pa
     assert name not in P.shipped_models() and not (P.WEIGHTS_DIR / f"{name}.pt").exists()
     assert recipe in FADENET_EXPERIMENTS and name not in FADENET_SHIPPED
     pointer = f"{name!r} left the package"
-    for load in (load_deidentifier, P.load_pretrained):
+    for load, asked in ((load_deidentifier, name), (P.load_pretrained, name), (load_deidentifier, f"{name}_f0.2")):
         with pytest.raises(ValueError, match=pointer) as info:
-            load(name)
+            load(asked)
         message = str(info.value)
         assert f"{recipe!r} of deidkit/configs/experiments.py" in message and f"commit {commit}" in message
         assert "\n" not in message
