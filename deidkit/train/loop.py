@@ -5,6 +5,9 @@ module's and optimiser's state, the epoch and global step counters and the RNG s
 Python; starting ``fit`` again on the same directory resumes from that checkpoint, so an interrupted run
 ends with the same weights and the same per-step log as an uninterrupted one. Everything in the checkpoint
 is made of tensors, lists, dicts and plain numbers, so it loads with ``torch.load(weights_only=True)``.
+How long a run may go on in one call is :mod:`deidkit.train.limits`; the RNG states it saves,
+:mod:`deidkit.train.rng`; what it raises when a loss stops being finite, :mod:`deidkit.train.divergence`; when a
+saved configuration is the same experiment, :mod:`deidkit.train.run_config`.
 
 The loop knows nothing about the model: the caller's ``step`` does its own forward pass, backward pass and
 optimiser calls and returns a dict of floats (the loss terms), which the loop checks for NaN/inf, logs and
@@ -15,17 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -40,150 +40,29 @@ from deidkit.checkpoints import (
 )
 from deidkit.train.distributed import current as current_shard
 
+# Names that moved to modules of their own stay importable from here (recipes, the CLI, tests and notebooks).
+from deidkit.train.divergence import TrainingCollapsed, TrainingDiverged, collapsed_in_last_epoch
+from deidkit.train.limits import (
+    RunLimits,
+    TimeLimitReached,
+    count_step,
+    current_limits,
+    run_limits,
+    time_is_up,
+)
+from deidkit.train.rng import rng_state, seed_everything, set_rng_state
+from deidkit.train.run_config import jsonable, option_is_off, same_setting
+
 LOG_NAME = "log.csv"
 LOCK_NAME = ".train.lock"  # held while a process trains the run (see TrainingRun._exclusive)
 #: Columns the loop adds to every log row; the step's own terms follow them.
 LOG_PREFIX = ("epoch", "step", "wall_s")
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss term became NaN or infinite; training stopped without writing a checkpoint."""
-
-
-class TrainingCollapsed(TrainingDiverged):
-    """The network fell back to an identity map (its change to the input vanished) and halving the learning rate
-    did not keep it from doing so again: its outputs would be the input, every face unchanged."""
-
-
-def collapsed_in_last_epoch(log: pd.DataFrame, term: str = "l1", window: int = 20, floor: float = 5e-3,
-                            ratio: float = 0.02) -> tuple[bool, float, float]:
-    """Whether the change term ``term`` (e.g. FaDeNet's distance of output to input) ended the log's last epoch
-    below ``ratio`` x its peak (a ``window``-step mean, peak above ``floor``): a collapse to the identity map,
-    which dead ReLUs after one large step make permanent. Returns (collapsed, last-window mean, peak)."""
-    if term not in log or len(log) < 2 * window:
-        return False, float("nan"), float("nan")
-    values = log[term].astype(float)
-    peak = float(values.rolling(window, min_periods=window).mean().max())
-    last = float(values[log["epoch"] == log["epoch"].max()].tail(window).mean())
-    return bool(peak > floor and last < ratio * peak), last, peak
-
-
-class TimeLimitReached(RuntimeError):
-    """A stage a recipe depends on (e.g. FaDeNet's critic) stopped at the time limit before it finished."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunLimits:
-    """How long a run may train in this call and how often it checkpoints inside an epoch.
-
-    ``max_minutes``: stop cleanly (with a checkpoint) at the first step that ends after this much wall time; the
-    same call later continues where it stopped and ends with the same weights as an uninterrupted run.
-    ``checkpoint_every``: also checkpoint every this many steps inside an epoch (a crash loses at most that many).
-    ``max_steps``: stop the same way after this many steps (smoke runs, the training-speed benchmark)."""
-
-    max_minutes: float | None = None
-    checkpoint_every: int | None = None
-    max_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            raise ValueError(f"max_minutes must be positive, got {self.max_minutes}")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
-
-
-_LIMITS = RunLimits()
-_DEADLINE: float | None = None
-_STEPS_LEFT: int | None = None
-
-
-@contextlib.contextmanager
-def run_limits(max_minutes: float | None = None, checkpoint_every: int | None = None,
-               max_steps: int | None = None) -> Iterator[RunLimits]:
-    """Limits for every :class:`TrainingRun` created inside the block (the ``deidkit train`` options
-    ``--max-minutes`` and ``--checkpoint-every``), so the training recipes need no extra parameters. The clock
-    starts when the block is entered."""
-    global _LIMITS, _DEADLINE, _STEPS_LEFT
-    limits = RunLimits(max_minutes, checkpoint_every, max_steps)
-    previous = _LIMITS, _DEADLINE, _STEPS_LEFT
-    _LIMITS, _STEPS_LEFT = limits, max_steps
-    _DEADLINE = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
-    try:
-        yield limits
-    finally:
-        _LIMITS, _DEADLINE, _STEPS_LEFT = previous
-
-
-def time_is_up() -> bool:
-    """Whether the current :func:`run_limits` block's time (or its step budget) is spent."""
-    return (_DEADLINE is not None and time.monotonic() >= _DEADLINE) or _STEPS_LEFT == 0
-
-
-def _count_step() -> None:
-    global _STEPS_LEFT
-    if _STEPS_LEFT is not None:
-        _STEPS_LEFT -= 1
-
-
-# --------------------------------------------------------------------------------------------- RNG state
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (CUDA included)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """All global RNG states, as tensors/lists/numbers so that ``weights_only=True`` can load them."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "kind": str(kind),
-            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "python": {"version": int(py_version), "internal": list(py_internal), "gauss_next": py_gauss},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the states saved by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"].cpu())
-    n = state["numpy"]
-    np.random.set_state(
-        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-# ------------------------------------------------------------------------------------------- checkpoints
-
-
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def _jsonable(config: Any) -> Any:
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    # A JSON round trip normalises tuples to lists so that a saved config compares equal to a fresh one.
-    return json.loads(json.dumps(config, default=str, sort_keys=True))
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -217,13 +96,13 @@ class TrainingRun:
         self.stateful = dict(stateful or {})
         self.seed = int(seed)
         self.show_progress = show_progress
-        self.config = None if config is None else _jsonable(config)
+        self.config = None if config is None else jsonable(config)
         self.extendable = tuple(extendable)
         self.epoch = 0  # epochs completed
         self.global_step = 0  # steps completed
         self.epoch_step = 0  # steps completed inside the current (unfinished) epoch
         self.stopped = False  # fit() returned early because the time limit was reached
-        self.limits = _LIMITS
+        self.limits = current_limits()
         self.shard = current_shard()  # under torchrun: this process's rank; rank 0 alone writes files
         self._resume_rng: Mapping[str, Any] | None = None
         self._epoch_rng: Mapping[str, Any] | None = None
@@ -458,7 +337,7 @@ class TrainingRun:
                     self.epoch_step += 1
                     if self.show_progress:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in list(terms.items())[:4]}, refresh=False)
-                    _count_step()
+                    count_step()
                     if total is None or self.epoch_step < total:
                         if self.shard.any(time_is_up()):
                             self.save_checkpoint()
@@ -498,22 +377,8 @@ class TrainingRun:
 
 
 # The checkpoint readers live in deidkit.checkpoints (inference reads runs without the training loop).
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "RunLimits", "TimeLimitReached", "TrainingDiverged",
-           "TrainingRun", "load_checkpoint", "load_module_state", "rng_state", "run_limits", "seed_everything",
-           "option_is_off", "set_rng_state", "time_is_up"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CONFIG_NAME", "LOG_NAME", "RunLimits", "TimeLimitReached",
+           "TrainingCollapsed", "TrainingDiverged", "TrainingRun", "collapsed_in_last_epoch", "load_checkpoint",
+           "load_module_state", "option_is_off", "rng_state", "run_limits", "same_setting", "seed_everything",
+           "set_rng_state", "time_is_up"]
 
-
-def same_setting(key: str, saved: Any, current: Any) -> bool:
-    """Whether a configuration value saved with a run equals the current one. Folders (keys ending in ``_dir``)
-    compare by their last component: a run copied to another cache (``DEIDKIT_CACHE``) records the folder of its
-    critic under the old root, and is the same experiment."""
-    if saved == current:
-        return True
-    if key.endswith("_dir") and isinstance(saved, str) and isinstance(current, str) and saved and current:
-        return Path(saved).name == Path(current).name
-    return False
-
-
-def option_is_off(value: Any) -> bool:
-    """Whether a configuration value means "this option is not used" (None, False, 0, "", [] or {})."""
-    return value is None or value is False or (isinstance(value, (int, float, str, list, dict)) and not value)
