@@ -1,4 +1,4 @@
-"""Training the identity critic of FaDeNet, loading it back, and using it as a recogniser.
+"""Training the identity critic of FaDeNet.
 
 The critic learns the identities of the LFW training pool (``lfw_train_pool``, identities disjoint from the
 test protocols: those with >= 4 images, one image per identity held out). Two kinds (see
@@ -12,15 +12,17 @@ test protocols: those with >= 4 images, one image per identity held out). Two ki
 Runs live in ``cache_dir()/runs/<run_name>``: ``checkpoint.pt`` (weights, loaded with ``weights_only=True``),
 ``config.json``, ``log.csv`` (per step), ``epochs.csv`` (held-out accuracy per epoch), ``identities.json``
 (class index -> LFW identity) and ``metrics.json``.
+
+The data it learns from are :mod:`deidkit.train.identity_data`; building a critic, reading a trained one back and
+using it as a recogniser, :mod:`deidkit.train.trained_critic`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +32,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, runs_dir, write_json
+from deidkit.checkpoints import CHECKPOINT_NAME, load_checkpoint, read_json, runs_dir, write_json
 from deidkit.configs import CRITIC_KINDS, CriticConfig
 from deidkit.data.images import resize_crops, to_model_range
-from deidkit.models.critic import Critic, build_critic
+from deidkit.models.critic import Critic
 from deidkit.recognizers import load_ms1m_backbone
 from deidkit.train.augment import ArrayBatches
 from deidkit.train.distributed import Shard, device_for, wrap
 from deidkit.train.distributed import current as current_shard
+
+# The critic's data and the trained critic moved to modules of their own; their names stay importable from here.
+from deidkit.train.identity_data import IdentityData, load_train_pool
 from deidkit.train.loop import TimeLimitReached, TrainingRun
 from deidkit.train.speedups import WorkerBatches, autocast, prepare
+from deidkit.train.trained_critic import (
+    CriticRecognizer,
+    accuracy,
+    critic_recognizer,
+    load_critic,
+    make_critic,
+    predict,
+)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -47,114 +60,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-
-
-# ---------------------------------------------------------------------------------------------------- data
-@dataclass
-class IdentityData:
-    """Labelled canonical crops for training a critic (and FaDeNet): train and held-out splits."""
-
-    train_images: np.ndarray  # (N, S, S, 3) uint8
-    train_labels: np.ndarray  # (N,) int64 class indices
-    heldout_images: np.ndarray
-    heldout_labels: np.ndarray
-    identities: list[str]  # class index -> identity name
-    train_paths: list[str] = field(default_factory=list)
-    heldout_paths: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        for nm, x, y in (("train", self.train_images, self.train_labels),
-                         ("heldout", self.heldout_images, self.heldout_labels)):
-            if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8 or x.shape[1] != x.shape[2]:
-                raise ValueError(f"{nm} images must be square uint8 (N, S, S, 3) crops, got {x.dtype} {x.shape}")
-            if len(x) != len(y):
-                raise ValueError(f"{nm}: {len(x)} images but {len(y)} labels")
-            if len(y) and (y.min() < 0 or y.max() >= len(self.identities)):
-                raise ValueError(f"{nm} labels must lie in [0, {len(self.identities)})")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.identities)
-
-    def resized(self, size: int) -> IdentityData:
-        """The same data with crops resized to ``size`` (area averaging when shrinking)."""
-        return dataclasses.replace(self, train_images=resize_crops(self.train_images, size),
-                                   heldout_images=resize_crops(self.heldout_images, size))
-
-
-
-
-def load_train_pool(image_size: int, max_identities: int | None = None, seed: int = 0,
-                    crop_pack: str | os.PathLike | None = None) -> IdentityData:
-    """The critic's data from the ``lfw_train_pool`` manifest: identities with a ``train``/``heldout``
-    ``critic_split``, canonical crops (aligned and cached by :func:`deidkit.data.lfw.aligned_crops`, or read from
-    ``crop_pack``: see :mod:`deidkit.data.packs`) resized to ``image_size``. ``max_identities`` keeps a random
-    subset of identities (seeded)."""
-    from deidkit.data.lfw import aligned_crops, load_manifest
-
-    pool = load_manifest("lfw_train_pool")
-    if "critic_split" not in pool.columns:
-        raise ValueError("manifest lfw_train_pool has no critic_split column; rebuild the manifests (notebook 00)")
-    pool = pool[pool["critic_split"].isin(["train", "heldout"])]
-    ids = sorted(pool["identity"].unique())
-    if not ids:
-        raise ValueError("manifest lfw_train_pool has no identity with a critic split")
-    if max_identities is not None and max_identities < len(ids):
-        rng = np.random.default_rng(seed)
-        ids = sorted(rng.choice(ids, size=max_identities, replace=False).tolist())
-        pool = pool[pool["identity"].isin(ids)]
-    index = {name: i for i, name in enumerate(ids)}
-    if crop_pack:
-        from deidkit.data.packs import read_crop_pack
-
-        crops = resize_crops(read_crop_pack(crop_pack, pool["path"].tolist())[1], image_size)
-    else:
-        crops = resize_crops(aligned_crops(pool["path"].tolist(), size=224), image_size)
-    labels = pool["identity"].map(index).to_numpy(dtype=np.int64)
-    tr = (pool["critic_split"] == "train").to_numpy()
-    paths = pool["path"].to_numpy()
-    return IdentityData(crops[tr], labels[tr], crops[~tr], labels[~tr], ids,
-                        paths[tr].tolist(), paths[~tr].tolist())
-
-
-# ---------------------------------------------------------------------------------------------- building
-def make_critic(config: CriticConfig, num_classes: int, pretrained: bool = True,
-                backbone: nn.Module | None = None) -> Critic:
-    """The critic network of ``config``. ``pretrained=False`` builds the MobileFaceNet critic's backbone
-    without reading its weights (for loading a whole trained critic from a checkpoint); ``backbone`` gives it
-    (e.g. the robust copy of :func:`deidkit.train.robust.train_robust_backbone`)."""
-    if config.kind == "mobilefacenet" and backbone is None:
-        from deidkit.models.mobilefacenet import MobileFaceNetMS1M
-
-        backbone = load_ms1m_backbone() if pretrained else MobileFaceNetMS1M().eval()
-    return build_critic(config.kind, num_classes, backbone=backbone, input_size=config.inception_input)
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def predict(critic: Critic, images: np.ndarray, batch_size: int = 64, device: torch.device | str = "cpu",
-            what: str = "logits") -> np.ndarray:
-    """Critic logits (or ``what="features"``) of uint8 crops (N, S, S, 3), in evaluation mode."""
-    was_training = critic.training
-    critic.eval()
-    outs = []
-    for s in range(0, len(images), batch_size):
-        x = to_model_range(torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).permute(0, 3, 1, 2))
-        x = x.to(device)
-        outs.append((critic.logits(x) if what == "logits" else critic.features(x)).float().cpu())
-    critic.train(was_training)
-    if not outs:
-        return np.zeros((0, critic.num_classes), dtype=np.float32)
-    return torch.cat(outs).numpy()
-
-
-def accuracy(critic: Critic, images: np.ndarray, labels: np.ndarray, device: torch.device | str = "cpu") -> float:
-    """Top-1 classification accuracy of the critic on labelled crops."""
-    if len(images) == 0:
-        return float("nan")
-    return float((predict(critic, images, device=device).argmax(1) == np.asarray(labels)).mean())
 
 
 def peak_rss_mb() -> float:
@@ -254,6 +159,20 @@ def train_critic(config: CriticConfig, data: IdentityData | None = None, run_dir
     if current_shard().is_main:
         write_json(run_dir / "metrics.json", {**old, **metrics})
     return CriticResult(run_dir, critic, data.identities, log, pd.DataFrame(rows), {**old, **metrics})
+
+
+def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True
+                  ) -> tuple[Critic, list[str], Path]:
+    """The critic of ``config``: loaded if its run has finished, else trained (or resumed) first."""
+    run_dir = runs_dir() / config.name
+    if (run_dir / CHECKPOINT_NAME).is_file() and load_checkpoint(run_dir)["epoch"] >= config.epochs:
+        critic, ids, _ = load_critic(run_dir)
+        return critic, ids, run_dir
+    res = train_critic(config, data=data, run_dir=run_dir, progress=progress)
+    if res.metrics.get("stopped"):
+        raise TimeLimitReached(f"{run_dir}: the critic stopped at the time limit (epoch {res.metrics['epoch']}); "
+                               f"run again to continue it, then FaDeNet")
+    return res.critic, res.identities, run_dir
 
 
 def _image_training(critic: Critic, data: IdentityData, config: CriticConfig, optimizer: torch.optim.Optimizer,
@@ -406,71 +325,9 @@ def _throughput(log: pd.DataFrame, what: str = "train_images") -> dict[str, floa
             "train_step_s_total": float(log["wall_s"].sum())}
 
 
-def load_critic(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Critic, list[str], dict]:
-    """A trained critic (frozen), its identity names and its configuration, from a run directory.
-
-    The whole critic (including a pretrained backbone) is read from the run's checkpoint with
-    ``weights_only=True``; no other file is needed.
-    """
-    run_dir = Path(run_dir)
-    cfg_json = read_json(run_dir / "config.json")
-    ids = read_json(run_dir / "identities.json")
-    if cfg_json is None or ids is None:
-        raise FileNotFoundError(f"{run_dir}: not a critic run (config.json / identities.json missing)")
-    num_classes = int(cfg_json.pop("num_classes"))
-    config = CriticConfig(**{k: v for k, v in cfg_json.items() if k in {f.name for f in dataclasses.fields(CriticConfig)
-                                                                        if f.init}})
-    critic = make_critic(config, num_classes, pretrained=False)
-    load_module_state(run_dir, "critic", critic)
-    return critic.to(device).freeze(), ids, cfg_json
-
-
-class CriticRecognizer:
-    """A trained critic as a recogniser (``.name``, ``.dim``, ``.embed(crops) -> L2-normalised features``), so
-    that identification can be evaluated with the critic's own features (the paper's setting)."""
-
-    def __init__(self, critic: Critic, image_size: int, name: str = "critic", batch_size: int = 64,
-                 device: str | torch.device = "cpu") -> None:
-        self.critic = critic.eval()
-        self.image_size, self.name, self.batch_size = image_size, name, batch_size
-        self.device = torch.device(device)
-        with torch.no_grad():
-            probe = torch.zeros(1, 3, image_size, image_size, device=self.device)
-            self.dim = int(critic.to(self.device).features(probe).shape[1])
-
-    @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> CriticRecognizer:
-        """The critic of a run, named ``critic_<run>@<first 8 hex of its checkpoint's sha256>`` so that
-        embedding caches keyed by recogniser name never mix two trainings."""
-        from deidkit.assets import sha256_file
-
-        critic, _, cfg = load_critic(run_dir, device)
-        digest = sha256_file(Path(run_dir) / "checkpoint.pt")[:8]
-        return cls(critic, int(cfg["image_size"]), name=f"critic_{Path(run_dir).name}@{digest}", device=device)
-
-    def embed(self, crops: np.ndarray, batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
-        """(N, dim) float32 unit vectors of canonical crops (N, S, S, 3) uint8 (resized to the critic's size)."""
-        crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
-            raise ValueError(f"expected uint8 canonical crops (N, S, S, 3), got {crops.dtype} {crops.shape}")
-        feats = predict(self.critic, resize_crops(crops, self.image_size), batch_size or self.batch_size,
-                        self.device, what="features").astype(np.float64)
-        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-        return feats.astype(np.float32)
-
-
-def critic_recognizer(profile: str = "quick", device: str | torch.device = "cpu") -> CriticRecognizer:
-    """The trained critic of a :class:`CriticConfig` profile (``cache_dir()/runs/critic-<profile>``) as a
-    recogniser; a clear error when it has not been trained yet (notebook 01 trains it)."""
-    run_dir = runs_dir() / CriticConfig.profile(profile).name
-    if not (run_dir / CHECKPOINT_NAME).is_file():
-        raise FileNotFoundError(f"{run_dir}: no trained critic for profile {profile!r}; run "
-                                f"notebooks/01_critic_training.ipynb or deidkit.train.critic.train_critic first")
-    return CriticRecognizer.from_run(run_dir, device)
-
 
 # CriticConfig lives in deidkit.configs, the checkpoint/JSON readers in deidkit.checkpoints and load_ms1m_backbone
 # (pretrained weights, which the robust backbone loads too) in deidkit.recognizers; importable from here as before.
 __all__ = ["CRITIC_KINDS", "CriticConfig", "CriticRecognizer", "CriticResult", "IdentityData", "accuracy",
-           "critic_recognizer", "load_critic", "load_ms1m_backbone", "load_train_pool", "make_critic", "peak_rss_mb",
+           "critic_recognizer", "ensure_critic", "load_critic", "load_ms1m_backbone", "load_train_pool", "make_critic", "peak_rss_mb",
            "predict", "resize_crops", "resolve_device", "runs_dir", "train_critic"]
