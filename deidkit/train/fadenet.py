@@ -23,28 +23,25 @@ identity. Profiles:
   CI: watch the loss curves for the scale loophole described in :mod:`deidkit.models.unet`).
 
 Runs live in ``cache_dir()/runs/<run_name>`` like the critic's (``checkpoint.pt``, ``config.json``, ``log.csv``,
-``epochs.csv``, ``metrics.json``).
+``epochs.csv``, ``metrics.json``). What happens between epochs (the held-out report, undoing a collapse) is
+:mod:`deidkit.train.fadenet_epochs`; what a run starts from (fitted bases, a teacher's outputs, a fine-tuning
+state), :mod:`deidkit.train.fadenet_start`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from deidkit.checkpoints import init_state as checkpoint_init_state
 from deidkit.checkpoints import read_json, runs_dir, write_json
 from deidkit.configs import DEFAULT_FEATURE_LAYERS, DEFAULT_PUSH_LAYERS, CriticConfig, FaDeNetConfig
-from deidkit.data.images import from_model_range, to_model_range
 from deidkit.deidentifiers.fadenet import FaDeNetDeidentifier, build_unet, load_fadenet_deidentifier
 from deidkit.losses.fadenet import (
     chroma_distance,
@@ -53,7 +50,6 @@ from deidkit.losses.fadenet import (
     fadenet_loss,
     output_collapse,
     ssim_index,
-    unit_norm_distance,
 )
 from deidkit.models.critic import Critic, fold_batchnorm
 from deidkit.models.unet import UNet
@@ -62,38 +58,33 @@ from deidkit.train.augment import ArrayBatches, random_views
 from deidkit.train.critic import (
     CriticRecognizer,
     IdentityData,
-    load_critic,
+    ensure_critic,
     load_train_pool,
     peak_rss_mb,
-    predict,
     resolve_device,
-    train_critic,
 )
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
-from deidkit.train.loop import (
-    CHECKPOINT_NAME,
-    TimeLimitReached,
-    TrainingCollapsed,
-    TrainingRun,
-    collapsed_in_last_epoch,
-    load_checkpoint,
+
+# What happens between epochs and what a run starts from moved to modules of their own; their names stay
+# importable from here.
+from deidkit.train.fadenet_epochs import (
+    EPOCH_START_NAME,
+    MAX_RECOVERIES,
+    RECOVERIES_NAME,
+    epoch_start_saved,
+    heldout_report,
+    roll_back_epoch,
 )
+from deidkit.train.fadenet_start import (
+    fit_detail_basis,
+    fit_shape_basis,
+    init_state,
+    load_init_state,
+    teacher_outputs,
+)
+from deidkit.train.loop import TrainingCollapsed, TrainingRun, collapsed_in_last_epoch
 from deidkit.train.speedups import WorkerBatches, autocast, prepare
-
-
-def ensure_critic(config: CriticConfig, data: IdentityData | None = None, progress: bool = True
-                  ) -> tuple[Critic, list[str], Path]:
-    """The critic of ``config``: loaded if its run has finished, else trained (or resumed) first."""
-    run_dir = runs_dir() / config.name
-    if (run_dir / CHECKPOINT_NAME).is_file() and load_checkpoint(run_dir)["epoch"] >= config.epochs:
-        critic, ids, _ = load_critic(run_dir)
-        return critic, ids, run_dir
-    res = train_critic(config, data=data, run_dir=run_dir, progress=progress)
-    if res.metrics.get("stopped"):
-        raise TimeLimitReached(f"{run_dir}: the critic stopped at the time limit (epoch {res.metrics['epoch']}); "
-                               f"run again to continue it, then FaDeNet")
-    return res.critic, res.identities, run_dir
 
 
 @dataclass
@@ -104,46 +95,6 @@ class FaDeNetResult:
     log: pd.DataFrame
     epochs: pd.DataFrame
     metrics: dict[str, Any]
-
-
-#: how often one epoch may run again at half the learning rate after a collapse to the identity map
-MAX_RECOVERIES = 3
-RECOVERIES_NAME = "recoveries.json"
-EPOCH_START_NAME = "checkpoint.epoch_start.pt"
-
-
-def _epoch_start_saved(run_dir: Path, epoch: int) -> bool:
-    """Keep a copy of the checkpoint that starts ``epoch`` (the end of the one before), to roll back to; True
-    when there is one (an epoch resumed mid-way has its copy from the process that started it)."""
-    ckpt, start = run_dir / CHECKPOINT_NAME, run_dir / EPOCH_START_NAME
-    if ckpt.is_file():
-        saved = load_checkpoint(run_dir)
-        if int(saved["epoch"]) == epoch - 1 and not int(saved.get("epoch_step", 0)):
-            shutil.copyfile(ckpt, start)
-            return True
-    return start.is_file() and int(torch.load(start, map_location="cpu", weights_only=True)["epoch"]) == epoch - 1
-
-
-def _roll_back_epoch(run: TrainingRun, run_dir: Path, epoch: int, initial: dict[str, dict]) -> float:
-    """Make the next ``run.fit`` train ``epoch`` again from its start at half the learning rate; returns that
-    rate. Epoch 1 starts afresh (the modules' initial weights, empty optimiser states, the same seed)."""
-    if epoch == 1:
-        (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
-        for name, module in run.modules.items():
-            module.load_state_dict(initial[name])
-        for opt in run.optimizers.values():
-            opt.state.clear()
-            for group in opt.param_groups:
-                group["lr"] *= 0.5
-        return float(run.optimizers["adam"].param_groups[0]["lr"])
-    start = torch.load(run_dir / EPOCH_START_NAME, map_location="cpu", weights_only=True)
-    for opt in start["optimizers"].values():
-        for group in opt["param_groups"]:
-            group["lr"] *= 0.5
-    tmp = run_dir / f".{CHECKPOINT_NAME}.tmp{os.getpid()}"
-    torch.save(start, tmp)
-    os.replace(tmp, run_dir / CHECKPOINT_NAME)
-    return float(start["optimizers"]["adam"]["param_groups"][0]["lr"])
 
 
 def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, critic: Critic | None = None,
@@ -375,7 +326,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             if any(int(r["epoch"]) == e for r in rows):  # done before (a resumed or finished run)
                 log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
                 break
-            at_start = shard.is_main and _epoch_start_saved(run_dir, e)
+            at_start = shard.is_main and epoch_start_saved(run_dir, e)
             log = run.fit(make_loader, step, epochs=e, desc="FaDeNet", total_epochs=config.epochs)
             # (with a teacher, l1 is the distance to the teacher's output, which may rightly fall to nothing)
             if run.stopped or config.teacher:
@@ -388,7 +339,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
             if attempt == MAX_RECOVERIES or shard.active or not (e == 1 or at_start):
                 raise TrainingCollapsed(f"{where}; halving the learning rate {attempt} time(s) did not help: lower "
                                         f"lr (--overrides lr=...) and delete the run folder to train it afresh")
-            lr = _roll_back_epoch(run, run_dir, e, initial)
+            lr = roll_back_epoch(run, run_dir, e, initial)
             recoveries.append({"epoch": e, "lr": lr, "collapsed_l1": last, "peak_l1": peak})
             if shard.is_main:
                 write_json(run_dir / RECOVERIES_NAME, recoveries)
@@ -429,127 +380,7 @@ def train_fadenet(config: FaDeNetConfig, data: IdentityData | None = None, criti
     return FaDeNetResult(run_dir, unet, critic, log, pd.DataFrame(rows), {**old, **metrics})
 
 
-def fit_detail_basis(unet: UNet, images: np.ndarray, k: int, seed: int = 0, max_images: int = 4000
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The face-detail basis of a ``detail_basis`` U-Net: the first ``k`` principal components (randomised SVD)
-    of what the U-Net's input blur removes from real faces, in tanh's pre-image, each scaled to one standard
-    deviation; and the mean removed detail. From at most ``max_images`` training crops (uint8, N x S x S x 3)."""
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(images), min(len(images), max_images), replace=False))
-    device = next(unet.parameters()).device
-    residuals = []
-    with torch.no_grad():
-        for i in range(0, len(pick), 256):
-            x = torch.from_numpy(np.ascontiguousarray(images[pick[i:i + 256]])).to(device)
-            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-            lim = 0.999  # as the U-Net clamps before atanh
-            r = torch.atanh(x.clamp(-lim, lim)) - torch.atanh(unet.blurred_input(x).clamp(-lim, lim))
-            residuals.append(r.flatten(1))
-        r = torch.cat(residuals)
-        mean = r.mean(0, keepdim=True)
-        torch.manual_seed(seed)
-        _, s, v = torch.svd_lowrank(r - mean, q=min(k + 16, len(r)), niter=4)
-    scale = s[:k] / max(len(r) - 1, 1) ** 0.5
-    _, side, _, chans = images.shape
-    basis = (v[:, :k].T * scale[:, None]).reshape(k, chans, side, side)
-    return basis, mean.reshape(1, chans, side, side)
-
-
-def fit_shape_basis(unet: UNet, images: np.ndarray, k: int, max_images: int = 4000,
-                    smooth_sigma: float = 1.5) -> torch.Tensor:
-    """The face-geometry basis of a ``shape_basis`` U-Net: the first ``k`` principal components of where real faces'
-    features sit relative to the mean face (dense optical flow, OpenCV's DIS, from the mean grey face to each
-    training face, both smoothed by ``smooth_sigma`` pixels so texture does not count as geometry), windowed to the
-    face box as the network applies it, each scaled to one standard deviation: (k, 2, S, S) pixels. Deterministic
-    (the first ``max_images`` crops, uint8 N x S x S x 3)."""
-    import cv2
-
-    faces = images[:max_images]
-    grey = np.stack([cv2.GaussianBlur(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY), (0, 0), smooth_sigma)
-                     for f in faces])
-    mean_face = np.round(grey.astype(np.float32).mean(0)).astype(np.uint8)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    # flow[y, x] = where the mean face's pixel (x, y) lies in the face: a warp by it maps that face to the mean
-    flows = torch.from_numpy(np.stack([dis.calc(mean_face, g, None) for g in grey])).permute(0, 3, 1, 2)
-    flows = (flows * unet.warp_window.cpu()).flatten(1).double()
-    centred = flows - flows.mean(0, keepdim=True)
-    _, s, vt = torch.linalg.svd(centred, full_matrices=False)
-    scale = s[:k] / max(len(flows) - 1, 1) ** 0.5
-    side = images.shape[1]
-    return (vt[:k] * scale[:, None]).float().reshape(k, 2, side, side)
-
-
-def teacher_outputs(teacher: str, images: np.ndarray, run_dir: Path, progress: bool = True,
-                    batch_size: int = 64) -> np.ndarray:
-    """What the de-identifier ``teacher`` (a name for :func:`deidkit.deidentifiers.load_deidentifier`) makes of
-    ``images``: computed once per run and kept in its folder (``teacher.npz``, with the teacher's name and the
-    inputs' digest, so a changed teacher or data set is recomputed, not reused)."""
-    from tqdm.auto import tqdm
-
-    from deidkit.cache import content_digest
-    from deidkit.deidentifiers import load_deidentifier
-
-    digest = content_digest(images)
-    path = run_dir / "teacher.npz"
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["teacher"]) == teacher and str(z["digest"]) == digest:
-                return z["images"]
-    model = load_deidentifier(teacher)
-    out = np.empty_like(images)
-    for s in tqdm(range(0, len(images), batch_size), desc=f"teacher {teacher}", disable=not progress):
-        out[s:s + batch_size] = model.deidentify(images[s:s + batch_size])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / "teacher.tmp.npz"
-    np.savez(tmp, images=out, teacher=np.array(teacher), digest=np.array(digest))
-    os.replace(tmp, path)
-    return out
-
-
-def load_init_state(unet: UNet, state: dict[str, torch.Tensor], source: str) -> None:
-    """``state`` into ``unet``; a warping network (``shape_warp``, ``shape_basis``) may start from one without the
-    warp (its warp head then starts as no warp, its shape basis stays as fitted), any other difference is an
-    error."""
-    missing, unexpected = unet.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (k.startswith(("warp.", "shape.")) or k == "shape_modes")]
-    if missing or unexpected:
-        raise ValueError(f"{source}: not a state of this U-Net (missing {missing[:3]}, unexpected {unexpected[:3]})")
-
-
-def init_state(init_from: str, run_dir: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
-    """The U-Net state ``init_from`` names (see :func:`deidkit.checkpoints.init_state`): ``pretrained:fadenet`` or a
-    run's epoch snapshot (``{"unet": ...}``)."""
-    return checkpoint_init_state(init_from, "unet", run_dir)
-
-
-@torch.no_grad()
-def heldout_report(unet: UNet, critic: Critic, data: IdentityData, device: torch.device | str = "cpu",
-                   batch_size: int = 64, original_acc: float | None = None) -> dict[str, float]:
-    """Critic accuracy on the held-out originals (unless given) and on their FaDeNet versions, and the mean
-    L1 term."""
-    if len(data.heldout_images) == 0:
-        return {}
-    was = unet.training
-    unet.eval()
-    outs, l1, cos = [], [], []
-    for s in range(0, len(data.heldout_images), batch_size):
-        x = to_model_range(torch.from_numpy(data.heldout_images[s:s + batch_size]).permute(0, 3, 1, 2)).to(device)
-        fx = unet(x)
-        l1.append(unit_norm_distance(x, fx).cpu())
-        cos.append(F.cosine_similarity(critic.features(fx), critic.features(x), dim=1).cpu())
-        outs.append(from_model_range(fx).permute(0, 2, 3, 1).cpu().numpy())
-    unet.train(was)
-    deid = np.concatenate(outs)
-    y = data.heldout_labels
-    return {
-        "heldout_critic_acc_original": original_acc if original_acc is not None
-        else float((predict(critic, data.heldout_images, device=device).argmax(1) == y).mean()),
-        "heldout_critic_acc_fadenet": float((predict(critic, deid, device=device).argmax(1) == y).mean()),
-        "heldout_l1": float(torch.cat(l1).mean()),
-        # the critic's embedding (the trained-against recogniser): cosine between output and original
-        "heldout_embed_cos": float(torch.cat(cos).mean()),
-    }
-
-
-__all__ = ["FaDeNetConfig", "FaDeNetDeidentifier", "FaDeNetResult", "build_unet",
-           "ensure_critic", "heldout_report", "load_fadenet_deidentifier", "train_fadenet", "CriticRecognizer"]
+__all__ = ["EPOCH_START_NAME", "MAX_RECOVERIES", "RECOVERIES_NAME", "CriticRecognizer", "FaDeNetConfig",
+           "FaDeNetDeidentifier", "FaDeNetResult", "build_unet", "ensure_critic", "fit_detail_basis",
+           "fit_shape_basis", "heldout_report", "init_state", "load_fadenet_deidentifier", "load_init_state",
+           "teacher_outputs", "train_fadenet"]
