@@ -34,6 +34,9 @@ reconstruct before identity is pushed.
 Profiles: ``tiny`` (tests, seconds), ``quick`` (CPU, ~20 minutes on 2 free cores), ``standard`` (the shipped
 model: CPU, about 1.5 hours on one core, lambda up to 8), ``paper`` (GPU; the paper's 128 input, widths, batch 32,
 no warm-up).
+
+The training data (which images, their crops, the distortions, the batches, the warm-up's target representations)
+are :mod:`deidkit.train.live_data`.
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from deidkit.configs import LAMBDA_SHAPE, PAPER_LAMBDA_STEPS, PROFILES, LiveConfig
 from deidkit.deidentifiers.live import (
@@ -79,8 +80,21 @@ from deidkit.models.live import LiveDiscriminator, LiveGenerator, RecognizerFeat
 from deidkit.train.adversary import OnlineAdversary
 from deidkit.train.distributed import current as current_shard
 from deidkit.train.distributed import device_for, wrap
+
+# The training data moved to deidkit.train.live_data; their names stay importable from here.
+from deidkit.train.live_data import (
+    IndexBatches,
+    distort_grid,
+    images_to_float,
+    load_training_images,
+    make_batch,
+    target_representations,
+    training_paths,
+)
 from deidkit.train.loop import TrainingRun, seed_everything
 from deidkit.train.speedups import autocast, prepare
+
+_Batches = IndexBatches  # the name deidkit.train.detail draws its batches with
 
 
 def resolve_device(device: str) -> torch.device:
@@ -89,108 +103,8 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-# ------------------------------------------------------------------------------------------------- models
-
-
 def build_discriminator(cfg: LiveConfig) -> LiveDiscriminator:
     return LiveDiscriminator(channels=cfg.disc_channels)
-
-
-# --------------------------------------------------------------------------------------------------- data
-
-
-def training_paths(cfg: LiveConfig) -> list[str]:
-    """The LFW paths a config trains on: its manifest's, or ``max_images`` of them drawn with its seed."""
-    from deidkit.data.lfw import load_manifest
-
-    paths = list(load_manifest(cfg.manifest)["path"])
-    if cfg.max_images is not None and cfg.max_images < len(paths):
-        rng = np.random.default_rng(cfg.seed)
-        paths = [paths[i] for i in np.sort(rng.choice(len(paths), cfg.max_images, replace=False))]
-    return paths
-
-
-def load_training_images(cfg: LiveConfig, chunk: int = 512) -> np.ndarray:
-    """Canonical crops (N, C, C, 3) uint8 of the training manifest at the config's canonical size
-    (``C = size / crop_fraction``), aligned once and cached by :func:`deidkit.data.lfw.aligned_crops`, or read
-    from the config's crop pack."""
-    from deidkit.data.lfw import aligned_crops
-
-    paths = training_paths(cfg)
-    c = cfg.canonical_size
-    if cfg.crop_pack:
-        from deidkit.data.packs import read_crop_pack
-
-        _, crops = read_crop_pack(cfg.crop_pack, paths)
-        if crops.shape[1] != c:
-            crops = np.stack([cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in crops])
-        return crops
-    out = np.empty((len(paths), c, c, 3), dtype=np.uint8)
-    for s in tqdm(range(0, len(paths), chunk), desc="training crops", disable=len(paths) <= chunk):
-        crops = aligned_crops(paths[s:s + chunk], size=224)
-        out[s:s + len(crops)] = [cv2.resize(x, (c, c), interpolation=cv2.INTER_AREA) for x in crops]
-    return out
-
-
-def distort_grid(base: torch.Tensor, scale: float, rotate_deg: float, elastic: float,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random scale, rotation (about the centre) and a smooth elastic displacement applied to a sampling grid.
-
-    ``elastic`` is the displacement's standard deviation as a fraction of the image half-width; the field is
-    a 4x4 grid of Gaussian offsets upsampled bicubically, so it bends features rather than adding noise."""
-    n, h, w, _ = base.shape
-    dev = base.device
-    s = 1.0 + (torch.rand(n, generator=generator) * 2 - 1) * scale
-    a = torch.deg2rad((torch.rand(n, generator=generator) * 2 - 1) * rotate_deg)
-    rot = torch.stack([torch.stack([torch.cos(a), -torch.sin(a)], 1), torch.stack([torch.sin(a), torch.cos(a)], 1)], 1)
-    rot = (rot / s.view(n, 1, 1)).to(dev)  # zooming in by s = sampling a region 1/s as large
-    grid = torch.einsum("nij,nhwj->nhwi", rot, base)
-    if elastic > 0:
-        field = torch.randn(n, 2, 4, 4, generator=generator) * elastic
-        field = F.interpolate(field, size=(h, w), mode="bicubic", align_corners=True).to(dev)
-        grid = grid + field.permute(0, 2, 3, 1)
-    return grid
-
-
-def make_batch(images: torch.Tensor, cfg: LiveConfig, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(target x, distorted input x_in, mirrored flags) at the network's size from canonical crops in [-1, 1]."""
-    n = images.shape[0]
-    flip = torch.rand(n, generator=generator) < 0.5
-    images = torch.where(flip.view(n, 1, 1, 1).to(images.device), images.flip(3), images)
-    base = center_grid(n, cfg.size, cfg.crop_fraction, images.device)
-    x = F.grid_sample(images, base, mode="bilinear", padding_mode="reflection", align_corners=False)
-    grid = distort_grid(base, cfg.aug_scale, cfg.aug_rotate_deg, cfg.aug_elastic, generator)
-    x_in = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return x, x_in, flip
-
-
-class _Batches:
-    """One epoch of shuffled index batches (drop_last: every step sees a full batch). With ``steps``, an epoch
-    is that many batches, walking through one long shuffled stream of the data (so short epochs still visit
-    every image over the run)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, epoch: int, steps: int | None = None) -> None:
-        if n < batch_size:
-            raise ValueError(f"{n} training images is fewer than one batch of {batch_size}")
-        self.batch_size = batch_size
-        if steps is None:
-            self.order = np.random.default_rng([seed, epoch]).permutation(n)
-            self.steps = n // batch_size
-        else:
-            start, stop = epoch * steps * batch_size, (epoch + 1) * steps * batch_size
-            passes = range(start // n, (stop - 1) // n + 1)
-            stream = np.concatenate([np.random.default_rng([seed, p]).permutation(n) for p in passes])
-            offset = start - passes[0] * n
-            self.order = stream[offset:offset + steps * batch_size]
-            self.steps = steps
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(len(self)):
-            yield self.order[i * self.batch_size:(i + 1) * self.batch_size]
 
 
 def lambda_break_even(cfg: LiveConfig, features: RecognizerFeatures | None = None, n_pairs: int = 48,
@@ -363,25 +277,6 @@ class LiveTrainer:
                 "cos_to_target": float(cos), "mask_mean": float(mask.detach().mean())}
 
 
-@torch.no_grad()
-def target_representations(features: RecognizerFeatures, images: torch.Tensor, cfg: LiveConfig,
-                           batch_size: int = 64, show_progress: bool = True) -> torch.Tensor:
-    """Representations (N, 2, dim) of the training targets: the undistorted central crop, as is and mirrored
-    (the two targets :func:`make_batch` can produce). Used by the warm-up, which runs no recogniser."""
-    out = []
-    for s in tqdm(range(0, len(images), batch_size), desc="target representations", disable=not show_progress):
-        x = images_to_float(images[s:s + batch_size]).to(next(features.buffers()).device)
-        x = F.grid_sample(x, center_grid(len(x), cfg.size, cfg.crop_fraction, x.device), mode="bilinear",
-                          padding_mode="reflection", align_corners=False)
-        out.append(torch.stack([features.embed(x), features.embed(x.flip(3))], 1).cpu())
-    return torch.cat(out)
-
-
-def images_to_float(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, H, W, 3) tensor -> float (N, 3, H, W) in [-1, 1]."""
-    return batch.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images: np.ndarray | None = None,
                features: RecognizerFeatures | None = None, show_progress: bool = True,
                until_epoch: int | None = None, restart: bool = False) -> tuple[LiveTrainer, Any]:
@@ -419,7 +314,7 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
     if imgs.shape[1] != cfg.canonical_size:
         imgs = np.stack([cv2.resize(x, (cfg.canonical_size,) * 2, interpolation=cv2.INTER_AREA) for x in imgs])
     data = torch.from_numpy(np.ascontiguousarray(imgs))  # uint8 on the CPU; batches are converted and moved
-    steps_per_epoch = len(_Batches(len(data), cfg.batch_size, cfg.seed, 0, cfg.epoch_steps))
+    steps_per_epoch = len(IndexBatches(len(data), cfg.batch_size, cfg.seed, 0, cfg.epoch_steps))
     trainer.total_steps = steps_per_epoch * cfg.epochs
     trainer.warmup_steps = steps_per_epoch * cfg.warmup_epochs
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -456,7 +351,7 @@ def train_live(cfg: LiveConfig, run_dir: str | os.PathLike | None = None, images
         return terms
 
     epochs = cfg.epochs if until_epoch is None else min(cfg.epochs, until_epoch)
-    log = run.fit(lambda epoch: _Batches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.epoch_steps), step,
+    log = run.fit(lambda epoch: IndexBatches(len(data), cfg.batch_size, cfg.seed, epoch, cfg.epoch_steps), step,
                   epochs, desc=f"live-{cfg.profile_name}")
     return trainer, log
 
@@ -475,13 +370,11 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-# ---------------------------------------------------------------------------------------------- inference
-
-
 # Inference and configuration live in deidkit.deidentifiers.live and deidkit.configs; their names stay importable
 # from here for notebooks and scripts written against earlier versions.
-__all__ = ["LAMBDA_SHAPE", "PAPER_LAMBDA_STEPS", "PROFILES", "STAGES_DIR", "LiveConfig", "LiveDeidentifier",
-           "LiveTrainer", "build_discriminator", "build_features", "build_generator", "center_grid", "default_run_dir",
-           "distort_grid", "images_to_float", "init_state", "lambda_break_even", "live_deidentifier_by_name",
-           "load_live_deidentifier", "load_training_images", "make_batch", "network_to_arcface",
-           "network_to_canonical", "resolve_device", "target_representations", "to_tensor", "to_uint8", "train_live"]
+__all__ = ["LAMBDA_SHAPE", "PAPER_LAMBDA_STEPS", "PROFILES", "STAGES_DIR", "IndexBatches", "LiveConfig",
+           "LiveDeidentifier", "LiveTrainer", "build_discriminator", "build_features", "build_generator",
+           "center_grid", "default_run_dir", "distort_grid", "images_to_float", "init_state",
+           "lambda_break_even", "live_deidentifier_by_name", "load_live_deidentifier", "load_training_images",
+           "make_batch", "network_to_arcface", "network_to_canonical", "resolve_device",
+           "target_representations", "to_tensor", "to_uint8", "train_live", "training_paths"]
