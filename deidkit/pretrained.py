@@ -53,21 +53,32 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
 
 
 def export_detail(name: str, state_dict: dict[str, torch.Tensor], config: dict[str, Any], run: str,
-                  weights_dir: str | os.PathLike | None = None, steps: int = 0, training_time_s: float = 0.0) -> Path:
-    """Ship a trained detail stage with the shipped live model ``name`` (``<name>_detail.pt``, float32): the
-    model's manifest entry gains a ``detail`` part (file, sha256, config, run, commit)."""
+                  weights_dir: str | os.PathLike | None = None, steps: int = 0, training_time_s: float = 0.0,
+                  append: bool = False) -> Path:
+    """Ship a trained detail stage with the shipped live model ``name`` (float32): the model's manifest entry gains
+    a ``detail`` part (file, sha256, config, run, commit). ``append``: the stage follows the model's shipped
+    stages (it enlarges their output; the ``detail`` part becomes the list of stages, ``<name>_detail<k>.pt``);
+    otherwise it replaces them (``<name>_detail.pt``)."""
     weights_dir = Path(weights_dir or WEIGHTS_DIR)
     manifest = read_manifest(weights_dir)
-    if manifest["models"].get(name, {}).get("kind") != "live":
+    entry = manifest["models"].get(name, {})
+    if entry.get("kind") != "live":
         raise PretrainedError(f"{weights_dir / MANIFEST}: no shipped live model {name!r}")
-    path = weights_dir / f"{name}_detail.pt"
+    stages = [] if not append else entry.get("detail", [])
+    stages = stages if isinstance(stages, list) else [stages]
+    side = int(entry["config"]["size"]) * 2 ** len(stages)  # the side the new stage must enlarge
+    if int(config.get("size", side)) != side:
+        raise PretrainedError(f"{run}: the stage enlarges {config.get('size')}-px faces, {name}'s "
+                              f"{'stages draw' if stages else 'generator draws'} {side}")
+    path = weights_dir / (f"{name}_detail{len(stages) + 1}.pt" if stages else f"{name}_detail.pt")
     tmp = path.with_suffix(".tmp")
-    torch.save({k: v.detach().float() for k, v in state_dict.items()}, tmp)  # float32: 0.4 MB, bit-exact
+    torch.save({k: v.detach().float() for k, v in state_dict.items()}, tmp)  # float32: bit-exact, under 1 MB
     os.replace(tmp, path)
-    manifest["models"][name]["detail"] = {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-                                          "dtype": "float32", "config": config, "run": run, "commit": _git_commit(),
-                                          "steps_trained": int(steps), "training_time_s": float(training_time_s),
-                                          "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    part = {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size, "dtype": "float32",
+            "config": config, "run": run, "commit": _git_commit(), "steps_trained": int(steps),
+            "training_time_s": float(training_time_s),
+            "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    entry["detail"] = [*stages, part] if stages else part
     (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return path
 
@@ -137,9 +148,12 @@ def retrained_name(name: str, weights_dir: str | os.PathLike | None = None) -> s
     name = f"{name}_cm" if entry.get("inference", {}).get("colour_match") else name  # FaDeNet's colour match
     cap = entry.get("inference", {}).get("detail_cap", 0.0)
     name = f"{name}_dc{cap:g}" if cap else name  # and its detail cap
-    # a live model's detail stage: the run `deidkit train detail` writes for the stage's profile
-    detail = entry.get("detail", {}).get("config", {}).get("profile_name")
-    return f"{name}+detail-{detail}" if detail else name
+    # a live model's detail stages: the run folders they were trained in (`deidkit train detail --run-dir`; by
+    # default the stage's profile's)
+    stages = entry.get("detail", [])
+    for stage in stages if isinstance(stages, list) else [stages]:
+        name += "+" + (stage.get("run") or f"detail-{stage.get('config', {}).get('profile_name')}")
+    return name
 
 
 def set_inference_options(name: str, options: dict[str, Any], weights_dir: str | os.PathLike | None = None

@@ -87,3 +87,31 @@ def test_shipped_detail_stage_loads_verified_and_doubles_the_output(tiny_detail_
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.raises(PretrainedError, match="live_detail.pt"):
         load_pretrained("live", weights_dir=weights)
+
+
+def test_a_second_stage_is_appended_and_quadruples_the_output(tiny_detail_run, tmp_path, crops_small):
+    """A 128 -> 256 px stage shipped after the 64 -> 128 one: the manifest lists both, the output side is four times
+    the generator's, and a stage of the wrong input side is refused."""
+    from deidkit.models.detail import DetailNet
+    from deidkit.pretrained import WEIGHTS_DIR, PretrainedError, export_detail, load_pretrained, read_manifest
+
+    cfg, run, net, _, _ = tiny_detail_run
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    entry = read_manifest()["models"]["live"]
+    shutil.copy(WEIGHTS_DIR / entry["file"], weights / entry["file"])
+    entry = {k: v for k, v in entry.items() if k != "detail"}
+    (weights / "manifest.json").write_text(json.dumps({"models": {"live": entry}}))
+    config = json.loads((run / "config.json").read_text())
+    export_detail("live", net.state_dict(), config, run.name, weights)
+    with pytest.raises(PretrainedError, match="enlarges 64-px faces"):
+        export_detail("live", net.state_dict(), config, run.name, weights, append=True)
+    second = DetailNet(cfg.channels, cfg.blocks)
+    export_detail("live", second.state_dict(), {**config, "size": 2 * config["size"]}, "detail-second", weights,
+                  append=True)
+    stages = read_manifest(weights)["models"]["live"]["detail"]
+    assert [s["file"] for s in stages] == ["live_detail.pt", "live_detail2.pt"]
+    deid = load_pretrained("live", weights_dir=weights)
+    assert deid.out_size == 4 * deid.size
+    raw, alpha = deid.deidentify_with_mask(crops_small[:2])
+    assert raw.shape == crops_small[:2].shape and alpha.shape == (2, *crops_small.shape[1:3])

@@ -218,7 +218,8 @@ def export_command(args: argparse.Namespace) -> int:
         ckpt = load_checkpoint(run_dir)
         log = pd.read_csv(run_dir / "log.csv")
         path = export_detail(args.attach_to, ckpt["modules"]["detail"], json.loads((run_dir / "config.json").read_text()),
-                             run_dir.name, steps=int(ckpt["global_step"]), training_time_s=float(log["wall_s"].sum()))
+                             run_dir.name, steps=int(ckpt["global_step"]), training_time_s=float(log["wall_s"].sum()),
+                             append=args.append)
         print(f"shipped the detail stage of {run_dir} with {args.attach_to} as {path}")
         return 0
     if args.model == "live":
@@ -304,6 +305,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", choices=["fadenet", "live", "detail"],
                    help="detail: a live detail stage, shipped with the live model --attach-to names")
     p.add_argument("--attach-to", default="live", help="detail: the shipped live model it enlarges")
+    p.add_argument("--append", action="store_true",
+                   help="detail: add the stage after the model's shipped stages (e.g. a 128 -> 256 px stage after the "
+                        "64 -> 128 one) instead of replacing them")
     p.add_argument("--profile", default="standard", choices=training_profiles())
     p.add_argument("--run-dir", default=None)
     p.add_argument("--checkpoint", default=None, help="a snapshot inside the run folder, e.g. stages/stage1.pt "

@@ -134,7 +134,8 @@ class LiveDeidentifier:
         # the detail stage (deidkit.models.detail.DetailNet): the generator's face enlarged twice with detail of
         # its own; the output side is then twice the generator's
         self.detail = None if detail is None else detail.to(self.device).eval()
-        self.out_size = self.size * (2 if detail is not None else 1)
+        stages = 0 if detail is None else len(detail) if isinstance(detail, nn.Sequential) else 1
+        self.out_size = self.size * 2**stages  # each stage doubles the side
         self._name = name
         self.strength = strength
         # the strength that is part of the model (a shipped model's manifest option): not in its name
@@ -378,8 +379,11 @@ def _live_model_by_name(name: str) -> LiveDeidentifier:
 
 def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = None) -> nn.Module:
     """The detail stage a shipped live model names (``entry``: its manifest's ``detail`` part: file, sha256,
-    config), checksum verified."""
+    config; or a list of such parts, the stages applied in order, e.g. 64 -> 128 -> 256 px), checksum verified."""
     from deidkit.configs import DetailConfig
+
+    if isinstance(entry, list):
+        return nn.Sequential(*[load_detail(e, weights_dir) for e in entry])
     from deidkit.models.detail import DetailNet
 
     state = verified_state(Path(weights_dir or WEIGHTS_DIR) / entry["file"], entry["sha256"])

@@ -166,10 +166,18 @@ def provenance(deidentifier: Any) -> dict[str, str | None]:
     sha, source = deidentifier_weights(deidentifier)
     out: dict[str, str | None] = {"weights_sha256": sha, "weights_source": source, "commit": git_commit()}
     if source == "manifest":
-        detail = (shipped_entry(str(getattr(deidentifier, "name", ""))) or {}).get("detail")
-        if isinstance(detail, Mapping) and detail.get("sha256") and getattr(deidentifier, "detail", None) is not None:
-            out["detail_sha256"] = str(detail["sha256"])
+        detail = detail_checksums((shipped_entry(str(getattr(deidentifier, "name", ""))) or {}).get("detail"))
+        if detail and getattr(deidentifier, "detail", None) is not None:
+            out["detail_sha256"] = detail
     return out
+
+
+def detail_checksums(detail: Any) -> str | None:
+    """A shipped live model's detail stage checksum (its manifest's ``detail`` part: one stage, or a list of
+    stages applied in order, whose checksums are joined by commas), or None."""
+    stages = detail if isinstance(detail, list) else [detail]
+    sums = [str(s["sha256"]) for s in stages if isinstance(s, Mapping) and s.get("sha256")]
+    return ",".join(sums) if sums and len(sums) == len(stages) else None
 
 
 def provenance_by_name(name: str) -> dict[str, str | None]:
@@ -182,7 +190,7 @@ def provenance_by_name(name: str) -> dict[str, str | None]:
         entry = shipped_entry(name)
         if entry is not None and entry.get("sha256"):
             sha, source = str(entry["sha256"]), "manifest"
-            if isinstance(entry.get("detail"), Mapping) and entry["detail"].get("sha256"):
+            if detail_checksums(entry.get("detail")):
                 return {"weights_sha256": sha, "weights_source": source, "commit": git_commit(),
-                        "detail_sha256": str(entry["detail"]["sha256"])}
+                        "detail_sha256": detail_checksums(entry.get("detail"))}
     return {"weights_sha256": sha, "weights_source": source, "commit": git_commit()}
