@@ -143,6 +143,35 @@ def train_pool(files: pd.DataFrame, test_identities: set[str], min_critic_images
     return pool
 
 
+def attack_split_manifest(pool: pd.DataFrame, fraction: float = 1 / 3, heldout: float = 0.2,
+                          min_critic_images: int = 4, seed: int = 3) -> pd.DataFrame:
+    """The attacker's split (``lfw_attack_split``): a seeded ``fraction`` of the training pool's identities with fewer
+    than ``min_critic_images`` images, every image of each, with ``role`` ``heldout`` for a seeded ``heldout`` share
+    of them (the attacker's own model selection and early stopping) and ``train`` for the others.
+
+    LFW holds no identity outside the test protocols and the pool, so the attacker cannot have identities no
+    de-identifier saw: these are outside the critic's split, so the FaDeNet models and their critics never saw them,
+    while the live model trained on every pool image. Both draws are made within each image count (1, 2, 3), so the
+    split keeps the pool's mix of single- and multi-image identities."""
+    rng = np.random.default_rng(seed)
+    counts = pool.groupby("identity").size()
+    if "critic_split" in pool.columns:  # the critic's identities, as the manifest names them
+        critic = set(pool.loc[pool["critic_split"] != "none", "identity"])
+    else:
+        critic = set(counts[counts >= min_critic_images].index)
+    eligible = counts[(counts < min_critic_images) & ~counts.index.isin(critic)]
+    chosen, held = [], []
+    for n in sorted(eligible.unique()):
+        names = sorted(eligible[eligible == n].index)
+        take = sorted(rng.choice(names, size=int(round(len(names) * fraction)), replace=False).tolist())
+        chosen += take
+        held += rng.choice(take, size=int(round(len(take) * heldout)), replace=False).tolist()
+    out = pool[pool["identity"].isin(set(chosen))].sort_values("path")[["path", "identity", "sha256"]]
+    out = out.assign(role=np.where(out["identity"].isin(set(held)), "heldout", "train")).reset_index(drop=True)
+    assert_no_test_identities(out["identity"], "the attacker split")
+    return out
+
+
 def all_identities_gallery(files: pd.DataFrame, exclude_paths: set[str], per_identity: int = GALLERY_TEMPLATE_IMAGES,
                            seed: int = 0) -> pd.DataFrame:
     """Gallery for rank-of-the-true-identity: up to ``per_identity`` images of every identity, never a probe."""
