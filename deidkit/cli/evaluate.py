@@ -161,21 +161,40 @@ def realism_command(args: argparse.Namespace) -> int:
 
 
 def attack_command(args: argparse.Namespace) -> int:
-    """The plain, the adapted (and with --reversal the reversal) attacker against each de-identifier; records go to
-    reports/metrics/<name>.json."""
+    """The plain attacker and the trained ones (``--attacks``) against each de-identifier, the naive strengths
+    among them with ``--naive``; records go to reports/metrics/<name>.json."""
     from deidkit.deidentifiers import load_deidentifier
-    from deidkit.eval.attack import adapted_attack_records, attack_split, attack_table
+    from deidkit.eval.attack import ReversalConfig, attack_records, attack_split, attack_table
+    from deidkit.eval.attack_finetune import FinetuneConfig
     from deidkit.recognizers import get_recognizer
     from deidkit.reports import record_metrics
 
-    methods = [load_deidentifier(n) for n in args.methods]
-    split = attack_split(args.protocol, max_images=args.train_images)
-    recognizers = [get_recognizer(n) for n in args.recognizers]
-    records = adapted_attack_records(methods, recognizers, split)
-    if args.reversal:
-        from deidkit.eval.attack import ReversalConfig, reversal_attack_records
+    names = list(args.methods)
+    if args.naive is not None:  # every strength of the named naive families (all families when none is named)
+        from deidkit.eval.naive import NAIVE_FAMILIES
 
-        records += reversal_attack_records(methods, recognizers, split, ReversalConfig.profile(args.reversal))
+        unknown = [f for f in args.naive if f not in NAIVE_FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown naive family {unknown[0]!r}; choose from {', '.join(NAIVE_FAMILIES)}")
+        names += [n for fam in (args.naive or NAIVE_FAMILIES) for n in NAIVE_FAMILIES[fam]]
+    if not names:
+        raise ValueError("name at least one de-identifier (e.g. live fadenet blur_sigma8) or use --naive")
+    attacks = list(dict.fromkeys(args.attacks + (["reversal"] if args.reversal else [])))
+    methods = []
+    for name in dict.fromkeys(names):
+        try:
+            methods.append(load_deidentifier(name))
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+    split = attack_split(args.protocol, train_manifest=args.split, max_images=args.train_images,
+                         n_identities=args.identities)
+    print(f"attacker split {args.split}: {len(split.train_paths)} training images "
+          f"({len(set(split.train_identities))} identities), {len(split.heldout_paths)} held-out images "
+          f"({len(set(split.heldout_identities))} identities); test protocol {args.protocol}")
+    recognizers = [get_recognizer(n) for n in args.recognizers]
+    records = attack_records(methods, recognizers, split, attacks,
+                             finetune=FinetuneConfig.profile(args.finetune_profile),
+                             reversal=ReversalConfig.profile(args.reversal or args.reversal_profile))
     print(attack_table(records).round(3).to_string(index=False))
     print(f"records: {record_metrics(records, args.name, args.out)}")
     return 0
@@ -225,14 +244,32 @@ def _add_realism(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_attack(sub: argparse._SubParsersAction) -> None:
-    """``deidkit attack``."""
-    p = sub.add_parser("attack", help="an attacker that has learnt each de-identifier (a head on a frozen recogniser)")
-    p.add_argument("methods", nargs="+", help="de-identifier names (e.g. live fadenet blur_sigma8 pixelate_16px)")
+    """``deidkit attack``. The names are deidkit.eval.attack's ATTACKS, DEFAULT_ATTACKS and ATTACK_SPLIT, spelt
+    out so that building the parser imports no evaluation code."""
+    p = sub.add_parser("attack", help="attackers that have learnt each de-identifier: a linear head on a frozen "
+                       "recogniser, its last blocks fine-tuned, a reversal U-Net")
+    p.add_argument("methods", nargs="*", help="de-identifier names (e.g. live fadenet blur_sigma8 pixelate_16px)")
+    p.add_argument("--naive", nargs="*", default=None, metavar="FAMILY",
+                   help="also attack every strength of these naive families (deidkit.eval.naive.NAIVE_FAMILIES; "
+                        "all families when none is named): the frontier under attack")
+    p.add_argument("--attacks", nargs="+", default=["adapted_linear", "adapted_finetune"],
+                   choices=["adapted_linear", "adapted_finetune", "reversal"],
+                   help="the trained attackers (the plain one always runs); adapted_finetune only for torch "
+                        "recognisers (not dlib)")
     p.add_argument("--recognizers", nargs="+", default=["dlib", "mobilefacenet_casia"])
     p.add_argument("--protocol", default="lfw_57x8")
-    p.add_argument("--train-images", type=int, default=2000, help="training-pool images the attacker learns from")
+    p.add_argument("--identities", type=int, default=None,
+                   help="first N identities of the protocol only (quick checks)")
+    p.add_argument("--split", default="lfw_attack_split",
+                   help="manifest the attackers learn from (its train role; its heldout role for their own choices)")
+    p.add_argument("--train-images", type=int, default=2000, help="at most this many training images of the split")
+    p.add_argument("--finetune-profile", default="quick", choices=["tiny", "quick", "long"],
+                   help="recipe of adapted_finetune (cached, resumable)")
+    p.add_argument("--reversal-profile", default="quick", choices=["tiny", "quick", "paper"],
+                   help="recipe of the reversal U-Net (cached, resumable)")
     p.add_argument("--reversal", default=None, choices=["tiny", "quick", "paper"],
-                   help="also train the reversal U-Net of this profile per de-identifier (cached, resumable)")
+                   help="add the reversal attacker with this profile (same as --attacks ... reversal "
+                        "--reversal-profile PROFILE)")
     p.add_argument("--name", default="attack", help="records file: reports/metrics/<name>.json")
     p.add_argument("--out", default=None, help="reports folder (default: reports/)")
     p.set_defaults(func=attack_command)
