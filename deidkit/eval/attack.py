@@ -281,13 +281,10 @@ def _linear_rows(d, outputs: _Outputs, recognizers: Sequence, split: AttackSplit
 
 def _finetune_rows(d, outputs: _Outputs, recognizers: Sequence, split: AttackSplit, data: AttackData,
                    weights: dict, config, progress: bool) -> list[dict]:
-    from deidkit.eval.attack_finetune import finetunable, train_finetune, tuned_recognizer
+    from deidkit.eval.attack_finetune import train_finetune, tuned_recognizer
 
     rows = []
     for r in recognizers:
-        if not finetunable(r):  # dlib's ResNet runs outside torch: nothing to fine-tune
-            print(f"adapted_finetune: {r.name} is not a torch network that can be fine-tuned; skipped")
-            continue
         result = train_finetune(r, d, data.train, data.heldout, split.heldout_identities, config,
                                 progress=progress, train_batch=outputs.train, heldout_batch=outputs.heldout)
         tuned = tuned_recognizer(r, result)
@@ -327,10 +324,15 @@ def attack_records(deidentifiers: Sequence, recognizers: Sequence, split: Attack
         raise ValueError(f"unknown attack {unknown[0]!r}; choose from {', '.join(ATTACKS)}")
     split = split or attack_split()
     data = AttackData.load(split, crop_size)
-    if "adapted_finetune" in attacks and finetune is None:
-        from deidkit.eval.attack_finetune import FinetuneConfig
+    tunable = []
+    if "adapted_finetune" in attacks:
+        from deidkit.eval.attack_finetune import FinetuneConfig, finetunable
 
-        finetune = FinetuneConfig()
+        finetune = finetune or FinetuneConfig()
+        tunable = [r for r in recognizers if finetunable(r)]
+        for r in recognizers:
+            if r not in tunable:  # dlib's ResNet runs outside torch: nothing to fine-tune
+                print(f"adapted_finetune: {r.name} is not a torch network that can be fine-tuned; skipped")
     reversal = reversal or ReversalConfig()
     rows = []
     for d in deidentifiers:
@@ -340,7 +342,7 @@ def attack_records(deidentifiers: Sequence, recognizers: Sequence, split: Attack
             rows += _linear_rows(d, outputs, recognizers, split, data, weights, plain, "adapted_linear" in attacks,
                                  ridge)
         if "adapted_finetune" in attacks:
-            rows += _finetune_rows(d, outputs, recognizers, split, data, weights, finetune, progress)
+            rows += _finetune_rows(d, outputs, tunable, split, data, weights, finetune, progress)
         if "reversal" in attacks:
             rows += _reversal_rows(d, outputs, recognizers, split, data, weights, reversal, progress)
     return rows
