@@ -68,6 +68,9 @@ def test_attack_split_holds_no_test_selection_or_critic_identity_and_is_reproduc
 
     s = attack_split()
     assert s.train_split == ATTACK_SPLIT and len(s.train_paths) == len(train) and len(s.heldout_paths) == len(held)
+    small = attack_split(max_images=60)  # a quick check gets a proportionate held-out part, whole identities
+    assert len(small.train_paths) == 60 and 0 < len(small.heldout_paths) <= 32
+    assert set(held.loc[held["identity"].isin(set(small.heldout_identities)), "path"]) == set(small.heldout_paths)
     leak = load_manifest("lfw_select_160x8")["identity"].iloc[0]
     with pytest.raises(ValueError, match="test protocols"):
         AttackSplit(s.train_paths[:2], s.train_identities[:2], s.protocol, "lfw_57x8", ["images/x.jpg"], [leak])

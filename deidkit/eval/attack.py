@@ -95,10 +95,12 @@ class AttackSplit:
 
 
 def attack_split(protocol: str = "lfw_57x8", train_manifest: str = ATTACK_SPLIT, max_images: int = 2000,
-                 seed: int = 0, n_identities: int | None = None) -> AttackSplit:
+                 seed: int = 0, n_identities: int | None = None, max_heldout: int | None = None) -> AttackSplit:
     """The attacker's images from ``train_manifest`` (its ``train`` role, up to ``max_images`` of them drawn with
-    ``seed``; its ``heldout`` role whole) and the test protocol (its first ``n_identities`` identities only, for quick
-    checks). A manifest without a ``role`` column gives training images only."""
+    ``seed``; whole identities of its ``heldout`` role, drawn with ``seed``, up to ``max_heldout`` images: by default
+    a quarter of ``max_images``, at least 32, which is the whole role for the default 2,000) and the test protocol
+    (its first ``n_identities`` identities only, for quick checks). A manifest without a ``role`` column gives
+    training images only."""
     from deidkit.data.lfw import load_manifest
     from deidkit.data.protocols import first_identities
 
@@ -109,6 +111,12 @@ def attack_split(protocol: str = "lfw_57x8", train_manifest: str = ATTACK_SPLIT,
     train, held = pool[roles == "train"], pool[roles == "heldout"]
     if max_images < len(train):
         train = train.sample(n=max_images, random_state=seed).sort_values("path")
+    cap = max(32, max_images // 4) if max_heldout is None else max_heldout
+    if cap < len(held):  # a small attacker (a quick check) gets a proportionate held-out part, whole identities
+        sizes = held.groupby("identity").size()
+        order = np.random.default_rng(seed).permutation(sorted(sizes.index))
+        keep = order[:max(1, int(np.searchsorted(sizes[order].cumsum().to_numpy(), cap, side="right")))]
+        held = held[held["identity"].isin(set(keep))]
     return AttackSplit(train["path"].tolist(), train["identity"].tolist(), test, protocol,
                        held["path"].tolist(), held["identity"].tolist(), train_manifest)
 
