@@ -262,7 +262,8 @@ def _add_attack(sub: argparse._SubParsersAction) -> None:
                    help="first N identities of the protocol only (quick checks)")
     p.add_argument("--split", default="lfw_attack_split",
                    help="manifest the attackers learn from (its train role; its heldout role for their own choices)")
-    p.add_argument("--train-images", type=int, default=2000, help="at most this many training images of the split (and a quarter as many held-out ones)")
+    p.add_argument("--train-images", type=int, default=2000,
+                   help="at most this many training images of the split (and a quarter as many held-out ones)")
     p.add_argument("--finetune-profile", default="quick", choices=["tiny", "quick", "long"],
                    help="recipe of adapted_finetune (cached, resumable)")
     p.add_argument("--reversal-profile", default="quick", choices=["tiny", "quick", "paper"],
