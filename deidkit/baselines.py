@@ -4,18 +4,24 @@ noise over the face region. They share the interface of every de-identifier in t
 
 Strengths are given for a 224-pixel canonical crop and scaled with the crop size.
 
+Each comes in two variants: *boxed* (``blur_sigma8``: the face box changed with a hard edge, the crop outside it
+kept) and *blended* (``blur_sigma8_blend``: the same change pasted the way the learned models paste theirs, with a
+feathered face-box weight and a colour match, see :class:`Blended`).
+
 Looking a baseline up by name is the last step of every lookup by name (:func:`deidkit.deidentifiers.load_deidentifier`),
 so the one-line error for a name that is no de-identifier, listing every valid choice, is made here.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
+from deidkit.data.templates import CANONICAL_ZOOM
 from deidkit.eval.quality import face_box
 from deidkit.shipped import shipped_models
 
@@ -111,6 +117,73 @@ class AdditiveNoise(_FaceRegion):
         return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+def face_box_mask(size: int, region: float, feather: float) -> np.ndarray:
+    """(size, size) float32 weights: 1 inside the face box (``region`` of the side, see
+    :func:`deidkit.eval.quality.face_box`) ``feather`` x its side away from its edge, a linear ramp to 0 at the
+    edge (the product of the two axes' ramps), 0 outside. The learned models' paste (FaDeNet's ``feather``) and the
+    blended baselines' share it."""
+    x0, _, x1, _ = face_box(size, region)
+    side = x1 - x0
+    ramp = np.ones(side, np.float32)
+    width = min(int(round(feather * side)), side // 2)
+    if width:
+        up = (np.arange(width, dtype=np.float32) + 0.5) / width
+        ramp[:width], ramp[side - width:] = up, up[::-1]
+    mask = np.zeros((size, size), np.float32)
+    mask[x0:x1, x0:x1] = np.outer(ramp, ramp)
+    return mask
+
+
+#: The feather of the blended baselines: the shipped ``fadenet``'s (its manifest's inference options: feather 0.26
+#: with the colour match), the learned model pasted through a fixed face box. Kept fixed, not read from the
+#: manifest, because the baselines' names and cached results must not change when a model is re-shipped.
+BLEND_FEATHER = 0.26
+
+
+@dataclass
+class Blended:
+    """A boxed baseline pasted the way the learned models paste their output (FaDeNet's ``facebox`` mode): the
+    boxed change weighted by :func:`face_box_mask` (the canonical face region, ``feather`` x its side of linear
+    ramp; 0 outside), after a per-channel colour match over that weight
+    (:func:`deidkit.deidentifiers.colour.match_colour`). Blur and pixelation keep a region's mean colour, so the
+    colour match is close to the identity for them; it is kept so that the paste is the learned models' own.
+
+    At ``feather`` 0 the weight is the boxed variant's hard box (1 inside, 0 outside): without the colour match the
+    output is the boxed one pixel for pixel; with it, the boxed one with each channel of the face box scaled by the
+    gain that gives the box the input's mean back.
+
+    Named ``<boxed name>_blend`` at :data:`BLEND_FEATHER`, ``<boxed name>_blend_f<feather>`` at another feather."""
+
+    base: _FaceRegion
+    feather: float = BLEND_FEATHER
+    colour_match: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.feather < 0.5:
+            raise ValueError(f"feather must lie in [0, 0.5) (a fraction of the face box side), got {self.feather}")
+
+    @property
+    def name(self) -> str:
+        suffix = "" if self.feather == BLEND_FEATHER else f"_f{self.feather:g}"
+        return f"{self.base.name}_blend{suffix}" + ("" if self.colour_match else "_nocm")
+
+    def deidentify(self, batch: np.ndarray) -> np.ndarray:
+        # imported here: the de-identifiers' package imports this module on its own import
+        from deidkit.deidentifiers.colour import match_colour
+
+        batch = _check_batch(batch)
+        n, size = batch.shape[0], batch.shape[1]
+        if batch.shape[2] != size:
+            raise ValueError(f"expected square canonical crops, got {batch.shape}")
+        boxed = self.base.deidentify(batch)  # the change inside the face box, the input outside it
+        weight = face_box_mask(size, CANONICAL_ZOOM, self.feather)
+        if self.colour_match:  # weighted by where the change is pasted, as FaDeNet's paste does
+            boxed = match_colour(boxed, batch, np.broadcast_to(weight, (n, size, size)))
+        # FaDeNet's blend, term for term: input + weight x (changed - input), rounded
+        out = batch + weight[None, ..., None] * (boxed.astype(np.float32) - batch)
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 class Identity:
     """The original image: the reference point of every table."""
 
@@ -130,13 +203,31 @@ def baseline_deidentifiers() -> list[Deidentifier]:
     ]
 
 
+#: ``<boxed baseline>_blend[_f<feather>][_nocm]``: a boxed baseline through :class:`Blended`.
+BLEND_NAME = re.compile(r"(.+?)_blend(?:_f([0-9]*\.?[0-9]+))?(_nocm)?")
+
+
 def get_deidentifier(name: str) -> Deidentifier:
-    """A baseline (or ``"original"``) by its name, e.g. ``blur_sigma8``, ``pixelate_16px``, ``noise_sigma32``."""
+    """A baseline (or ``"original"``) by its name, e.g. ``blur_sigma8``, ``pixelate_16px``, ``noise_sigma32``,
+    ``blackbox``; ``<one of those>_blend`` (e.g. ``blur_sigma8_blend``) is the blended variant at
+    :data:`BLEND_FEATHER`, ``_blend_f<feather>`` at another feather (``pixelate_16px_blend_f0``), ``_nocm`` after
+    either without the colour match."""
     for d in [Identity(), *baseline_deidentifiers()]:
         if d.name == name:
             return d
-    import re
-
+    blend = BLEND_NAME.fullmatch(name)
+    if blend is not None:
+        try:
+            base = get_deidentifier(blend.group(1))
+        except KeyError:
+            raise KeyError(unknown_message(name)) from None
+        if not isinstance(base, _FaceRegion):
+            raise KeyError(unknown_message(name))  # the original has no change to blend
+        feather = BLEND_FEATHER if blend.group(2) is None else float(blend.group(2))
+        try:
+            return Blended(base, feather, colour_match=blend.group(3) is None)
+        except ValueError as exc:
+            raise KeyError(f"{exc}; {unknown_message(name)}") from None
     m = re.fullmatch(r"blur_sigma([\d.]+)|pixelate_(\d+)px|noise_sigma([\d.]+)", name)
     if m:
         if m.group(1):
@@ -152,7 +243,8 @@ def get_deidentifier(name: str) -> Deidentifier:
 TRAINED_NAMES = ("live_<profile>[_stage<0-3>][_s<strength>]", "live-<run>[@stage<0-3>]", "fadenet_<profile>",
                  "fadenet-<run>[@epoch<NNN>]")
 #: Baseline names beyond the listed strengths (:func:`get_deidentifier` parses them).
-BASELINE_PATTERNS = ("blur_sigma<S>", "pixelate_<B>px", "noise_sigma<S>")
+BASELINE_PATTERNS = ("blur_sigma<S>", "pixelate_<B>px", "noise_sigma<S>",
+                     "<baseline>_blend[_f<feather>][_nocm] (blended, e.g. blur_sigma8_blend, pixelate_16px_blend)")
 
 
 def valid_choices() -> str:

@@ -104,11 +104,38 @@ def distance_scatter(distances: pd.DataFrame, recognizer: str, ax=None):
     return ax.figure
 
 
+#: Colour of each naive kind; its variants share it (boxed dashed, blended solid).
+FAMILY_COLOURS = {"blur": "tab:blue", "pixelate": "tab:orange"}
+
+
+def family_style(family: str) -> dict:
+    """Line style of a naive family in the frontier figures: the kind's colour (``blur`` blue, ``pixelate``
+    orange, others grey); boxed families dashed, blended ones solid, a blended family at another feather than
+    the kit's blend (:data:`deidkit.baselines.BLEND_FEATHER`) solid and fainter, with crosses."""
+    from deidkit.eval.naive import variant_of
+
+    kind, _, rest = family.partition("_blend")
+    colour = FAMILY_COLOURS.get(kind, "grey")
+    if variant_of(family) == "boxed":
+        return {"color": colour, "ls": "--", "marker": ".", "lw": 1.0}
+    if rest:  # another feather: told apart from the kit's blend without a third line style
+        return {"color": colour, "ls": "-", "marker": "x", "ms": 4, "lw": 1.0, "alpha": 0.6}
+    return {"color": colour, "ls": "-", "marker": ".", "lw": 1.6}
+
+
+def family_label(family: str) -> str:
+    """Legend label of a naive family: ``blur (naive, boxed)``, ``blur_blend_f0.13 (naive, blended)``."""
+    from deidkit.eval.naive import variant_of
+
+    return f"{family} (naive, {variant_of(family)})"
+
+
 def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], families: dict | None = None,
                     attacks: list[dict] | None = None):
     """The privacy-utility frontier: one panel per (level, recogniser); each naive family as a line through its
-    strengths (and the original at SSIM 1), every other de-identifier as a labelled marker with its repetition SD.
-    A marker below the lower line is better than naive at its image quality. ``tables``: level -> frontier
+    strengths (and the original at SSIM 1; boxed families dashed, blended ones solid, :func:`family_style`), every
+    other de-identifier as a labelled marker with its repetition SD. A marker below the lowest line is better than
+    naive at its image quality. ``tables``: level -> frontier
     table (see :mod:`deidkit.eval.frontier`). ``attacks`` (``kind="attack"`` records, :mod:`deidkit.eval.attack`):
     on the crop-level panels, each adaptive attacker's Rank-1 as a hollow marker joined to the plain one (same SSIM:
     the image is the same, the attacker is stronger)."""
@@ -118,15 +145,13 @@ def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], fam
     levels = list(tables)
     fig, axes = plt.subplots(len(levels), len(recognizers), figsize=(4.6 * len(recognizers), 3.9 * len(levels)),
                              squeeze=False)
-    styles = {"blur": ("tab:blue", "-"), "pixelate": ("tab:orange", "--")}
     for i, level in enumerate(levels):
         table = tables[level]
         for j, rec in enumerate(recognizers):
             ax = axes[i][j]
             for fam, members in families.items():
                 c = family_curve(table, rec, members)
-                colour, ls = styles.get(fam, ("grey", ":"))
-                ax.plot(c["ssim"], c["rank1_mean"], ls, color=colour, marker=".", label=f"{fam} (naive)")
+                ax.plot(c["ssim"], c["rank1_mean"], label=family_label(fam), **family_style(fam))
             others = table[(table["recognizer"] == rec) & (table["deidentifier"] != "original")
                            & table["deidentifier"].map(lambda n: family_of(n, families) is None)]
             for _, row in others.iterrows():
@@ -205,7 +230,7 @@ def selection_curves_figure(table: pd.DataFrame, max_rank1: float | None = None,
         s, r, f = table[f"{level}_ssim"], table[f"{level}_rank1"], table[f"{level}_frontier_rank1"]
         order = np.argsort(s.to_numpy())
         ax.plot(s.to_numpy()[order], f.to_numpy()[order], color="0.6", lw=1, marker="x", ms=3,
-                label="naive frontier (blur / pixelate) at that SSIM")
+                label="naive frontier (blur / pixelate, boxed or blended) at that SSIM")
         for (colour, marker), run in zip(styles, runs):
             grp = table[table["run"] == run]
             ax.scatter(grp[f"{level}_ssim"], grp[f"{level}_rank1"], s=20, color=colour, marker=marker, label=run,
@@ -233,7 +258,7 @@ def realism_figure(tables: dict[str, pd.DataFrame], realism: list[dict], recogni
                    families: dict | None = None, axis: str = "sharpness"):
     """Privacy against image quality, twice per level and recogniser: Rank-1 against SSIM (the frontier's axis) and
     against a realism measure (``axis``: ``"sharpness"`` on a log scale, or ``"c2st"``), each naive family as a
-    line, every other de-identifier as a labelled marker. SSIM forgives blur; the realism axis does not: a point
+    line (boxed dashed, blended solid), every other de-identifier as a labelled marker. SSIM forgives blur; the realism axis does not: a point
     that looks better than blur on SSIM may look no better on sharpness. ``tables``: level -> frontier table;
     ``realism``: ``kind="realism"`` records of the same de-identifiers and levels."""
     from deidkit.eval.frontier import NAIVE_FAMILIES, family_of
@@ -242,7 +267,6 @@ def realism_figure(tables: dict[str, pd.DataFrame], realism: list[dict], recogni
     levels = [lv for lv in tables if any(r["level"] == lv for r in realism)]
     fig, axes = plt.subplots(len(levels), 2 * len(recognizers), figsize=(4.2 * 2 * len(recognizers),
                              3.8 * len(levels)), squeeze=False)
-    styles = {"blur": ("tab:blue", "-"), "pixelate": ("tab:orange", "--")}
     for i, level in enumerate(levels):
         real = pd.DataFrame([r for r in realism if r["level"] == level])
         table = tables[level].merge(real[["deidentifier", axis]], on="deidentifier", how="inner")
@@ -254,8 +278,7 @@ def realism_figure(tables: dict[str, pd.DataFrame], realism: list[dict], recogni
                     # the family in order of strength, from the original (pixelation's sharpness is not monotonic)
                     order = {n: k for k, n in enumerate(["original", *members])}
                     c = t[t["deidentifier"].isin(order)].sort_values("deidentifier", key=lambda n: n.map(order))
-                    colour, ls = styles.get(fam, ("grey", ":"))
-                    ax.plot(c[x], c["rank1_mean"], ls, color=colour, marker=".", label=f"{fam} (naive)")
+                    ax.plot(c[x], c["rank1_mean"], label=family_label(fam), **family_style(fam))
                 for _, row in t[t["deidentifier"].map(lambda n: family_of(n, families) is None)].iterrows():
                     ax.plot(row[x], row["rank1_mean"], "o", ms=5)
                     ax.annotate(row["deidentifier"], (row[x], row["rank1_mean"]), fontsize=6, xytext=(3, 3),

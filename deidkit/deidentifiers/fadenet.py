@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deidkit.baselines import face_box_mask  # noqa: F401  (shared with the blended baselines; imported from here too)
 from deidkit.checkpoints import CHECKPOINT_NAME, load_module_state, read_json, runs_dir
 from deidkit.configs import FADENET_PROFILES, FaDeNetConfig
 from deidkit.data.images import from_model_range, resize_crops, to_model_range
@@ -231,22 +232,6 @@ def option_suffix(feather: float = 0.0, strength: float = 1.0, colour_match: boo
     suffix += f"_s{strength:g}" if strength != base[1] else ""
     suffix += "_cm" if colour_match and not base[2] else ""
     return suffix + (f"_dc{detail_cap:g}" if detail_cap != base[3] else "")
-
-
-def face_box_mask(size: int, region: float, feather: float) -> np.ndarray:
-    """(size, size) float32 weights: 1 inside the face box (``region`` of the side, see
-    :func:`deidkit.eval.quality.face_box`) ``feather`` x its side away from its edge, a linear ramp to 0 at the
-    edge (the product of the two axes' ramps), 0 outside."""
-    x0, _, x1, _ = face_box(size, region)
-    side = x1 - x0
-    ramp = np.ones(side, np.float32)
-    width = min(int(round(feather * side)), side // 2)
-    if width:
-        up = (np.arange(width, dtype=np.float32) + 0.5) / width
-        ramp[:width], ramp[side - width:] = up, up[::-1]
-    mask = np.zeros((size, size), np.float32)
-    mask[x0:x1, x0:x1] = np.outer(ramp, ramp)
-    return mask
 
 
 def _mode(mode: str | None, config: FaDeNetConfig) -> str:

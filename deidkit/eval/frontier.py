@@ -3,11 +3,16 @@
 Both papers' central claim is that a learned de-identifier hides identity better than naive obfuscation *at the
 same image quality*. This module measures exactly that, for any de-identifier and recogniser:
 
-1. Each naive family (Gaussian blur, pixelation) is evaluated at many strengths, from nearly invisible to
-   heavy, and the original image is added as the family's weakest member (SSIM 1, the original Rank-1).
+1. Each naive family is evaluated at many strengths, from nearly invisible to heavy, and the original image is
+   added as the family's weakest member (SSIM 1, the original Rank-1). Gaussian blur and pixelation come in two
+   variants (:data:`deidkit.eval.naive.NAIVE_FAMILIES`): *boxed*, a hard-edged face box, and *blended*, pasted
+   the way the learned models paste their output (feathered face box and colour match,
+   :class:`deidkit.baselines.Blended`), so that naive methods get the paste the learned ones are given.
 2. Along SSIM, each family's Rank-1 (and its repetition standard deviation, and the median rank of the true
-   identity) is interpolated linearly between neighbouring strengths. The frontier at an SSIM is the lower of
-   the two families' Rank-1 there: the most privacy a naive method buys for that much image quality.
+   identity) is interpolated linearly between neighbouring strengths. The frontier at an SSIM is the lowest of
+   the families' Rank-1 there, boxed and blended alike: the most privacy a naive method buys for that much image
+   quality. The records name the family that sets it (``frontier_family``, ``frontier_variant``) and keep each
+   variant's own best (``frontier_rank1_boxed``, ``frontier_rank1_blended``).
 3. A de-identifier's margin is ``(frontier_rank1 - rank1) / sqrt(sd^2 + frontier_sd^2)``: how many repetition
    standard deviations it lies *below* (better than) the frontier. Positive is better than naive; a margin of 3
    or more is "clearly beyond". When an SSIM lies below every strength of a family (an image uglier than the
@@ -22,6 +27,7 @@ whole photo, the recogniser re-detecting the face in the output) — the latter 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +38,13 @@ from tqdm.auto import tqdm
 
 # the naive families are defined in deidkit.eval.naive (the benchmark's configuration names them too) and are
 # offered here as well, where notebooks and scripts import them
-from deidkit.eval.naive import NAIVE_FAMILIES, NAIVE_PREFIXES, family_of, naive_deidentifiers  # noqa: F401
+from deidkit.eval.naive import (  # noqa: F401
+    NAIVE_FAMILIES,
+    NAIVE_PREFIXES,
+    family_of,
+    naive_deidentifiers,
+    variant_of,
+)
 from deidkit.eval.provenance import provenance_by_name
 
 #: Columns a table of evaluated de-identifiers must have (one row per de-identifier and recogniser).
@@ -48,6 +60,9 @@ class FrontierPoint:
     rank1_std: float
     median_true_rank: float
     family: str | None
+    #: the lowest Rank-1 of the boxed families and of the blended ones there (NaN: no family of it covers the SSIM)
+    boxed_rank1: float = float("nan")
+    blended_rank1: float = float("nan")
 
 
 def family_curve(table: pd.DataFrame, recognizer: str, members: Sequence[str],
@@ -67,10 +82,11 @@ def _interp(x: float, xs: np.ndarray, ys: np.ndarray) -> float:
 def frontier_at(table: pd.DataFrame, recognizer: str, ssim: float,
                 families: dict[str, Sequence[str]] | None = None) -> FrontierPoint:
     """The naive frontier of ``recognizer`` at ``ssim``: per family, Rank-1, its SD and the median true rank
-    interpolated linearly along SSIM between the family's neighbouring strengths; the family with the lower
-    Rank-1 there wins. Families whose SSIM range does not reach down to ``ssim`` are left out; NaN when none
-    covers it."""
+    interpolated linearly along SSIM between the family's neighbouring strengths; the family with the lowest
+    Rank-1 there wins, boxed or blended (the pointwise minimum over families). Families whose SSIM range does not
+    reach down to ``ssim`` are left out; NaN when none covers it."""
     best: FrontierPoint | None = None
+    by_variant = {"boxed": float("nan"), "blended": float("nan")}
     for fam, members in (families or NAIVE_FAMILIES).items():
         curve = family_curve(table, recognizer, members)
         if len(curve) < 2:
@@ -82,9 +98,14 @@ def frontier_at(table: pd.DataFrame, recognizer: str, ssim: float,
         sd = _interp(ssim, xs, curve["rank1_std"].to_numpy(float))
         mtr = (_interp(ssim, xs, curve["median_true_rank"].to_numpy(float))
                if "median_true_rank" in curve else float("nan"))
+        variant = variant_of(fam)
+        if not r1 >= by_variant[variant]:  # also replaces NaN
+            by_variant[variant] = r1
         if best is None or r1 < best.rank1:
             best = FrontierPoint(r1, sd, mtr, fam)
-    return best or FrontierPoint(float("nan"), float("nan"), float("nan"), None)
+    if best is None:
+        return FrontierPoint(float("nan"), float("nan"), float("nan"), None)
+    return dataclasses.replace(best, boxed_rank1=by_variant["boxed"], blended_rank1=by_variant["blended"])
 
 
 def margin_sd(rank1: float, rank1_std: float, frontier: FrontierPoint, sd_floor: float) -> float:
@@ -124,8 +145,11 @@ def _frontier_boot(table: pd.DataFrame, boot: dict[int, np.ndarray], recognizer:
             continue
         xs = t["ssim"].to_numpy(float)
         ys = np.stack([boot[i] for i in t.index])  # (members, n_boot)
-        r1 = np.array([np.interp(ssim, xs, ys[:, b]) for b in range(ys.shape[1])])
-        best = r1 if best is None else np.minimum(best, r1)
+        # np.interp is linear in the values: its weights on the members, once, serve every sample (the frontier
+        # has some sixty members, each interpolated at every record's SSIM)
+        weights = np.array([np.interp(ssim, xs, unit) for unit in np.eye(len(xs))])
+        r1 = weights @ ys
+        best = r1 if best is None else np.minimum(best, r1)  # the better family in each sample
     return best if best is not None else np.full(len(next(iter(boot.values()))), np.nan)
 
 
@@ -134,11 +158,15 @@ def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_
                      seed: int = 0, provenance: Mapping[str, Mapping] | None = None) -> list[dict]:
     """One ``frontier`` record per (de-identifier, recogniser) of ``table`` (columns :data:`TABLE_COLUMNS`).
 
-    Naive family members are measured against the frontier too (their margin is about 0, or negative where the
-    other family is better); ``original`` is skipped. With per-identity Rank-1 in the table (column
-    ``rank1_by_identity``), each record gains identity-clustered bootstrap 95% intervals: ``rank1_ci`` and
-    ``gap_ci`` (the gap: frontier Rank-1 minus Rank-1, paired over the same resampled identities), and
-    ``beyond_frontier`` (the gap's interval excludes 0 on the good side). The margin in SDs is kept for
+    The frontier is the pointwise minimum over every family, boxed and blended: the margin, the gap and its
+    interval are taken against whichever naive variant does better at the record's SSIM (``frontier_family`` and
+    ``frontier_variant`` name it; ``frontier_rank1_boxed`` and ``frontier_rank1_blended`` give each variant's best,
+    NaN where none of its families reaches that SSIM). Naive family members are measured against the frontier too
+    (their margin is about 0, or negative where another family is better); ``original`` is skipped. With
+    per-identity Rank-1 in the table (column ``rank1_by_identity``), each record gains identity-clustered bootstrap
+    95% intervals: ``rank1_ci`` and ``gap_ci`` (the gap: frontier Rank-1 minus Rank-1, paired over the same
+    resampled identities, the frontier's minimum taken in each sample), and ``beyond_frontier`` (the gap's interval
+    excludes 0 on the good side). The margin in SDs is kept for
     comparison with earlier reports; it is not a calibrated statistic (the SD over 5 splits of the same images).
 
     Every record carries ``weights_sha256`` and ``commit`` (:mod:`deidkit.eval.provenance`): from ``provenance``
@@ -168,6 +196,8 @@ def frontier_records(table: pd.DataFrame, protocol: str, level: str, probes_per_
             "recognizer": row["recognizer"], "naive_family": family_of(row["deidentifier"], families),
             "ssim": float(row["ssim"]), "rank1": float(row["rank1_mean"]), "rank1_std": float(row["rank1_std"]),
             "frontier_rank1": fp.rank1, "frontier_rank1_std": fp.rank1_std, "frontier_family": fp.family,
+            "frontier_variant": variant_of(fp.family), "frontier_rank1_boxed": fp.boxed_rank1,
+            "frontier_rank1_blended": fp.blended_rank1,
             "margin_sd": margin_sd(float(row["rank1_mean"]), float(row["rank1_std"]), fp, floor),
             "detection_rate": float(row["detection_rate"]),
             "median_true_rank": float(row["median_true_rank"]),
