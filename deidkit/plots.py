@@ -172,7 +172,9 @@ def frontier_figure(tables: dict[str, pd.DataFrame], recognizers: list[str], fam
 
 
 def _attack_points(ax, table: pd.DataFrame, recognizer: str, attacks: list[dict]) -> None:
-    markers = {"adapted": ("^", "tab:red"), "reversal": ("s", "tab:purple")}
+    # "adapted" is the linear head's name in records written before the fine-tuned attacker existed
+    markers = {"adapted": ("^", "tab:red"), "adapted_linear": ("^", "tab:red"), "adapted_finetune": ("v", "tab:brown"),
+               "reversal": ("s", "tab:purple")}
     shown = set()
     for r in attacks:
         if r.get("kind") != "attack" or r["recognizer"] != recognizer or r["attack"] not in markers:

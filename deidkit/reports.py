@@ -449,11 +449,12 @@ SECTIONS = [
       "train_images_per_s", "peak_rss_mb", "wall_s_this_call", "device"]),
     ("The study form served by Voila, five participants in headless Chromium at once (tests/test_study_browser.py)",
      "study_browser", ["name", "value", "unit", "participants", "clicks"]),
-    ("An attacker that has learnt the de-identifier (`deidkit attack`): a ridge head from de-identified to original "
-     "embeddings of a frozen recogniser, fitted on training-pool identities; Rank-1 and median true rank within "
-     "the protocol's gallery of originals, plain (`none`) and adapted", "attack",
+    ("An attacker that has learnt the de-identifier (`deidkit attack`): plain (`none`), a ridge head on a frozen "
+     "recogniser's embeddings (`adapted_linear`; `adapted` in older records), the recogniser's last blocks "
+     "fine-tuned (`adapted_finetune`) or a reversal network, trained on the split `train_split` names; Rank-1 and "
+     "median true rank within the protocol's gallery of originals", "attack",
      ["protocol", "deidentifier", "recognizer", "attack", "rank1", "rank1_std", "median_true_rank",
-      "train_images", "source"]),
+      "train_images", "train_split", "source"]),
     ("Training speed (`deidkit benchmark-train`)", "train_speed",
      ["model", "profile", "device", "world_size", "images_per_s", "batch_size", "steps", "threads",
       "peak_rss_mb"]),

@@ -279,7 +279,7 @@ def test_attack_records_carry_the_weights_and_the_commit(tmp_path, monkeypatch, 
                         protocol.reset_index(drop=True), "small")
     learned = _Learned()
     recs = adapted_attack_records([learned], [_MeanColour(tmp_path / "w.npy")], split, ridge=1.0)
-    assert {r["attack"] for r in recs} == {"none", "adapted"}
+    assert {r["attack"] for r in recs} == {"none", "adapted_linear"}
     assert all(r["weights_sha256"] == deidentifier_weights(learned)[0] and r["commit"] == git_commit()
                for r in recs)
 

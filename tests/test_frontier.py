@@ -344,10 +344,10 @@ def test_adapted_attacker_sees_through_a_learnable_change_and_not_through_a_blac
     recs = adapted_attack_records([Identity(), get_deidentifier("blackbox")], [get_recognizer("mobilefacenet_ms1m")],
                                   small)
     t = attack_table(recs).set_index("deidentifier")
-    assert t.loc["identity", "rank1_none"] > 0.9 and t.loc["identity", "rank1_adapted"] > 0.9
+    assert t.loc["identity", "rank1_none"] > 0.9 and t.loc["identity", "rank1_adapted_linear"] > 0.9
     chance = 1 / protocol_small["identity"].nunique()
-    assert t.loc["blackbox", "rank1_adapted"] <= 2 * chance
-    assert {r["attack"] for r in recs} == {"none", "adapted"} and all(r["kind"] == "attack" for r in recs)
+    assert t.loc["blackbox", "rank1_adapted_linear"] <= 2 * chance
+    assert {r["attack"] for r in recs} == {"none", "adapted_linear"} and all(r["kind"] == "attack" for r in recs)
 
 
 def test_reversal_attacker_learns_to_undo_an_invertible_change_and_resumes(tmp_path, crops_small):

@@ -46,7 +46,7 @@ import pandas as pd
 
 from deidkit.data.lfw import assert_no_test_identities
 from deidkit.eval.embeddings import DeidentifiedBatch, embed_cached, embed_deidentified
-from deidkit.eval.identification import evaluate_identification, l2_normalize
+from deidkit.eval.identification import evaluate_identification, heldout_gallery, heldout_rank1, l2_normalize
 from deidkit.eval.provenance import provenance
 
 #: The trained attackers, in the order ``deidkit attack`` runs them.
@@ -150,27 +150,6 @@ def fit_adapted_head(deidentified: np.ndarray, original: np.ndarray, ridge: floa
     reg = ridge * len(x) * np.eye(x.shape[1])
     w = np.linalg.solve(xc.T @ xc + reg, xc.T @ yc + reg)
     return AdaptedHead(w.astype(np.float32), (ym - xm @ w).astype(np.float32))
-
-
-def heldout_gallery(identities: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(gallery, probes) indices for the attacker's own identification test: the first image of every identity is
-    its gallery original (single-image identities are distractors), the other images are probes."""
-    first: dict[str, int] = {}
-    for k, name in enumerate(identities):
-        first.setdefault(name, k)
-    gallery = np.array(sorted(first.values()), dtype=np.int64)
-    taken = set(gallery.tolist())
-    probes = np.array([k for k in range(len(identities)) if k not in taken], dtype=np.int64)
-    return gallery, probes
-
-
-def heldout_rank1(probes: np.ndarray, gallery: np.ndarray, probe_identities: Sequence[str],
-                  gallery_identities: Sequence[str]) -> float:
-    """Share of probe embeddings whose most similar gallery embedding is of the same identity (nan: no probe)."""
-    if len(probes) == 0:
-        return float("nan")
-    sims = l2_normalize(probes) @ l2_normalize(gallery).T
-    return float((np.asarray(gallery_identities)[sims.argmax(1)] == np.asarray(probe_identities)).mean())
 
 
 def choose_ridge(deidentified: np.ndarray, original: np.ndarray, identities: Sequence[str],

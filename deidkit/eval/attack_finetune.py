@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deidkit.eval.attack import heldout_gallery, heldout_rank1
 from deidkit.eval.embeddings import DeidentifiedBatch, recognizer_key
+from deidkit.eval.identification import heldout_gallery, heldout_rank1
 
 #: Files of a finished run: the kept weights and what was measured on the held-out identities.
 BEST_NAME = "best.pt"

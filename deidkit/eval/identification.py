@@ -7,7 +7,7 @@ embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,3 +187,24 @@ def identification_drop(deidentifier, recognizer, protocol: str = "lfw_57x8", cr
     return {"rank1_original": r_orig["rank1_mean"], "rank1_deidentified": r_deid["rank1_mean"],
             "rank1_drop": r_orig["rank1_mean"] - r_deid["rank1_mean"], "protocol": protocol,
             "n_identities": int(proto["identity"].nunique())}
+
+
+def heldout_gallery(identities: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(gallery, probes) indices for the attacker's own identification test: the first image of every identity is
+    its gallery original (single-image identities are distractors), the other images are probes."""
+    first: dict[str, int] = {}
+    for k, name in enumerate(identities):
+        first.setdefault(name, k)
+    gallery = np.array(sorted(first.values()), dtype=np.int64)
+    taken = set(gallery.tolist())
+    probes = np.array([k for k in range(len(identities)) if k not in taken], dtype=np.int64)
+    return gallery, probes
+
+
+def heldout_rank1(probes: np.ndarray, gallery: np.ndarray, probe_identities: Sequence[str],
+                  gallery_identities: Sequence[str]) -> float:
+    """Share of probe embeddings whose most similar gallery embedding is of the same identity (nan: no probe)."""
+    if len(probes) == 0:
+        return float("nan")
+    sims = l2_normalize(probes) @ l2_normalize(gallery).T
+    return float((np.asarray(gallery_identities)[sims.argmax(1)] == np.asarray(probe_identities)).mean())
