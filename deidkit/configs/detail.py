@@ -20,6 +20,7 @@ class DetailConfig:
     crop_fraction: float = 0.8  # the part of the canonical crop the live generator sees
     channels: int = 48
     blocks: int = 6
+    upsample: str = "nearest"  # the network's feature enlargement (deidkit.models.detail.DetailNet)
     disc_channels: int = 32
     blur_max: float = 1.5
     # training on random square patches of this side of the real face (0: the whole face): a patch of 64

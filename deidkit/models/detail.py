@@ -31,15 +31,19 @@ class DetailNet(nn.Module):
     Args:
         channels: width of every convolution.
         blocks: residual blocks at the input's side (where the cost is a quarter of the output's).
+        upsample: how the features are enlarged before the last convolutions ("nearest" or "bilinear").
     """
 
-    def __init__(self, channels: int = 48, blocks: int = 6) -> None:
+    def __init__(self, channels: int = 48, blocks: int = 6, upsample: str = "nearest") -> None:
         super().__init__()
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
         self.head = nn.Conv2d(3, channels, 3, 1, 1)
         self.body = nn.Sequential(*[_Residual(channels) for _ in range(blocks)])
         # enlarge, then convolve: a pixel shuffle under an adversarial loss drew periodic vertical stripes
-        # (a trial run on live faces, 400 steps)
-        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, channels, 3, 1, 1),
+        # (a trial run on live faces, 400 steps); nearest-neighbour enlargement left a two-pixel grid on faces
+        # shown large (HD video), which bilinear enlargement is meant to avoid
+        self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode=upsample), nn.Conv2d(channels, channels, 3, 1, 1),
                                 nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(channels, channels, 3, 1, 1),
                                 nn.LeakyReLU(0.2, inplace=True))
         self.tail = nn.Conv2d(channels, 3, 3, 1, 1)

@@ -150,7 +150,7 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    G, D = DetailNet(cfg.channels, cfg.blocks).to(device), PatchDiscriminator(cfg.disc_channels).to(device)
+    G, D = DetailNet(cfg.channels, cfg.blocks, cfg.upsample).to(device), PatchDiscriminator(cfg.disc_channels).to(device)
     if network is None:
         from deidkit.recognizers import get_recognizer
 
