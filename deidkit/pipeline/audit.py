@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class AuditRow:
 def recognizer_identity(recognizer: Any) -> dict[str, Any]:
     """What a threshold belongs to: the recogniser's name, the sha256 of its weights and the options that change its
     embeddings (the mirror image's features, dlib's jittering)."""
-    # through the embeddings module: the provenance module sits above the pipeline (docs/architecture.md)
+    # via the embeddings module, an upward import docs/architecture.md already lists (provenance would be a new one)
     from deidkit.eval.embeddings import recognizer_weights_sha256
 
     return {"recognizer": recognizer.name, "weights_sha256": recognizer_weights_sha256(recognizer),
@@ -152,7 +153,7 @@ def calibrate_threshold(recognizer: Any, far: float = AUDIT_FAR, pairs: Any = No
 
 
 def _kit_commit() -> str | None:
-    # the kit's commit, as deidkit.eval.provenance.git_commit gives it (that module sits above the pipeline)
+    # as deidkit.eval.provenance.git_commit gives it; importing that would be a new upward import of the pipeline
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10,
                              cwd=Path(__file__).resolve().parent)
@@ -162,7 +163,7 @@ def _kit_commit() -> str | None:
 
 
 def write_shipped_thresholds(recognizers: list[str] | None = None, path: str | os.PathLike | None = None,
-                             far: float = AUDIT_FAR, say: Any = print) -> Path:
+                             far: float = AUDIT_FAR, say: Callable[[str], object] = print) -> Path:
     """Calibrate the published weights of ``recognizers`` (default: every one the kit has) afresh and write their
     entries into the shipped thresholds file (other entries kept). A maintainer's command: minutes to an hour
     (dlib embeds the 7,701 pair images slowly)."""
