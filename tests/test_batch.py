@@ -290,3 +290,13 @@ def test_an_unknown_method_lists_every_choice_on_one_line(tmp_path, capsys):
     messages.append(capsys.readouterr().err.strip())
     for m in messages:
         assert "\n" not in m and all(n in m for n in names), m
+
+
+def test_auto_jobs_uses_the_cores_only_where_it_pays(monkeypatch):
+    from deidkit.pipeline import batch
+
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 4)
+    assert batch.auto_jobs("image", 5) == 1  # loading models in a second process costs more than it saves
+    assert batch.auto_jobs("image", 2 * batch.PHOTOS_PER_WORKER) == 2
+    assert batch.auto_jobs("image", 100 * batch.PHOTOS_PER_WORKER) == 4
+    assert batch.auto_jobs("video", 100) == 1

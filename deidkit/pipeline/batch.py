@@ -330,14 +330,26 @@ def _recorded(summary: Path) -> dict[tuple[str, str], BatchRow]:
         return {}
 
 
+#: Photos a worker process should have before another one pays for loading its own models (a few seconds).
+PHOTOS_PER_WORKER = 24
+
+
+def auto_jobs(kind: str, files: int) -> int:
+    """Worker processes for ``files`` files when the user leaves it to the kit: photos use the cores once each
+    worker has :data:`PHOTOS_PER_WORKER` of them; a video is one process (its pipeline runs threads of its own)."""
+    if kind != "image":
+        return 1
+    return max(1, min(os.cpu_count() or 1, files // PHOTOS_PER_WORKER))
+
+
 def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.PathLike, method: str = "live",
-              jobs: int = 1, strict: bool = False, force: bool = False, summary: str | os.PathLike | None = None,
+              jobs: int = 0, strict: bool = False, force: bool = False, summary: str | os.PathLike | None = None,
               progress: bool = True, threads: int | None = None, **options: Any) -> BatchRows:
     """De-identify every image or video of ``inputs`` into ``out_dir`` (the tree mirrored); returns the rows of
     the summary, which is written to ``summary`` (default ``out_dir/deidkit-summary.csv``).
 
     ``jobs`` > 1 runs that many worker processes (each with its own de-identifier; ``threads`` torch threads
-    each, default 1 then). ``strict`` refuses to write an output in which no face was de-identified. ``force``
+    each, default 1 then); 0 chooses (:func:`auto_jobs`). ``strict`` refuses to write an output in which no face was de-identified. ``force``
     redoes outputs that are already current. ``options`` go to :func:`deidentify_image` /
     :func:`deidentify_video` (``detector``, ``strength``, ``hull``, ``target``, ...) and ``run_dir`` to the
     de-identifier's loader.
@@ -345,8 +357,8 @@ def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.Path
     A file whose output is current is skipped and keeps the row ``summary`` already holds for it (see the module
     docstring); the rows returned say which run wrote each (``run``) and which this run skipped
     (:attr:`BatchRows.skipped`)."""
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs < 0:
+        raise ValueError(f"jobs must be >= 0 (0: as many as pay), got {jobs}")
     files = collect_inputs(inputs, kind)
     out_dir = check_output_folder(out_dir, files, kind)
     remove_leftovers(out_dir)
@@ -382,6 +394,7 @@ def run_batch(kind: str, inputs: list[str | os.PathLike], out_dir: str | os.Path
         write_summary(sorted(current.values(), key=lambda r: order[r.output]), summary)
         bar.update(1)
 
+    jobs = jobs or auto_jobs(kind, len(todo))
     bar = tqdm(total=len(files), initial=skipped, desc=f"de-identify {kind}s", unit=kind, disable=not progress)
     if todo and jobs == 1:
         _init_worker(method, dict(options), threads)

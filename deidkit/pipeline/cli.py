@@ -142,7 +142,9 @@ def add_video_commands(subparsers: Any) -> None:
         p.add_argument("paths", nargs="+", metavar="IN... OUT",
                        help=f"input {kind}s, folders or globs, then the output ({kind} file or folder)")
         _common_args(p)
-        p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (worker processes)")
+        p.add_argument("--jobs", type=int, default=0,
+                       help="files processed in parallel (worker processes; default 0: photos use the cores once "
+                            "each worker has a couple of dozen of them, videos one process)")
         p.add_argument("--strict", action="store_true", help="write no output in which no face was de-identified; "
                        "exit status 1 when that happens")
         p.add_argument("--force", action="store_true", help="redo outputs that are already newer than their input")
