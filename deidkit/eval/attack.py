@@ -5,13 +5,14 @@ Three attackers, each trained per de-identifier on the attacker split (``lfw_att
 
 - ``adapted_linear``: an off-the-shelf recogniser kept frozen, with a linear head on its embedding (least squares
   regularised towards the identity map, closed form) from the embedding of a de-identified face to the embedding of
-  the same face's original; its regularisation chosen on the split's held-out identities. A de-identifier whose
-  change is a fixed, learnable distortion of the embedding (blur is the textbook case) gives identity back to it.
+  the same face's original; its regularisation chosen on the split's held-out identities
+  (:mod:`deidkit.eval.attack_linear`). A de-identifier whose change is a fixed, learnable distortion of the
+  embedding (blur is the textbook case) gives identity back to it.
 - ``adapted_finetune``: the recogniser's last blocks fine-tuned so that a de-identified face lands on its original's
   embedding (:mod:`deidkit.eval.attack_finetune`; torch recognisers only: dlib's network cannot be fine-tuned).
 - ``reversal``: a small residual U-Net (the kit's FaDeNet network) trained with an L1 loss to map de-identified faces
   back to their originals at the judges' input size (112 pixels), applied to the de-identified probes before an
-  off-the-shelf recogniser.
+  off-the-shelf recogniser (:mod:`deidkit.eval.attack_reversal`).
 
 At test time each attacker searches the protocol's gallery of originals with the de-identified probes, as the plain
 (``none``) attacker does without any learning. Trained attackers are cached and resumable like every training run of
@@ -45,8 +46,13 @@ import numpy as np
 import pandas as pd
 
 from deidkit.data.lfw import assert_no_test_identities
+
+# the linear head and the reversal network live in their own modules; their names stay importable from here, where
+# the training code, the command line, notebooks and tests import them
+from deidkit.eval.attack_linear import AdaptedHead, choose_ridge, choose_ridge_heldout, fit_adapted_head
+from deidkit.eval.attack_reversal import ReversalConfig, reverse, train_reversal
 from deidkit.eval.embeddings import DeidentifiedBatch, embed_cached, embed_deidentified
-from deidkit.eval.identification import evaluate_identification, heldout_gallery, heldout_rank1, l2_normalize
+from deidkit.eval.identification import evaluate_identification, heldout_gallery, heldout_rank1
 from deidkit.eval.provenance import provenance
 
 #: The trained attackers, in the order ``deidkit attack`` runs them.
@@ -119,74 +125,6 @@ def attack_split(protocol: str = "lfw_57x8", train_manifest: str = ATTACK_SPLIT,
         held = held[held["identity"].isin(set(keep))]
     return AttackSplit(train["path"].tolist(), train["identity"].tolist(), test, protocol,
                        held["path"].tolist(), held["identity"].tolist(), train_manifest)
-
-
-# ------------------------------------------------------------------------------------------- the linear head
-
-
-@dataclass(frozen=True)
-class AdaptedHead:
-    """``x -> normalise(x @ weight + bias)``: de-identified embeddings mapped towards the originals'."""
-
-    weight: np.ndarray
-    bias: np.ndarray
-
-    def __call__(self, emb: np.ndarray) -> np.ndarray:
-        return l2_normalize(l2_normalize(emb) @ self.weight + self.bias)
-
-
-def fit_adapted_head(deidentified: np.ndarray, original: np.ndarray, ridge: float = 0.1) -> AdaptedHead:
-    """Least squares from (normalised) de-identified to original embeddings, rows paired by image, regularised
-    towards the identity map (``ridge`` times the number of pairs): with little data the head stays the plain
-    recogniser and only corrects what the pairs show consistently (a ridge towards zero would shrink every
-    embedding to the mean face and lose the identity it tries to recover)."""
-    x, y = l2_normalize(deidentified, np.float64), l2_normalize(original, np.float64)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{len(x)} de-identified but {len(y)} original embeddings")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"embedding sizes differ: {x.shape[1]} and {y.shape[1]}")
-    xm, ym = x.mean(0), y.mean(0)
-    xc, yc = x - xm, y - ym
-    reg = ridge * len(x) * np.eye(x.shape[1])
-    w = np.linalg.solve(xc.T @ xc + reg, xc.T @ yc + reg)
-    return AdaptedHead(w.astype(np.float32), (ym - xm @ w).astype(np.float32))
-
-
-def choose_ridge(deidentified: np.ndarray, original: np.ndarray, identities: Sequence[str],
-                 ridges: Sequence[float] = (0.01, 0.1, 1.0, 10.0), holdout: float = 0.25, seed: int = 0) -> float:
-    """The attacker's own model selection, on its training identities only: fit on ``1 - holdout`` of them and
-    keep the ridge whose head best identifies the held-out ones (de-identified probes against one original per
-    identity). For a split without held-out identities of its own (:func:`choose_ridge_heldout` otherwise)."""
-    ids = np.asarray(identities)
-    uniq = np.unique(ids)
-    rng = np.random.default_rng(seed)
-    held = set(rng.choice(uniq, size=max(2, int(len(uniq) * holdout)), replace=False))
-    test = np.array([i in held for i in ids])
-    gal, probes = heldout_gallery(ids[test].tolist())
-    if len(probes) == 0:
-        return float(ridges[len(ridges) // 2])
-    return choose_ridge_heldout(deidentified[~test], original[~test], deidentified[test], original[test],
-                                ids[test].tolist(), ridges)
-
-
-def choose_ridge_heldout(train_deidentified: np.ndarray, train_original: np.ndarray,
-                         heldout_deidentified: np.ndarray, heldout_original: np.ndarray,
-                         heldout_identities: Sequence[str],
-                         ridges: Sequence[float] = (0.01, 0.1, 1.0, 10.0)) -> float:
-    """The ridge whose head, fitted on the training pairs, best identifies the held-out identities (their
-    de-identified later images against their first original; :func:`heldout_gallery`); the middle ridge when no
-    held-out identity has two images."""
-    ids = np.asarray(heldout_identities)
-    gal, probes = heldout_gallery(ids.tolist())
-    if len(probes) == 0:
-        return float(ridges[len(ridges) // 2])
-    best, best_acc = float(ridges[0]), -1.0
-    for r in ridges:
-        head = fit_adapted_head(train_deidentified, train_original, r)
-        acc = heldout_rank1(head(heldout_deidentified[probes]), heldout_original[gal], ids[probes], ids[gal])
-        if acc > best_acc:
-            best, best_acc = float(r), acc
-    return best
 
 
 def _summary(protocol: pd.DataFrame, gallery: np.ndarray, probes: np.ndarray) -> dict[str, float]:
@@ -385,126 +323,6 @@ def adapted_frontier(records: list[dict], table: pd.DataFrame, families: dict | 
     out = pd.DataFrame(rows, columns=cols)
     return out.sort_values(["family", "recognizer", "attack", "ssim"], ascending=[True, True, True, False],
                            ignore_index=True)
-
-
-# ------------------------------------------------------------------------------------------- the reversal U-Net
-
-
-@dataclass(frozen=True)
-class ReversalConfig:
-    """The reversal network and its training: ``image_size`` is the side of the canonical crops it works on (112:
-    the judges' input size); ``quick`` is a CPU recipe; ``paper`` trains the full-size U-Net at 224 pixels (a GPU
-    job); ``tiny`` is for tests."""
-
-    image_size: int = 112
-    unet_width: int = 16
-    unet_depth: int = 3
-    epochs: int = 4
-    batch_size: int = 16
-    lr: float = 2e-3
-    seed: int = 0
-
-    @classmethod
-    def profile(cls, name: str = "quick", **overrides: object) -> ReversalConfig:
-        presets = {"tiny": dict(image_size=64, unet_width=4, unet_depth=2, epochs=1, batch_size=8),
-                   "quick": {},
-                   "paper": dict(image_size=224, unet_width=64, unet_depth=4, epochs=20, batch_size=32, lr=1e-4)}
-        if name not in presets:
-            raise ValueError(f"unknown reversal profile {name!r}; choose from {sorted(presets)}")
-        return cls(**{**presets[name], **overrides})
-
-
-def train_reversal(deidentifier, train_crops: np.ndarray, config: ReversalConfig | None = None,
-                   run_dir=None, progress: bool = True, outputs: np.ndarray | None = None):
-    """Train (or resume, or load when finished) the U-Net that maps ``deidentifier``'s outputs back to the
-    originals (``train_crops``, canonical crops of the attacker's training identities; ``outputs``: the
-    de-identifier's outputs on them when already computed). Returns the U-Net in eval mode."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    import torch
-
-    from deidkit.checkpoints import runs_dir
-    from deidkit.data.images import resize_crops
-    from deidkit.models.unet import UNet
-    from deidkit.train.loop import TrainingRun
-
-    config = config or ReversalConfig()
-    size = config.image_size
-    originals = resize_crops(train_crops, size)
-    outputs = resize_crops(deidentifier.deidentify(train_crops) if outputs is None else outputs, size)
-    if run_dir is None:  # one run per de-identifier, configuration and training data
-        digest = hashlib.sha256(json.dumps(config.__dict__, sort_keys=True).encode() + originals.tobytes()
-                                + outputs.tobytes()).hexdigest()[:12]
-        run_dir = runs_dir() / f"reversal-{deidentifier.name}-{digest}"
-    torch.manual_seed(config.seed)
-    unet = UNet(width=config.unet_width, depth=config.unet_depth, residual=True, out_activation="tanh")
-    opt = torch.optim.Adam(unet.parameters(), lr=config.lr)
-    run = TrainingRun(Path(run_dir), {"unet": unet}, {"adam": opt}, seed=config.seed, config=config.__dict__,
-                      show_progress=progress)
-    # the pair (de-identified input, original target) travels as one 6-channel image through the batcher
-    pairs = np.concatenate([outputs, originals], axis=3)
-
-    def make_loader(epoch: int):
-        return _PairBatches(pairs, config.batch_size, config.seed, epoch)
-
-    def step(batch, epoch: int, global_step: int) -> dict[str, float]:
-        x, y = batch
-        unet.train()
-        loss = (unet(x) - y).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"l1": float(loss.detach())}
-
-    run.fit(make_loader, step, config.epochs, desc=f"reversal of {deidentifier.name}")
-    return unet.eval()
-
-
-class _PairBatches:
-    """Shuffled (input, target) batches in [-1, 1] from (N, S, S, 6) uint8 pairs; the order depends on (seed, epoch)
-    and each pair is mirrored at random (the same way on both halves)."""
-
-    def __init__(self, pairs: np.ndarray, batch_size: int, seed: int, epoch: int) -> None:
-        import torch
-
-        self.pairs = torch.from_numpy(np.ascontiguousarray(pairs)).permute(0, 3, 1, 2)
-        self.batch_size = batch_size
-        self.order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-
-    def __len__(self) -> int:
-        return max(1, len(self.pairs) // self.batch_size)
-
-    def __iter__(self):
-        import torch
-
-        from deidkit.data.images import to_model_range
-
-        for b in range(len(self)):
-            x = self.pairs[self.order[b * self.batch_size:(b + 1) * self.batch_size]]
-            flip = torch.rand(len(x)) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            x = to_model_range(x)
-            yield x[:, :3], x[:, 3:]
-
-
-def reverse(unet, deidentified: np.ndarray, size: int, batch_size: int = 64) -> np.ndarray:
-    """The reversal network applied to de-identified canonical crops at its training ``size``, resized back."""
-    import torch
-
-    from deidkit.data.images import from_model_range, resize_crops, to_model_range
-
-    full = deidentified.shape[1]
-    first = next(unet.parameters())
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(deidentified), batch_size):
-            small = resize_crops(deidentified[s:s + batch_size], size)
-            x = to_model_range(torch.from_numpy(small).permute(0, 3, 1, 2)).to(first.device)
-            y = from_model_range(unet(x)).permute(0, 2, 3, 1).cpu().numpy()
-            out.append(resize_crops(y, full))
-    return np.concatenate(out)
 
 
 __all__ = ["ATTACKS", "ATTACK_ALIASES", "ATTACK_SPLIT", "DEFAULT_ATTACKS", "AdaptedHead", "AttackData", "AttackSplit",
