@@ -42,7 +42,7 @@ def cut(image: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 rows = [np.stack([cut(frame, d.box) for d in dets])]
-for name, sw in swappers.items():
+for sw in swappers.values():
     out = sw.process(frame).frame
     rows.append(np.stack([cut(out, d.box) for d in dets]))
 path = reports_dir() / "figures" / "video_1080p_faces.png"
