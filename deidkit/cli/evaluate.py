@@ -14,9 +14,18 @@ def _ci(interval: list[float] | None) -> str:
     return "" if not interval else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
+def load_methods(names: Iterable[str]) -> list:
+    """The de-identifiers named, in order; an unknown name is a user error (one line, exit status 2)."""
+    from deidkit.deidentifiers import load_deidentifier
+
+    try:
+        return [load_deidentifier(name) for name in names]
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+
+
 def frontier_command(args: argparse.Namespace) -> int:
     """Measure de-identifiers against the naive frontier; records go to reports/metrics/<name>.json."""
-    from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.frontier import measure_frontier
     from deidkit.eval.selection import SELECTION_PROTOCOL
     from deidkit.recognizers import get_recognizer
@@ -27,12 +36,7 @@ def frontier_command(args: argparse.Namespace) -> int:
         # what the judges read on the selection identities would steer the choice of models: they never see them
         raise ValueError(f"--protocol {SELECTION_PROTOCOL} is for the trained-against recogniser only; drop the "
                          f"judges {', '.join(judges)} (e.g. --recognizers mobilefacenet_ms1m), or use deidkit select")
-    methods = []
-    for name in args.methods:
-        try:
-            methods.append(load_deidentifier(name))
-        except KeyError as exc:
-            raise ValueError(str(exc.args[0])) from None
+    methods = load_methods(args.methods)
     recognizers = [get_recognizer(n) for n in args.recognizers]
     tables, records = measure_frontier(methods, recognizers, protocol_name=args.protocol, levels=args.levels,
                                        n_identities=args.identities,
@@ -95,7 +99,6 @@ def frontier_command(args: argparse.Namespace) -> int:
 
 def realism_command(args: argparse.Namespace) -> int:
     """Realism measures (sharpness, colour shift, two-sample probe) of de-identifiers and the naive families."""
-    from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.realism import measure_realism
     from deidkit.reports import record_metrics
 
@@ -104,12 +107,7 @@ def realism_command(args: argparse.Namespace) -> int:
         from deidkit.eval.frontier import NAIVE_FAMILIES
 
         names += ["original", *[n for members in NAIVE_FAMILIES.values() for n in members]]
-    methods = []
-    for name in dict.fromkeys(names):
-        try:
-            methods.append(load_deidentifier(name))
-        except KeyError as exc:
-            raise ValueError(str(exc.args[0])) from None
+    methods = load_methods(dict.fromkeys(names))
     records, _ = measure_realism(methods, protocol=args.protocol, levels=args.levels, n_identities=args.identities,
                                  train_images=args.train_images)
     path = record_metrics(records, args.name, args.out)
@@ -163,7 +161,6 @@ def realism_command(args: argparse.Namespace) -> int:
 def attack_command(args: argparse.Namespace) -> int:
     """The plain attacker and the trained ones (``--attacks``) against each de-identifier, the naive strengths
     among them with ``--naive``; records go to reports/metrics/<name>.json."""
-    from deidkit.deidentifiers import load_deidentifier
     from deidkit.eval.attack import ReversalConfig, attack_records, attack_split, attack_table
     from deidkit.eval.attack_finetune import FinetuneConfig
     from deidkit.recognizers import get_recognizer
@@ -180,12 +177,7 @@ def attack_command(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError("name at least one de-identifier (e.g. live fadenet blur_sigma8) or use --naive")
     attacks = list(dict.fromkeys(args.attacks + (["reversal"] if args.reversal else [])))
-    methods = []
-    for name in dict.fromkeys(names):
-        try:
-            methods.append(load_deidentifier(name))
-        except KeyError as exc:
-            raise ValueError(str(exc.args[0])) from None
+    methods = load_methods(dict.fromkeys(names))
     split = attack_split(args.protocol, train_manifest=args.split, max_images=args.train_images,
                          n_identities=args.identities)
     print(f"attacker split {args.split}: {len(split.train_paths)} training images "
