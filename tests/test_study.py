@@ -17,7 +17,7 @@ import pytest
 
 import deidkit.study as ds
 from deidkit.data.images import load_image
-from deidkit.study.responses import participant_file
+from deidkit.study.participants import participant_file
 
 
 def _lfw_images() -> Path:
@@ -446,7 +446,7 @@ def test_form_shows_each_stimulus_at_the_study_size(tmp_path: Path) -> None:
 
 
 def test_display_sizes_are_design_values() -> None:
-    from deidkit.study.form import FORM_MAX_PX, gallery_columns
+    from deidkit.study.trial_screen import FORM_MAX_PX, gallery_columns
 
     cfg = ds.StudyConfig.profile("quick", stimulus_px=320)
     d = cfg.design()

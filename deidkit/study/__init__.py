@@ -34,16 +34,14 @@ from deidkit.study.design import (
     make_stimuli,
     required_px,
 )
-from deidkit.study.form import StudyForm, query_parameter, running_in_voila, widget_html
+from deidkit.study.form import StudyForm
+from deidkit.study.participants import InvalidParticipantId, normalize_participant_id
+from deidkit.study.response_writer import ParticipantLocked, ResponseWriter
 from deidkit.study.responses import (
-    InvalidParticipantId,
-    ParticipantLocked,
     Problem,
     ResponseFileError,
     ResponseSet,
-    ResponseWriter,
     load_responses,
-    normalize_participant_id,
     read_participant_log,
 )
 from deidkit.study.simulate import (
@@ -54,6 +52,8 @@ from deidkit.study.simulate import (
     run_simulated_participant,
     simulate_participants,
 )
+from deidkit.study.static_html import widget_html
+from deidkit.study.voila_page import query_parameter, running_in_voila
 
 __all__ = [
     "ORIGINAL", "TASKS", "InvalidParticipantId", "ParticipantLocked", "Plan", "Problem", "ResponseFileError",

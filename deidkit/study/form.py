@@ -5,9 +5,8 @@ Screens are rebuilt per trial with fresh buttons, and a click is only accepted f
 on screen: a double click cannot answer the next trial by accident. Nothing advances until the answer is on
 disk; a failed write shows an error and leaves the trial on screen to be answered again.
 
-Faces are laid out at the study's display sizes (:class:`~deidkit.study.design.StudyDesign` ``stimulus_px``,
-``pair_px``, ``gallery_px``) with a fixed width that does not shrink with the window: a narrow window scrolls,
-so every participant sees the faces at the same size.
+The layout of a trial screen lives in :mod:`deidkit.study.trial_screen`, the static HTML behind
+:meth:`StudyForm.preview` and :meth:`StudyForm.snapshot_html` in :mod:`deidkit.study.static_html`.
 
 Programmatic driving (tests, simulated participants) uses the same callbacks as a mouse: set
 ``form.participant_box.value`` and ``form.consent_box.value``, then ``form.start_button.click()``,
@@ -16,9 +15,7 @@ Programmatic driving (tests, simulated participants) uses the same callbacks as 
 
 from __future__ import annotations
 
-import base64
 import html
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,32 +23,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from deidkit.study.design import Plan, Study, Trial
-from deidkit.study.responses import (
-    InvalidParticipantId,
-    ParticipantLocked,
-    ParticipantLog,
-    ResponseWriter,
-    normalize_participant_id,
-    now_utc,
-    read_participant_log,
-)
+from deidkit.study.participants import InvalidParticipantId, normalize_participant_id
+from deidkit.study.response_writer import ParticipantLocked, ResponseWriter, now_utc
+from deidkit.study.responses import ParticipantLog, read_participant_log
+from deidkit.study.static_html import widget_html
+from deidkit.study.trial_screen import FORM_MAX_PX, StimulusMedia, trial_widgets
 
-CHOICE_LABELS = {"real": "Real (unmodified)", "modified": "Modified",
-                 "1": "1 - different", "2": "2", "3": "3", "4": "4", "5": "5 - identical"}
 SCREENS = ("consent", "instructions", "trial", "finish")
-#: The form's largest width (CSS px): wide enough for the probe and a gallery of 3 candidates per row at the
-#: default sizes, narrow enough for a laptop screen.
-FORM_MAX_PX = 1200
-CELL_MARGIN_PX = 4
-
-
-def gallery_columns(n: int, probe_px: int, gallery_px: int) -> int:
-    """Columns of an identification gallery of ``n`` candidates: as few rows as fit beside the probe within
-    :data:`FORM_MAX_PX`, the candidates spread evenly over them (5 as 3 + 2 rather than 4 + 1)."""
-    cell = gallery_px + 4 * CELL_MARGIN_PX  # the candidate, its cell's margins, the image's own margins
-    fit = max(1, (FORM_MAX_PX - probe_px - 10 * CELL_MARGIN_PX) // cell)
-    rows = -(-n // fit)
-    return max(1, -(-n // rows))
 
 
 class StudyForm:
@@ -80,7 +58,7 @@ class StudyForm:
         self.choice_values: list[str] = []
         self._token = 0
         self._shown_at = 0.0
-        self._media_cache: dict[tuple[str, int], widgets.Widget] = {}
+        self._media = StimulusMedia(study)
         d = study.design
         self.title = widgets.HTML(f"<h2>{html.escape(d.name.replace('_', ' '))}</h2>")
         self.body = widgets.VBox()
@@ -195,71 +173,12 @@ class StudyForm:
                 return
         self._finish(None)
 
-    def _media(self, stimulus_id: str, width: int) -> widgets.Widget:
-        # One widget per stimulus and size, reused across trials (a screen shows each stimulus once).
-        key = (stimulus_id, width)
-        if key not in self._media_cache:
-            data = self.study.stimulus_bytes(stimulus_id)
-            suffix = self.study.stimulus_path(stimulus_id).suffix.lower().lstrip(".")
-            # A fixed CSS width: the widgets' style sheet caps images at their container's width
-            # (max-width: 100%), which a min-width overrides, so a face is never shown smaller than designed.
-            layout = widgets.Layout(width=f"{width}px", min_width=f"{width}px", height="auto", flex="0 0 auto",
-                                    margin=f"{CELL_MARGIN_PX}px")
-            if self.study.stimulus_kind(stimulus_id) == "video":
-                w = widgets.Video(value=data, format=suffix, width=width, autoplay=True, loop=True, controls=False,
-                                  layout=layout)
-            else:
-                w = widgets.Image(value=data, format="jpeg" if suffix == "jpg" else suffix, width=width, layout=layout)
-            self._media_cache[key] = w
-        return self._media_cache[key]
-
     def _close_screen(self, old: tuple[widgets.Widget, ...]) -> None:
         """Close the widgets of a screen that was replaced (not the reused media and the fixed parts), so a long
         session does not pile up widgets in the browser; a click on a closed button is dropped."""
-        keep = {id(w) for w in (*self._media_cache.values(), self.progress, self.progress_label, self.participant_box,
+        keep = {id(w) for w in (*self._media.all_widgets(), self.progress, self.progress_label, self.participant_box,
                                 self.consent_box, self.start_button, self.begin_button)}
         _close_tree(old, keep)
-
-    def _trial_widgets(self, trial: Trial, candidates: tuple[str, ...], on_click: Callable[[int], None] | None
-                       ) -> tuple[list[widgets.Widget], list[widgets.Button], list[str]]:
-        """The widgets of one trial screen (shared by the live form and :meth:`preview`), faces at the design's
-        sizes."""
-        px, gallery_px = self.study.design.display_px(trial)
-        buttons: list[widgets.Button] = []
-        values: list[str] = []
-
-        def button(label: str, value: str) -> widgets.Button:
-            b = widgets.Button(description=label,
-                               layout=widgets.Layout(width=f"{gallery_px}px" if candidates else "auto"))
-            idx = len(buttons)
-            if on_click is not None:
-                b.on_click(lambda _b: on_click(idx))
-            buttons.append(b)
-            values.append(value)
-            return b
-
-        if trial.task == "identification":
-            box = widgets.Layout(align_items="center", margin=f"{CELL_MARGIN_PX}px", flex="0 0 auto")
-            probe = widgets.VBox([widgets.HTML("<b>This person:</b>"), self._media(trial.stimuli[0], px)], layout=box)
-            cells = []
-            for i, sid in enumerate(candidates):
-                ident = str(self.study.stimuli.loc[sid, "identity"])
-                cells.append(widgets.VBox([self._media(sid, gallery_px), button(f"Person {chr(65 + i)}", ident)],
-                                          layout=box))
-            cols = gallery_columns(len(cells), px, gallery_px)
-            cell = gallery_px + 4 * CELL_MARGIN_PX
-            gallery = widgets.VBox([widgets.HTML("<b>Gallery:</b>"),
-                                    widgets.GridBox(cells, layout=widgets.Layout(
-                                        grid_template_columns=f"repeat({cols}, {cell}px)"))],
-                                   layout=widgets.Layout(flex="0 0 auto"))
-            content = [widgets.HBox([probe, gallery])]
-        elif trial.task == "similarity":
-            content = [widgets.HBox([self._media(s, px) for s in trial.stimuli]),
-                       widgets.HBox([button(CHOICE_LABELS.get(c, c), c) for c in trial.choices])]
-        else:
-            content = [self._media(trial.stimuli[0], px),
-                       widgets.HBox([button(CHOICE_LABELS.get(c, c), c) for c in trial.choices])]
-        return [widgets.HTML(f"<p style='font-size:1.15em'>{trial.prompt}</p>"), *content], buttons, values
 
     def _show_trial(self, pos: int) -> None:
         assert self.plan is not None
@@ -267,8 +186,8 @@ class StudyForm:
         trial = self.study.trial(tid)
         self._token += 1
         token = self._token
-        parts, self.choice_buttons, self.choice_values = self._trial_widgets(
-            trial, self.plan.candidates.get(tid, ()), lambda i: self._on_choice(token, i))
+        parts, self.choice_buttons, self.choice_values = trial_widgets(
+            self.study, self._media, trial, self.plan.candidates.get(tid, ()), lambda i: self._on_choice(token, i))
         k = len(self.answered) + 1
         self.progress.max, self.progress.value = self.n_trials, k - 1
         self.progress_label.value = f"Trial {k} of {self.n_trials}"
@@ -336,8 +255,8 @@ class StudyForm:
         if self.writer is not None:
             self.writer.close("form closed")
         _close_tree([self.root, self.participant_box, self.consent_box, self.start_button, self.begin_button,
-                     self.progress, self.progress_label, *self._media_cache.values()], set())
-        self._media_cache.clear()
+                     self.progress, self.progress_label, *self._media.all_widgets()], set())
+        self._media.clear()
 
     # ------------------------------------------------------------------------------------------ static views
     def snapshot_html(self) -> str:
@@ -348,7 +267,8 @@ class StudyForm:
         """Static HTML of one trial screen as a participant would see it, without starting a session."""
         plan = self.study.plan(participant)
         tid = trial_id or plan.order[0]
-        parts, _, _ = self._trial_widgets(self.study.trial(tid), plan.candidates.get(tid, ()), None)
+        candidates = plan.candidates.get(tid, ())
+        parts, _, _ = trial_widgets(self.study, self._media, self.study.trial(tid), candidates, None)
         n = len(plan.order)
         head = widgets.HBox([widgets.Label(f"Trial 1 of {n}"), widgets.IntProgress(min=0, max=n, value=0)])
         return widget_html(widgets.VBox([self.title, head, *parts]))
@@ -364,51 +284,3 @@ def _close_tree(roots: Any, keep: set[int]) -> None:
         stack.extend(getattr(w, "children", ()))
         stack.extend(x for x in (getattr(w, "layout", None), getattr(w, "style", None)) if x is not None)
         w.close()
-
-
-def running_in_voila() -> bool:
-    """True inside a Voilà kernel (Voilà sets ``SERVER_SOFTWARE=voila/<version>`` for the page's kernel)."""
-    return os.environ.get("SERVER_SOFTWARE", "").startswith("voila")
-
-
-def query_parameter(name: str, default: str = "") -> str:
-    """A parameter of the Voilà page's URL (``...?participant=p07``); ``default`` outside Voilà."""
-    from urllib.parse import parse_qs
-
-    values = parse_qs(os.environ.get("QUERY_STRING", "")).get(name)
-    return values[0] if values else default
-
-
-def widget_html(w: Any) -> str:
-    """A static HTML rendering of a widget tree (the subset the form uses)."""
-    if isinstance(w, (widgets.VBox, widgets.HBox, widgets.GridBox)):
-        inner = "".join(widget_html(c) for c in w.children)
-        if isinstance(w, widgets.GridBox):
-            return (f"<div style='display:grid;grid-template-columns:{w.layout.grid_template_columns};gap:4px'>"
-                    f"{inner}</div>")
-        direction = "column" if isinstance(w, widgets.VBox) else "row"
-        align = w.layout.align_items or "flex-start"
-        return f"<div style='display:flex;flex-direction:{direction};align-items:{align};gap:8px'>{inner}</div>"
-    if isinstance(w, widgets.HTML):
-        return f"<div>{w.value}</div>"
-    if isinstance(w, widgets.Label):
-        return f"<span>{html.escape(w.value)}</span>"
-    if isinstance(w, (widgets.Image, widgets.Video)):
-        b64 = base64.b64encode(bytes(w.value)).decode()
-        # The same fixed width as in the live form, so a static snapshot shows the faces at the study's size.
-        style = f" style='width:{w.layout.width};min-width:{w.layout.min_width};height:auto'" if w.layout.width else ""
-        if isinstance(w, widgets.Image):
-            return f"<img src='data:image/{w.format};base64,{b64}' width='{w.width}'{style}>"
-        return (f"<video src='data:video/{w.format};base64,{b64}' width='{w.width}'{style} autoplay loop muted>"
-                "</video>")
-    if isinstance(w, widgets.Button):
-        return f"<button disabled style='padding:4px 12px'>{html.escape(w.description)}</button>"
-    if isinstance(w, widgets.Text):
-        return (f"<label>{html.escape(w.description)} <input type='text' disabled value='{html.escape(w.value)}' "
-                f"placeholder='{html.escape(w.placeholder)}'></label>")
-    if isinstance(w, widgets.Checkbox):
-        checked = " checked" if w.value else ""
-        return f"<label><input type='checkbox' disabled{checked}> {html.escape(w.description)}</label>"
-    if isinstance(w, widgets.IntProgress):
-        return f"<progress value='{w.value}' max='{w.max}'></progress>"
-    raise TypeError(f"widget_html: no static rendering for {type(w).__name__}")

@@ -16,7 +16,7 @@ import pandas as pd
 
 from deidkit.study.design import Study, Trial
 from deidkit.study.form import StudyForm
-from deidkit.study.responses import LOCK_DIR, SIM_PREFIX
+from deidkit.study.participants import LOCK_DIR, SIM_PREFIX
 
 Accuracy = float | Mapping[str, float]
 
