@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from deidkit.configs import DetailConfig
-from deidkit.models.detail import DetailNet, PatchDiscriminator
-from deidkit.train.detail import centre_region, degrade, random_patches, train_detail
+from deidkit.models.detail import DetailNet, PatchDiscriminator, binomial3
+from deidkit.train.detail import centre_region, degrade, finest_grid, random_patches, train_detail
 
 
 def test_untrained_detail_net_is_a_bicubic_enlargement():
@@ -26,6 +26,22 @@ def test_untrained_detail_net_is_a_bicubic_enlargement():
     ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(-1, 1)
     assert torch.allclose(y, ref, atol=1e-6)
     assert PatchDiscriminator(8)(y).shape == (2, 1, 8, 8)
+
+
+def test_input_filter_removes_the_finest_grid_and_keeps_smooth_faces():
+    torch.manual_seed(0)
+    smooth = F.interpolate(torch.rand(2, 3, 4, 4) * 2 - 1, size=(32, 32), mode="bicubic", align_corners=False) * 0.5
+    grid = finest_grid(smooth, 0.2, torch.Generator().manual_seed(1))
+    assert grid.abs().max() <= 0.2 * 3 * 4  # three patterns, each at most its amplitude times its envelope's peak
+    assert grid.abs().mean() > 0.01 and torch.equal(finest_grid(smooth, 0.0), torch.zeros_like(smooth))
+    # the binomial filter has no response at the 2-pixel period: the grid is gone, the smooth face nearly kept
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))  # away from the reflected edges
+    assert (binomial3(smooth + grid) - binomial3(smooth))[inner].abs().max() < 0.1 * grid.abs().max()
+    assert (binomial3(smooth) - smooth)[inner].abs().max() < 0.05
+    # so a stage with the filter enlarges a face with a grid as it enlarges the face without one (untrained: bicubic)
+    net = DetailNet(8, 1, input_filter=True)
+    assert (net(smooth + grid) - net(smooth))[..., 4:-4, 4:-4].abs().max() < 0.1 * grid.abs().max()
+    assert (DetailNet(8, 1)(smooth + grid) - DetailNet(8, 1)(smooth)).abs().max() > 0.3 * grid.abs().max()
 
 
 def test_degrade_blurs_and_shrinks_and_patches_line_up():
@@ -50,7 +66,8 @@ def test_centre_region_is_what_the_live_generator_sees(crops_small):
 
 @pytest.fixture(scope="module")
 def tiny_detail_run(tmp_path_factory, crops_small):
-    cfg = DetailConfig.profile("tiny")
+    # the stripe remedies on: an input filter, feature-term shifts, grids added to the inputs
+    cfg = DetailConfig.profile("tiny", input_filter=True, feature_shift=2, input_grid=0.05)
     faces = np.stack([centre_region(c, cfg.crop_fraction, 2 * cfg.size) for c in crops_small[:16]])
     run = tmp_path_factory.mktemp("detail") / "detail-tiny"
     net, log = train_detail(cfg, run, faces, show_progress=False)
@@ -80,6 +97,7 @@ def test_shipped_detail_stage_loads_verified_and_doubles_the_output(tiny_detail_
     export_detail("live", net.state_dict(), json.loads((run / "config.json").read_text()), run.name, weights)
     deid = load_pretrained("live", weights_dir=weights)
     assert deid.detail is not None and deid.out_size == 2 * deid.size
+    assert deid.detail.input_filter  # the stage's options travel through the manifest
     raw, alpha = deid.deidentify_with_mask(crops_small[:2])
     assert raw.shape == crops_small[:2].shape and alpha.shape == (2, *crops_small.shape[1:3])
     # a corrupted detail file is refused, naming it

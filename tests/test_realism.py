@@ -14,6 +14,7 @@ from deidkit.eval.realism import (
     c2st_accuracy,
     colour_difference,
     crop_level,
+    grid_excess,
     inner_face_box,
     photo_face_box,
     sharpness,
@@ -37,6 +38,20 @@ def test_sharpness_and_colour_on_hand_made_cases(crops_small):
     lab[..., 1] += 6.0
     cast = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255 + 0.5, 0, 255).astype(np.uint8)
     assert 4.5 < colour_difference(face, cast) < 7.0
+
+
+def test_grid_excess_sees_stripes_not_blur(crops_small):
+    faces = np.stack([cv2.resize(c, (128, 128), interpolation=cv2.INTER_AREA) for c in crops_small[:16]])
+    assert grid_excess(faces, faces) == pytest.approx(0.0, abs=1e-6)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in faces])
+    assert grid_excess(faces, blurred) < 3.0  # fine detail lost everywhere alike: no grid
+    # vertical stripes of a 4-pixel period, 6 grey levels deep: the failure the measure is for
+    stripes = np.where((np.arange(128) // 2) % 2 == 0, 3.0, -3.0)[None, None, :, None]
+    striped = np.clip(faces + stripes, 0, 255).astype(np.uint8)
+    assert grid_excess(faces, striped) > 10.0
+    assert grid_excess(faces, striped, period=8) < 3.0  # only the grid's own period stands out
+    with pytest.raises(ValueError, match="square images of one size"):
+        grid_excess(faces, faces[:, :64])
 
 
 def test_photo_face_box_maps_the_canonical_box_back():

@@ -21,12 +21,22 @@ class DetailConfig:
     channels: int = 48
     blocks: int = 6
     upsample: str = "nearest"  # the network's feature enlargement (deidkit.models.detail.DetailNet)
+    input_filter: bool = False  # a binomial filter on the input first (DetailNet: no 4-pixel stripes)
     disc_channels: int = 32
     blur_max: float = 1.5
     # training on random square patches of this side of the real face (0: the whole face): a patch of 64
     # output pixels costs a quarter of the 128-pixel face and holds the same kinds of detail
     patch: int = 64
     feature_layers: tuple[str, ...] = ("conv1", "dw_conv", "stage1")
+    # the feature term compares output and original shifted together by a random 0..feature_shift pixels: a
+    # strided network's features are blind to some patterns at one alignment (a stage trained at one alignment
+    # drew vertical stripes of a 4-pixel period)
+    feature_shift: int = 0
+    # the live generator's faces carry a faint pattern at their finest period (alternate columns, rows, a
+    # checkerboard: a decoder's grid), which a stage trained on real faces alone enlarges into 4-pixel stripes. With
+    # input_grid > 0 every training input gets such patterns (smooth random envelopes, amplitudes up to this, in
+    # [-1, 1] units) while the target stays clean: the stage learns to drop them
+    input_grid: float = 0.0
     # adv 0.5 with the live generator's faces as unpaired inputs (teacher) drew stripes within 400 steps: those faces
     # have no sharp original to anchor their detail, and a stripe costs nothing in the low band
     weights: dict[str, float] = field(default_factory=lambda: {"l1": 0.1, "low": 1.0, "feat": 1.0, "adv": 0.1})

@@ -349,7 +349,7 @@ def with_detail_stage(deid: LiveDeidentifier, run_dir: str | os.PathLike, name: 
     if cfg.size not in (deid.size, deid.out_size):
         raise ValueError(f"{run_dir}: the detail stage enlarges {cfg.size}-px faces, {deid.name} draws "
                          f"{deid.size} (generator) and {deid.out_size} (output)")
-    net = DetailNet(cfg.channels, cfg.blocks, cfg.upsample)
+    net = DetailNet(cfg.channels, cfg.blocks, cfg.upsample, cfg.input_filter)
     net.load_state_dict(load_checkpoint(run_dir)["modules"]["detail"])
     net = net.to(deid.device).eval()
     # a stage at the generator's side replaces the model's stages; one at the output's side follows them
@@ -388,7 +388,7 @@ def load_detail(entry: dict[str, Any], weights_dir: str | os.PathLike | None = N
 
     state = verified_state(Path(weights_dir or WEIGHTS_DIR) / entry["file"], entry["sha256"])
     cfg = manifest_config(DetailConfig, entry["config"])
-    net = DetailNet(cfg.channels, cfg.blocks, cfg.upsample)
+    net = DetailNet(cfg.channels, cfg.blocks, cfg.upsample, cfg.input_filter)
     net.load_state_dict(state)
     return net
 

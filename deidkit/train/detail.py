@@ -102,6 +102,20 @@ def degrade(hr: torch.Tensor, size: int, blur_max: float, generator: torch.Gener
     return F.interpolate(x.reshape_as(hr), size=(size, size), mode="area")
 
 
+def finest_grid(x: torch.Tensor, amplitude: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Patterns at the finest period of ``x`` (N, C, H, W): alternate columns, alternate rows and a checkerboard,
+    each under a smooth random envelope (unit RMS) with a random amplitude in [0, ``amplitude``], the same in every
+    channel (what a decoder's grid looks like)."""
+    n, _, h, w = x.shape
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    signs = torch.stack([(-1.0) ** xx, (-1.0) ** yy, (-1.0) ** (xx + yy)]).to(x)  # (3, H, W)
+    env = torch.randn(n, 3, 4, 4, generator=generator).to(x)
+    env = F.interpolate(env, size=(h, w), mode="bicubic", align_corners=False)
+    env = env / env.pow(2).mean((2, 3), keepdim=True).sqrt().clamp_min(1e-6)
+    amp = (torch.rand(n, 3, 1, 1, generator=generator) * amplitude).to(x)
+    return (amp * env * signs).sum(1, keepdim=True).expand_as(x)
+
+
 def random_patches(images: torch.Tensor, side: int) -> torch.Tensor:
     """One random ``side`` x ``side`` patch of each image (at even offsets, so that the half-size input of a patch
     is a patch of the half-size image)."""
@@ -150,7 +164,7 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    G, D = DetailNet(cfg.channels, cfg.blocks, cfg.upsample).to(device), PatchDiscriminator(cfg.disc_channels).to(device)
+    G, D = DetailNet(cfg.channels, cfg.blocks, cfg.upsample, cfg.input_filter).to(device), PatchDiscriminator(cfg.disc_channels).to(device)
     if network is None:
         from deidkit.recognizers import get_recognizer
 
@@ -185,7 +199,8 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         if cfg.patch and cfg.patch < side:
             hr = random_patches(hr, cfg.patch)
         lr = degrade(hr, hr.shape[-1] // 2, cfg.blur_max)
-        out = G(lr)
+        # the input may carry a decoder's grid; the low-band term below still compares with the clean reduction
+        out = G(lr + finest_grid(lr, cfg.input_grid) if cfg.input_grid else lr)
         fakes = [out]
         if unpaired is not None:  # the teacher's faces of the same images, own random patches
             xu = unpaired[torch.from_numpy(idx)].to(device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
@@ -199,9 +214,13 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         d_loss.backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
+        out_f, hr_f = out, hr
+        if cfg.feature_shift:  # one random shift for the batch, the same for output and original
+            dy, dx = (int(v) for v in torch.randint(0, cfg.feature_shift + 1, (2,)))
+            out_f, hr_f = out.roll((dy, dx), (2, 3)), hr.roll((dy, dx), (2, 3))
         with torch.no_grad():
-            hr_feats = feats(hr)
-        total, terms = detail_generator_loss(out, hr, lr, D(out), feats(out), hr_feats, cfg.weights)
+            hr_feats = feats(hr_f)
+        total, terms = detail_generator_loss(out, hr, lr, D(out), feats(out_f), hr_feats, cfg.weights)
         if unpaired is not None:
             total_u, terms_u = detail_unpaired_loss(out_u, xu, D(out_u), cfg.weights)
             total, terms = total + total_u, {**terms, **terms_u}
