@@ -11,6 +11,9 @@ never the test protocol):
 
     python scripts/detail_stripes.py shipped detail-quick-shift ...   # records: reports/metrics/detail_stripes.json
 
+Also draws ``reports/figures/detail_stripes_faces.png``: five of these faces as each stage draws them, enlarged
+2.5 times (Lanczos), as a 1080p video shows a face of about 300 pixels; one row per run.
+
 ``shipped`` is the shipped live model's own stage, ``bicubic`` no stage (a bicubic enlargement); other names are detail runs in the cache (deidkit train detail).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import sys
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,14 +32,15 @@ from deidkit.deidentifiers import load_deidentifier
 from deidkit.deidentifiers.live import to_uint8, with_detail_stage
 from deidkit.eval.provenance import provenance
 from deidkit.eval.realism import grid_excess, inner_face_box, region_scores
-from deidkit.reports import merge_metrics
+from deidkit.plots import image_grid
+from deidkit.reports import merge_metrics, save_figure
 from deidkit.train.detail import centre_region
 
 torch.set_num_threads(1)
 runs = sys.argv[1:] or ["shipped"]
 table = load_manifest("lfw_select_160x8").groupby("identity", sort=True).head(1)
 crops = aligned_crops(table["path"].tolist(), 224)
-records = []
+records, rows = [], []
 for run in runs:
     deid = load_deidentifier("live")
     if run == "bicubic":  # no stage: the generator's face enlarged twice (bicubic), for reference
@@ -50,6 +55,7 @@ for run in runs:
         drawn = to_uint8(deid.detail(raw))
         real_t = torch.from_numpy(real).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         from_real = to_uint8(deid.detail(F.interpolate(real_t, size=deid.size, mode="area")))
+    rows.append([cv2.resize(f, (320, 320), interpolation=cv2.INTER_LANCZOS4) for f in drawn[:5]])
     out = deid.deidentify(crops)
     sharp, colour = region_scores(crops, out, [inner_face_box(crops.shape[1])] * len(crops))
     step = None if run in ("shipped", "bicubic") else int(load_checkpoint(runs_dir() / run)["global_step"])
@@ -60,3 +66,5 @@ for run in runs:
     records.append(rec)
     print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items() if k != "commit"})
 merge_metrics(records, "detail_stripes", key=("run", "step"))
+fig = image_grid([np.stack(r) for r in rows], row_titles=runs, size=3.0)
+save_figure(fig, "detail_stripes_faces")

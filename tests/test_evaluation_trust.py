@@ -50,6 +50,16 @@ def test_a_training_manifest_with_a_test_identity_is_refused(tmp_path, monkeypat
         lfw.load_manifest("lfw_train_pool")
 
 
+def test_the_live_lambda_calibration_refuses_a_test_manifest():
+    from deidkit.configs import LiveConfig
+    from deidkit.train.live import lambda_break_even
+
+    cfg = LiveConfig.profile("tiny")
+    cfg.manifest = "lfw_57x8"
+    with pytest.raises(ValueError, match="lambda calibration manifest lfw_57x8"):
+        lambda_break_even(cfg, features=object())
+
+
 def _pack(path, names: list[str], size: int = 16) -> None:
     """A crop pack written by hand (the format of deidkit.data.packs): grey squares under the given paths."""
     blobs = [cv2.imencode(".jpg", np.full((size, size, 3), 100 + i, np.uint8))[1].tobytes()

@@ -141,23 +141,27 @@ def power_spectrum(images: np.ndarray) -> np.ndarray:
 
 def grid_excess(real: np.ndarray, fake: np.ndarray, period: int = 4) -> float:
     """How strongly ``fake`` draws a grid of ``period`` pixels that ``real`` (faces at the same geometry) does not
-    hold, in dB: the largest excess of fake's power over real's at the grid's frequencies (1/``period`` cycles a
-    pixel across, down and diagonally) minus the median excess over the fine band (at least 1/8 cycles a pixel).
-    0: no grid beyond the general change at fine scales (a blur lowers every frequency alike); 10: the grid holds
-    ten times the power the rest of the change would give it. Stripes and cross-hatch that the sharpness ratio
-    counts as detail show here."""
+    hold, in dB. The excess of fake's power over real's, ``10 log10(P_fake / P_real)``, is read at the grid's
+    frequencies (1/``period`` cycles a pixel across, down and along both diagonals): the excess of the line (its
+    power over the bins within 1.5 of the grid frequency: a grid under a varying strength spreads a little) against
+    the median excess of a ring around it (4 to 8 bins away). The score is the largest over the four directions.
+    0: no spectral line (a blur or a general sharpening changes neighbouring frequencies alike); 6: the line holds
+    four times the power its surroundings would give it. Stripes and cross-hatch, which the sharpness ratio counts
+    as detail, show here."""
     real, fake = np.asarray(real), np.asarray(fake)
-    if real.shape[1:] != fake.shape[1:] or real.shape[1] != real.shape[2]:
-        raise ValueError(f"real {real.shape} and fake {fake.shape} must be square images of one size")
+    if real.shape[1:] != fake.shape[1:] or real.shape[1] != real.shape[2] or real.shape[1] < 32:
+        raise ValueError(f"real {real.shape} and fake {fake.shape} must be square images of one size (>= 32 px)")
     excess = 10.0 * np.log10((power_spectrum(fake) + 1e-12) / (power_spectrum(real) + 1e-12))
-    side = real.shape[1]
-    f = np.fft.fftshift(np.fft.fftfreq(side))
-    fy, fx = np.meshgrid(f, f, indexing="ij")
-    fine = np.hypot(fy, fx) >= 0.125
-    c, k = side // 2, int(round(side / period))
-    at = [excess[c, c + k], excess[c, c - k], excess[c + k, c], excess[c - k, c], excess[c + k, c + k],
-          excess[c - k, c + k]]
-    return float(max(at) - np.median(excess[fine]))
+    c, k, r = real.shape[1] // 2, int(round(real.shape[1] / period)), 8
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    dist = np.hypot(dy, dx)
+    padded = np.pad(excess, r, mode="wrap")  # the spectrum is periodic: the ring may cross its edge
+    scores = []
+    for y, x in ((c, c + k), (c + k, c), (c + k, c + k), (c - k, c + k)):  # the other four mirror these
+        window = padded[y:y + 2 * r + 1, x:x + 2 * r + 1]
+        line = 10.0 * np.log10(np.mean(10.0 ** (window[dist <= 1.5] / 10.0)))
+        scores.append(line - np.median(window[(dist >= 4) & (dist <= r)]))
+    return float(max(scores))
 
 
 # --------------------------------------------------------------------------------------- two-sample classifier

@@ -117,10 +117,11 @@ def lambda_break_even(cfg: LiveConfig, features: RecognizerFeatures | None = Non
     ``break_even`` is the lambda at which a change of identity pays for itself inside the perceptual group; the
     paper's lambda does not transfer to another recogniser, this ratio does.
     """
-    from deidkit.data.lfw import aligned_crops, load_manifest
+    from deidkit.data.lfw import aligned_crops, assert_no_test_identities, load_manifest
 
     features = features or build_features(cfg)
     m = load_manifest(cfg.manifest)
+    assert_no_test_identities(m["identity"], f"lambda calibration manifest {cfg.manifest}")
     counts = m.groupby("identity")["path"].transform("size")
     multi = m[counts >= 2].sort_values("path")
     idents = sorted(multi["identity"].unique())
