@@ -44,6 +44,13 @@ def test_input_filter_removes_the_finest_grid_and_keeps_smooth_faces():
     assert (DetailNet(8, 1)(smooth + grid) - DetailNet(8, 1)(smooth)).abs().max() > 0.3 * grid.abs().max()
 
 
+def test_the_smooth_profile_is_quick_with_the_stripe_remedies():
+    quick, smooth = DetailConfig.profile("quick"), DetailConfig.profile("smooth")
+    assert smooth.input_filter and smooth.feature_shift == 3 and not quick.input_filter and not quick.feature_shift
+    differ = {k for k in vars(quick) if getattr(quick, k) != getattr(smooth, k)}
+    assert differ == {"profile_name", "input_filter", "feature_shift"}
+
+
 def test_degrade_blurs_and_shrinks_and_patches_line_up():
     torch.manual_seed(0)
     hr = torch.rand(3, 3, 64, 64) * 2 - 1

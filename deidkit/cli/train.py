@@ -283,7 +283,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train (resume, or load when finished) a model of a profile")
     p.add_argument("model", choices=["critic", "fadenet", "live", "detail"],
-                   help="detail: the live model's 2x detail stage (profiles tiny, quick, gpu)")
+                   help="detail: the live model's 2x detail stage (profiles tiny, quick, smooth, gpu)")
     p.add_argument("--profile", default="quick", choices=training_profiles())
     p.add_argument("--overrides", nargs="*", default=None, help="config fields as key=value (JSON values)")
     p.add_argument("--run-dir", default=None, help="run folder (default: the profile's under $DEIDKIT_CACHE/runs)")
