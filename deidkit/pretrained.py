@@ -42,7 +42,7 @@ def load_pretrained(name: str, device: str = "cpu", weights_dir: str | os.PathLi
     entry, state = load_state(name, weights_dir)
     kind = entry["kind"]
     if kind == "live":
-        from deidkit.deidentifiers.live import live_from_manifest
+        from deidkit.deidentifiers.live_names import live_from_manifest
 
         return live_from_manifest(name, entry, state, device, weights_dir)
     if kind == "fadenet":

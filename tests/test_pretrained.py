@@ -152,7 +152,7 @@ def test_retrained_name_points_at_the_exported_snapshot(tmp_path):
     # lock and strength together, in the order the live loader parses (it loads the retrained snapshot by name)
     P.set_inference_options("live", {"landmark_lock": 0.6, "strength": 0.9}, tmp_path)
     assert P.retrained_name("live", tmp_path) == "live-finetune+lock0.6_s0.9"
-    from deidkit.deidentifiers.live import LIVE_RUN_NAME
+    from deidkit.deidentifiers.live_names import LIVE_RUN_NAME
 
     assert LIVE_RUN_NAME.fullmatch("live-finetune+lock0.6_s0.9").groups() == ("live-finetune", None, "0.6", "0.9")
     P.set_inference_options("live", {}, tmp_path)

@@ -37,7 +37,7 @@ def _kit_loader(prefix: str) -> Callable[[str, str], Deidentifier]:
         from deidkit.deidentifiers.fadenet import load_fadenet_deidentifier
 
         return load_fadenet_deidentifier
-    from deidkit.deidentifiers.live import live_deidentifier_by_name
+    from deidkit.deidentifiers.live_names import live_deidentifier_by_name
 
     return live_deidentifier_by_name
 

@@ -186,7 +186,7 @@ def resolve_deidentifier(name: str, run_dir: str | None = None, device: str = "c
     trained in the cache, or in ``run_dir``), ``fadenet_<profile>`` or any baseline name of
     :func:`deidkit.baselines.get_deidentifier`. An unknown name raises ``ValueError`` (one line on the CLI)."""
     if name.startswith("live") and run_dir is not None:
-        from deidkit.deidentifiers.live import live_deidentifier_by_name
+        from deidkit.deidentifiers.live_names import live_deidentifier_by_name
 
         return live_deidentifier_by_name(name, run_dir=run_dir, device=device)
     from deidkit.deidentifiers import load_deidentifier

@@ -60,13 +60,13 @@ from deidkit.deidentifiers.live import (
     build_generator,
     center_grid,
     default_run_dir,
-    live_deidentifier_by_name,
     load_live_deidentifier,
     network_to_arcface,
     network_to_canonical,
     to_tensor,
     to_uint8,
 )
+from deidkit.deidentifiers.live_names import live_deidentifier_by_name
 from deidkit.losses.live import (
     blend,
     generator_loss,
@@ -371,7 +371,7 @@ def _save_atomic(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-# Inference and configuration live in deidkit.deidentifiers.live and deidkit.configs; their names stay importable
+# Inference and configuration live in deidkit.deidentifiers.live(_names) and deidkit.configs; their names stay importable
 # from here for notebooks and scripts written against earlier versions.
 __all__ = ["LAMBDA_SHAPE", "PAPER_LAMBDA_STEPS", "PROFILES", "STAGES_DIR", "IndexBatches", "LiveConfig",
            "LiveDeidentifier", "LiveTrainer", "build_discriminator", "build_features", "build_generator",
