@@ -28,14 +28,14 @@ class DetailConfig:
     # output pixels costs a quarter of the 128-pixel face and holds the same kinds of detail
     patch: int = 64
     feature_layers: tuple[str, ...] = ("conv1", "dw_conv", "stage1")
-    # the feature term compares output and original shifted together by a random 0..feature_shift pixels: a
-    # strided network's features are blind to some patterns at one alignment (a stage trained at one alignment
-    # drew vertical stripes of a 4-pixel period)
+    # the feature term compares output and original shifted together by a random 0..feature_shift pixels, so that
+    # no pattern hides at one alignment of the strided feature network (alone it left the 4-pixel stripes as they
+    # were: they come from the generator's faces, see input_filter)
     feature_shift: int = 0
-    # the live generator's faces carry a faint pattern at their finest period (alternate columns, rows, a
-    # checkerboard: a decoder's grid), which a stage trained on real faces alone enlarges into 4-pixel stripes. With
-    # input_grid > 0 every training input gets such patterns (smooth random envelopes, amplitudes up to this, in
-    # [-1, 1] units) while the target stays clean: the stage learns to drop them
+    # the live generator's faces carry a faint pattern at their finest period (alternate columns), which a stage
+    # trained on real faces alone enlarges into 4-pixel stripes. With input_grid > 0 every training input gets such
+    # patterns (smooth random envelopes, amplitudes up to this, in [-1, 1] units) while the target stays clean; tried
+    # at 0.03, it removed the stripes but drew a diagonal line instead (input_filter removes both)
     input_grid: float = 0.0
     # adv 0.5 with the live generator's faces as unpaired inputs (teacher) drew stripes within 400 steps: those faces
     # have no sharp original to anchor their detail, and a stripe costs nothing in the low band
@@ -59,18 +59,18 @@ class DetailConfig:
 
     @classmethod
     def profile(cls, name: str, **overrides: Any) -> DetailConfig:
+        quick = dict(channels=32, blocks=4, feature_layers=("conv1", "dw_conv"), max_images=3000, epochs=4,
+                     epoch_steps=200, blur_max=3.0)
         presets: dict[str, dict[str, Any]] = {
             "tiny": dict(channels=8, blocks=1, disc_channels=8, max_images=16, batch_size=4, epochs=2, patch=32,
                          epoch_steps=2),
             # 2 CPU cores: about 0.5 s a step
-            "quick": dict(channels=32, blocks=4, feature_layers=("conv1", "dw_conv"), max_images=3000, epochs=4,
-                          epoch_steps=200, blur_max=3.0),
+            "quick": quick,
             # quick without its 4-pixel stripes (faces shown large, HD video): the input filtered first and the
             # feature term read at random shifts; on the selection faces the stripes' spectral line falls from
             # 9.6 to 1.3 dB and the sharpness ratio from 0.49 to 0.46 (the whole difference lies in the stripes'
             # band), about 8 CPU minutes; use it as live+detail-smooth
-            "smooth": dict(channels=32, blocks=4, feature_layers=("conv1", "dw_conv"), max_images=3000, epochs=4,
-                           epoch_steps=200, blur_max=3.0, input_filter=True, feature_shift=3),
+            "smooth": dict(quick, input_filter=True, feature_shift=3),
             "gpu": dict(channels=64, blocks=12, disc_channels=64, batch_size=64, epochs=40, epoch_steps=250),
         }
         if name not in presets:

@@ -164,7 +164,8 @@ def train_detail(cfg: DetailConfig, run_dir: str | os.PathLike | None = None, im
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    G, D = DetailNet(cfg.channels, cfg.blocks, cfg.upsample, cfg.input_filter).to(device), PatchDiscriminator(cfg.disc_channels).to(device)
+    G = DetailNet(cfg.channels, cfg.blocks, cfg.upsample, cfg.input_filter).to(device)
+    D = PatchDiscriminator(cfg.disc_channels).to(device)
     if network is None:
         from deidkit.recognizers import get_recognizer
 
